@@ -1,0 +1,1 @@
+"""Deployment pipeline for a Compose + PostgreSQL service."""

@@ -1,0 +1,90 @@
+"""`python -m deploy migrate|migrate-status|check-tables` — the runner without Invoke.
+
+For container entrypoints: imports only what the command needs (no Invoke, no Fabric),
+so a no-op `migrate` at start-up costs little more than one connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from deploy.errors import DeployError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    migrate = sub.add_parser("migrate", help="apply pending SQL migrations, exactly once each")
+    migrate.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                         help="retry the connection for up to SECONDS (default 0)")
+    migrate.add_argument("--lock-timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="give up waiting for another runner's lock after SECONDS (60)")
+    migrate.add_argument("--dry-run", action="store_true", help="print the plan, apply nothing")
+    migrate.add_argument("--accept-drift", action="store_true",
+                         help="record changed checksums and apply out-of-order files")
+
+    status = sub.add_parser("migrate-status", help="every file: applied/pending/changed/missing")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+
+    tables = sub.add_parser("check-tables", help="tables by literal prefix / expected tables")
+    tables.add_argument("--prefix", default=None, help="literal name prefix, e.g. ai_")
+    tables.add_argument("--schema", default="public", help="schema to inspect (public)")
+    tables.add_argument("--expected", action="store_true",
+                        help="compare the tables the migrations create with the database")
+    tables.add_argument("--json", action="store_true", help="machine-readable output")
+    tables.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from deploy.settings import load_settings
+
+    settings = load_settings()
+    if args.command == "migrate":
+        from deploy.runner import migrate
+
+        migrate(settings, wait=args.wait, lock_timeout=args.lock_timeout,
+                dry_run=args.dry_run, accept_drift=args.accept_drift)
+        return 0
+    if args.command == "migrate-status":
+        from deploy.runner import format_status, status
+
+        rows, plan = status(settings, wait=args.wait)
+        if args.json:
+            print(json.dumps({"migrations": rows, "drift": plan.drift}, indent=2))
+        else:
+            print("\n".join(format_status(rows)))
+        if plan.drift:
+            from deploy.runner import drift_error
+
+            raise drift_error(plan)
+        return 0
+    from deploy.checks import check_tables, format_report
+
+    report = check_tables(settings.database_url, settings.migrations_dir, prefix=args.prefix,
+                          schema=args.schema, expected=args.expected, wait=args.wait)
+    lines, failure = format_report(report)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else "\n".join(lines))
+    if failure:
+        raise failure
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except DeployError as exc:
+        sys.stdout.flush()
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

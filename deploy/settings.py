@@ -1,0 +1,212 @@
+"""Frozen settings read from the environment and an env file (python-dotenv).
+
+The process environment wins over the file. Every validation error names the setting
+and where its value came from, so the user knows which line to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from deploy.errors import ConfigError
+
+DEPLOY_ENVS = ("development", "staging", "production")
+# A table name, optionally schema-qualified; both parts are interpolated as identifiers.
+_TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
+_PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+HINT = "set it in .env or the environment (see .env.example)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    migrations_dir: Path
+    migration_table: str
+    deploy_env: str
+    env_file: Path | None
+    compose_file: Path
+    project_name: str
+    compose_cmd: str | None
+    health_timeout: float
+    backup_dir: Path
+    values: Mapping[str, str]  # the merged raw values, for modules with their own settings
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.database_url)
+
+    @property
+    def password(self) -> str | None:
+        return urlsplit(self.database_url).password
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a postgresql:// URL with ***; anything unparsable is hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{quote(unquote(user), safe='')}:***@{netloc[1]}"))
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove every secret (and its URL-encoded form) from text that may reach output."""
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "***")
+    return text
+
+
+class _Source:
+    """Looks up a setting and remembers where it came from, for error messages."""
+
+    def __init__(self, environ: Mapping[str, str], file_values: Mapping[str, str | None],
+                 env_file: Path | None):
+        self.environ = environ
+        self.file_values = {k: v for k, v in file_values.items() if v is not None}
+        self.env_file = env_file
+
+    def get(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None:
+            value = self.file_values.get(name)
+        return value if value not in (None, "") else None
+
+    def where(self, name: str) -> str:
+        if name in self.environ:
+            return "set in the environment"
+        if name in self.file_values:
+            return f"set in {self.env_file}"
+        return HINT
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{name}: {problem} ({self.where(name)})")
+
+    def merged(self) -> dict[str, str]:
+        return {**self.file_values, **{k: v for k, v in self.environ.items()}}
+
+
+def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | None,
+                   cwd: Path) -> tuple[Path | None, dict[str, str | None]]:
+    # Imported here: python -m deploy's no-op path should pay only for what it uses.
+    from dotenv import dotenv_values
+
+    explicit = env_file if env_file is not None else environ.get("ENV_FILE") or None
+    path = Path(explicit) if explicit else Path(".env")
+    if not path.is_absolute():
+        path = cwd / path
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"ENV_FILE: {explicit} does not exist")
+        return None, {}
+    if not path.is_file():
+        raise ConfigError(f"ENV_FILE: {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"ENV_FILE: {path} is not valid UTF-8 ({exc.reason})") from None
+    import io
+
+    return path, dotenv_values(stream=io.StringIO(text), interpolate=True)
+
+
+def _database_url(src: _Source) -> str:
+    url = src.get("DATABASE_URL")
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise src.error("DATABASE_URL", f"not a valid URL ({redact(str(exc), url)})") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise src.error(
+                "DATABASE_URL",
+                f"scheme must be postgresql:// (got {parts.scheme + '://' if parts.scheme else 'none'})",
+            )
+        if not parts.hostname and "host=" not in parts.query:
+            raise src.error("DATABASE_URL", f"no host in {redact_url(url)}")
+        return url
+    names = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+    if not any(src.get(n) for n in names):
+        raise ConfigError(
+            f"DATABASE_URL: missing; {HINT}, or set POSTGRES_HOST/POSTGRES_PORT/POSTGRES_USER/"
+            "POSTGRES_PASSWORD/POSTGRES_DB"
+        )
+    host = src.get("POSTGRES_HOST") or "localhost"
+    port = src.get("POSTGRES_PORT") or "5432"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise src.error("POSTGRES_PORT", f"{port!r} is not a port number (1-65535)")
+    user = src.get("POSTGRES_USER") or "postgres"
+    db = src.get("POSTGRES_DB") or user
+    password = src.get("POSTGRES_PASSWORD")
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    host_part = f"[{host}]" if ":" in host else host
+    return f"postgresql://{auth}@{host_part}:{port}/{quote(db, safe='')}"
+
+
+def _positive_float(src: _Source, name: str, default: float) -> float:
+    raw = src.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise src.error(name, f"{raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise src.error(name, f"must be greater than 0 (got {raw})")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  env_file: str | os.PathLike | None = None,
+                  cwd: str | os.PathLike | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    environ = os.environ if environ is None else environ
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    path, file_values = _read_env_file(environ, env_file, base)
+    src = _Source(environ, file_values, path)
+
+    def resolve(p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else base / q
+
+    table = src.get("MIGRATION_TABLE") or "migration_history"
+    if not _TABLE_RE.match(table):
+        raise src.error(
+            "MIGRATION_TABLE",
+            f"{table!r} is not a valid table name (lower-case letters, digits, _; "
+            "optionally schema.table)",
+        )
+    deploy_env = src.get("DEPLOY_ENV") or "development"
+    if deploy_env not in DEPLOY_ENVS:
+        raise src.error("DEPLOY_ENV", f"{deploy_env!r} is not one of {', '.join(DEPLOY_ENVS)}")
+    project = src.get("COMPOSE_PROJECT_NAME") or "app"
+    if not _PROJECT_RE.match(project):
+        raise src.error(
+            "COMPOSE_PROJECT_NAME",
+            f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
+            "'-' and '_', starting with a letter or digit)",
+        )
+    return Settings(
+        database_url=_database_url(src),
+        migrations_dir=resolve(src.get("MIGRATIONS_DIR") or "migrations"),
+        migration_table=table,
+        deploy_env=deploy_env,
+        env_file=path,
+        compose_file=resolve(src.get("COMPOSE_FILE") or "deploy/stack/docker-compose.yml"),
+        project_name=project,
+        compose_cmd=src.get("COMPOSE_CMD"),
+        health_timeout=_positive_float(src, "HEALTH_TIMEOUT", 120.0),
+        backup_dir=resolve(src.get("BACKUP_DIR") or "backups"),
+        values=src.merged(),
+    )

@@ -1,0 +1,113 @@
+"""Settings: environment over file, defaults, and every bad value named in its message."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.errors import ConfigError
+from deploy.settings import load_settings, redact, redact_url
+
+
+def load(tmp_path, env: dict, file_text: str | None = None):
+    if file_text is not None:
+        (tmp_path / ".env").write_text(file_text)
+    return load_settings(environ=env, cwd=tmp_path)
+
+
+def error_of(tmp_path, env: dict, file_text: str | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, env, file_text)
+    assert info.value.exit_code == 2
+    return str(info.value)
+
+
+def test_defaults_are_safe_and_paths_resolve_against_the_project(tmp_path):
+    s = load(tmp_path, {"DATABASE_URL": "postgresql://u@db/app"})
+    assert s.migrations_dir == tmp_path / "migrations"
+    assert s.migration_table == "migration_history"
+    assert s.deploy_env == "development"
+    assert s.project_name == "app"
+    assert s.health_timeout == 120.0
+    assert s.backup_dir == tmp_path / "backups"
+    assert s.env_file is None
+
+
+def test_the_process_environment_wins_over_the_env_file(tmp_path):
+    s = load(tmp_path, {"DEPLOY_ENV": "staging"},
+             "DATABASE_URL=postgresql://u@db/app\nDEPLOY_ENV=production\n")
+    assert s.deploy_env == "staging"
+    assert s.database_url == "postgresql://u@db/app"
+    assert s.env_file == tmp_path / ".env"
+
+
+def test_env_file_names_another_file(tmp_path):
+    (tmp_path / "ci.env").write_text("DATABASE_URL=postgresql://ci@db/ci\n")
+    s = load_settings(environ={"ENV_FILE": "ci.env"}, cwd=tmp_path)
+    assert s.database_url == "postgresql://ci@db/ci"
+
+
+def test_postgres_parts_build_the_url_and_quote_the_password(tmp_path):
+    s = load(tmp_path, {"POSTGRES_HOST": "db", "POSTGRES_PORT": "6543", "POSTGRES_USER": "app",
+                        "POSTGRES_PASSWORD": "p@ss:w/rd", "POSTGRES_DB": "grants"})
+    assert s.database_url == "postgresql://app:p%40ss%3Aw%2Frd@db:6543/grants"
+    assert s.password == "p%40ss%3Aw%2Frd"
+    assert s.redacted_url == "postgresql://app:***@db:6543/grants"
+
+
+def test_redaction_hides_passwords_in_urls_and_free_text():
+    assert redact_url("postgresql://u:secret@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redact_url("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert redact("failed for p@ss and p%40ss", "p@ss") == "failed for *** and ***"
+
+
+BAD = [
+    ({}, None, "DATABASE_URL: missing; set it in .env or the environment (see .env.example)"),
+    ({"DATABASE_URL": "mysql://u@h/d"}, None,
+     "DATABASE_URL: scheme must be postgresql:// (got mysql://) (set in the environment)"),
+    ({"DATABASE_URL": "localhost:5432"}, None,
+     "DATABASE_URL: scheme must be postgresql:// (got localhost://) (set in the environment)"),
+    ({"DATABASE_URL": "postgresql://u:pw@h:port/d"}, None,
+     "DATABASE_URL: not a valid URL ("),
+    ({"DATABASE_URL": "postgresql:///d"}, None,
+     "DATABASE_URL: no host in postgresql:///d (set in the environment)"),
+    ({}, "DATABASE_URL=ftp://x/y\n",
+     "DATABASE_URL: scheme must be postgresql:// (got ftp://) (set in {env})"),
+    ({"POSTGRES_HOST": "db", "POSTGRES_PORT": "54x2"}, None,
+     "POSTGRES_PORT: '54x2' is not a port number (1-65535) (set in the environment)"),
+    ({"POSTGRES_HOST": "db", "POSTGRES_PORT": "70000"}, None,
+     "POSTGRES_PORT: '70000' is not a port number (1-65535) (set in the environment)"),
+    ({"DATABASE_URL": "postgresql://h/d", "DEPLOY_ENV": "prod"}, None,
+     "DEPLOY_ENV: 'prod' is not one of development, staging, production (set in the environment)"),
+    ({"DATABASE_URL": "postgresql://h/d"}, "DEPLOY_ENV=live\n",
+     "DEPLOY_ENV: 'live' is not one of development, staging, production (set in {env})"),
+    ({"DATABASE_URL": "postgresql://h/d", "MIGRATION_TABLE": "history; drop table x"}, None,
+     "MIGRATION_TABLE: 'history; drop table x' is not a valid table name"),
+    ({"DATABASE_URL": "postgresql://h/d", "MIGRATION_TABLE": "Mixed"}, None,
+     "MIGRATION_TABLE: 'Mixed' is not a valid table name"),
+    ({"DATABASE_URL": "postgresql://h/d", "COMPOSE_PROJECT_NAME": "My App"}, None,
+     "COMPOSE_PROJECT_NAME: 'My App' is not a valid Compose project name"),
+    ({"DATABASE_URL": "postgresql://h/d", "HEALTH_TIMEOUT": "soon"}, None,
+     "HEALTH_TIMEOUT: 'soon' is not a number of seconds (set in the environment)"),
+    ({"DATABASE_URL": "postgresql://h/d", "HEALTH_TIMEOUT": "-5"}, None,
+     "HEALTH_TIMEOUT: must be greater than 0 (got -5) (set in the environment)"),
+    ({"DATABASE_URL": "postgresql://h/d", "ENV_FILE": "nope.env"}, None,
+     "ENV_FILE: nope.env does not exist"),
+]
+
+
+@pytest.mark.parametrize(("env", "file_text", "expected"), BAD,
+                         ids=[b[2].split(":")[0] + str(i) for i, b in enumerate(BAD)])
+def test_a_bad_setting_is_named_with_where_it_was_set(tmp_path, env, file_text, expected):
+    message = error_of(tmp_path, env, file_text)
+    assert message.startswith(expected.replace("{env}", str(tmp_path / ".env")))
+
+
+def test_an_env_file_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / ".env").write_bytes(b"DATABASE_URL=postgresql://h/\xff\n")
+    message = error_of(tmp_path, {})
+    assert message.startswith(f"ENV_FILE: {tmp_path / '.env'} is not valid UTF-8")
+
+
+def test_a_bad_url_never_echoes_its_password(tmp_path):
+    message = error_of(tmp_path, {"DATABASE_URL": "postgresql://u:hunter2@h:port/d"})
+    assert "hunter2" not in message
