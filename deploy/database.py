@@ -128,7 +128,8 @@ def advisory_lock(url: str, table: str, *, timeout: float,
     conn = connect(url, application_name=f"deploy migrate lock {applied_by()} pid {os.getpid()}")
     try:
         deadline = clock() + timeout
-        while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, key)).fetchone()[0]:
+        try_lock = "SELECT pg_try_advisory_lock(%s, %s)"
+        while not conn.execute(try_lock, (LOCK_CLASS, key)).fetchone()[0]:
             if clock() >= deadline:
                 holder = lock_holder(conn, key)
                 who = str(holder) if holder else "a session that has since let go"
@@ -153,7 +154,13 @@ def history_columns(conn: psycopg.Connection, table: str) -> set[str] | None:
         "AND attnum > 0 AND NOT attisdropped",
         (table,),
     ).fetchall()
-    return {r[0] for r in rows} or None
+    columns = {r[0] for r in rows}
+    if columns and "filename" not in columns:
+        raise MigrationError(
+            f"MIGRATION_TABLE: table {table} exists but has no 'filename' column; "
+            "it is not a migration history table (choose another MIGRATION_TABLE)"
+        )
+    return columns or None
 
 
 HISTORY_COLUMNS = {"checksum": "TEXT", "execution_ms": "INTEGER", "applied_by": "TEXT"}
@@ -174,11 +181,6 @@ def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
             " applied_by TEXT)"
         ).format(ident))
         return [f"created history table {table}"]
-    if "filename" not in columns:
-        raise MigrationError(
-            f"MIGRATION_TABLE: table {table} exists but has no 'filename' column; "
-            "it is not a migration history table"
-        )
     missing = [name for name in HISTORY_COLUMNS if name not in columns]
     if not missing:
         return []

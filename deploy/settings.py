@@ -129,10 +129,8 @@ def _database_url(src: _Source) -> str:
         except ValueError as exc:
             raise src.error("DATABASE_URL", f"not a valid URL ({redact(str(exc), url)})") from None
         if parts.scheme not in ("postgresql", "postgres"):
-            raise src.error(
-                "DATABASE_URL",
-                f"scheme must be postgresql:// (got {parts.scheme + '://' if parts.scheme else 'none'})",
-            )
+            got = parts.scheme + "://" if parts.scheme else "none"
+            raise src.error("DATABASE_URL", f"scheme must be postgresql:// (got {got})")
         if not parts.hostname and "host=" not in parts.query:
             raise src.error("DATABASE_URL", f"no host in {redact_url(url)}")
         return url

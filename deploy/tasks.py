@@ -89,7 +89,8 @@ def migrate_status(c, json_=False, wait=None):
 @_exits
 def check_tables(c, prefix=None, schema="public", expected=False, json_=False, wait=None):
     """List tables by literal prefix, or verify the tables the migrations create."""
-    from deploy.checks import check_tables as run_check, format_report
+    from deploy.checks import check_tables as run_check
+    from deploy.checks import format_report
 
     settings = settings_for(c)
     report = run_check(settings.database_url, settings.migrations_dir, prefix=prefix,
@@ -122,7 +123,8 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
     """Re-run one applied migration (replaces deleting its history row by hand)."""
     from deploy.runner import redo
 
-    redo(settings_for(c), filename, yes=yes, lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+    redo(settings_for(c), filename, yes=yes,
+         lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
 
 
 @task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})

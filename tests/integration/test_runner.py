@@ -241,7 +241,8 @@ def test_a_history_row_without_its_file_and_an_out_of_order_file_are_drift(proje
 
 def test_dry_run_prints_the_plan_and_applies_nothing(project):
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
-    project.write("002_b.sql", "-- migrate: no-transaction\nCREATE TABLE IF NOT EXISTS b (id int);\n")
+    project.write("002_b.sql",
+                  "-- migrate: no-transaction\nCREATE TABLE IF NOT EXISTS b (id int);\n")
     result = project.run("migrate", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
