@@ -223,6 +223,18 @@ def inspect(container_ids: Iterable[str]) -> list[str]:
     return ["docker", "inspect", "--type", "container", *ids]
 
 
+def project_container_ids(project: str) -> list[str]:
+    """IDs of a project's service containers, any state, straight from the engine.
+
+    Both flavours label their containers with the project name; asking ``docker ps``
+    costs tens of milliseconds where ``docker-compose ps`` (v1) costs most of a second,
+    which matters for a health poll every 0.5 s.
+    """
+    return ["docker", "ps", "-a", "-q", "--no-trunc",
+            "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label={ONEOFF_LABEL}=False"]
+
+
 def docker_info() -> list[str]:
     """Prints the daemon's version as JSON; fails when the daemon is unreachable."""
     return ["docker", "info", "--format", "{{json .ServerVersion}}"]

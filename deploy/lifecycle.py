@@ -1,0 +1,312 @@
+"""The Compose lifecycle on one machine: build, up, wait, logs, backup, reset, deploy.
+
+Works on whatever context arrives (invoke.Context locally, fabric.Connection on a host);
+commands come from compose.py as argv and go through shell.run only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploy import compose, health, shell
+from deploy.compose import Compose, ContainerState
+from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
+from deploy.settings import Settings
+
+Out = Callable[[str], None]
+
+
+class Stack:
+    """One Compose project reached through one context."""
+
+    def __init__(self, c, settings: Settings, out: Out = print):
+        self.c = c
+        self.settings = settings
+        self.out = out
+        self._compose: Compose | None = None
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def run(self, argv, **kwargs):
+        return shell.run(self.c, argv, **kwargs)
+
+    def check_docker(self) -> None:
+        """Docker missing or its daemon down is a set-up problem (exit 2), said plainly."""
+        result = self.run(compose.docker_info(), check=False, merge_stderr=True)
+        if result.exited == 127:
+            raise ConfigError(
+                "docker: not installed; install Docker Engine and Compose (e.g. "
+                "`apt-get install docker.io docker-compose`, or Docker Desktop)")
+        if result.exited != 0:
+            reason = (result.stdout or "").strip().splitlines()
+            raise ConfigError(
+                "docker: the daemon is not reachable"
+                + (f" ({reason[-1].strip()})" if reason else "")
+                + "; start it (`sudo systemctl start docker`, or `dockerd &`) and check that "
+                "this user may use it")
+
+    @property
+    def compose(self) -> Compose:
+        if self._compose is None:
+            def probe(argv):
+                result = self.run(argv, check=False)
+                return result.exited, result.stdout
+
+            base, flavour = compose.detect_flavour(self.settings.compose_cmd, probe)
+            if not Path(self.settings.compose_file).is_file():
+                raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
+            env_file = self.settings.env_file
+            self._compose = Compose(base, flavour, str(self.settings.compose_file),
+                                    self.settings.project_name,
+                                    str(env_file) if env_file else None)
+        return self._compose
+
+    # --- steps -------------------------------------------------------------------------
+
+    def build(self, services=()) -> None:
+        self.run(compose.build(self.compose, services), hide=False, what="build")
+
+    def up(self) -> None:
+        self.run(compose.up(self.compose), hide=False, what="up")
+
+    def down(self, volumes: bool = False) -> None:
+        self.run(compose.down(self.compose, volumes=volumes), hide=False, what="down")
+
+    def states(self) -> list[ContainerState]:
+        ids = self.run(compose.project_container_ids(self.settings.project_name)).stdout.split()
+        if not ids:
+            return []
+        # A container removed between the two calls makes inspect fail: ask again next poll.
+        result = self.run(compose.inspect(ids), check=False)
+        return compose.parse_inspect(result.stdout) if result.exited == 0 else []
+
+    def log_lines(self, services=(), tail=None, since=None, timestamps=False) -> list[str]:
+        argv = compose.logs(self.compose, services, tail=tail, since=since,
+                            timestamps=timestamps)
+        return self.run(argv, merge_stderr=True, what="logs").stdout.splitlines()
+
+    def wait_healthy(self, timeout: float) -> list[ContainerState]:
+        def show(states):
+            self.out("   " + ", ".join(f"{s.label}: {health.summary(s)}" for s in states))
+
+        try:
+            return health.wait_until_healthy(self.states, timeout=timeout, on_change=show)
+        except (health.ServiceFailed, health.HealthTimeout) as exc:
+            failing = exc.failing or exc.states
+            logs = {}
+            for s in failing:
+                if s.service and s.service not in logs:
+                    try:
+                        logs[s.service] = self.log_lines([s.service], tail=health.LOG_LINES)
+                    except DeployError as err:
+                        logs[s.service] = [f"(could not read logs: {err})"]
+            report = health.describe_failure(failing, logs)
+            raise type(exc)(f"{exc}\n{report}", exc.states, exc.failing) from None
+
+    def backup(self) -> Path:
+        """pg_dump -Fc inside the postgres service, copied to BACKUP_DIR; returns the path."""
+        states = [s for s in self.states() if s.service == "postgres" and s.status == "running"]
+        if not states:
+            raise DeployError("backup: the postgres service is not running; start the stack "
+                              "(`invoke up`) or pass --no-backup to reset without a backup")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        inside = f"/tmp/deploy-backup-{stamp}.dump"
+        # The script is a constant; the container's own POSTGRES_USER/DB name the database.
+        dump = ["sh", "-c", 'pg_dump -Fc -U "${POSTGRES_USER:-postgres}" '
+                '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -f "$0"', inside]
+        self.run(compose.exec_(self.compose, "postgres", dump), what="backup (pg_dump)")
+        target_dir = Path(self.settings.backup_dir)
+        target = target_dir / f"{self.settings.project_name}-{stamp}.dump"
+        self.run(["mkdir", "-p", str(target_dir)], what="backup")
+        try:
+            self.run(["docker", "cp", f"{states[0].id}:{inside}", str(target)],
+                     what="backup (docker cp)")
+        finally:
+            self.run(compose.exec_(self.compose, "postgres", ["rm", "-f", inside]), check=False)
+        size = self.run(["stat", "-c", "%s", str(target)], what="backup").stdout.strip()
+        if not size.isdigit() or int(size) == 0:
+            raise DeployError(f"backup: {target} is empty; nothing was destroyed")
+        self.out(f"   backup written: {target} ({int(size):,} bytes)")
+        return target
+
+
+@dataclass
+class StepTimer:
+    out: Out
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def step(self, name: str, fn, *args, **kwargs):
+        self.out(f"==> {name}")
+        started = time.perf_counter()
+        try:
+            result = fn(*args, **kwargs)
+        except DeployError:
+            self.out(f"<== {name} FAILED after {time.perf_counter() - started:.1f} s")
+            raise
+        elapsed = time.perf_counter() - started
+        self.timings.append((name, elapsed))
+        self.out(f"<== {name} done in {elapsed:.1f} s")
+        return result
+
+
+def migrate_and_verify(settings: Settings, timer: StepTimer, out: Out,
+                       since_seconds: float | None = None) -> dict:
+    """The in-process runner, then check-tables --expected; returns a summary."""
+    from deploy import database as db
+    from deploy.checks import check_tables, format_report
+    from deploy.runner import migrate
+
+    result = timer.step("migrate", migrate, settings, wait=30.0, out=out)
+    report = timer.step("check-tables --expected", check_tables, settings.database_url,
+                        settings.migrations_dir, prefix=None, schema="public", expected=True)
+    lines, failure = format_report(report)
+    if failure:
+        for line in lines:
+            out("   " + line)
+        raise failure
+    applied = list(result.applied)
+    if since_seconds is not None:
+        # The backend applies migrations at start-up, before it reports healthy: ask
+        # the history what this deploy applied, whoever ran it (server clock, no skew).
+        with db.connect(settings.database_url) as conn:
+            from psycopg import sql
+
+            rows = conn.execute(sql.SQL(
+                "SELECT filename, applied_by FROM {} WHERE executed_at >= "
+                "now() - make_interval(secs => %s) ORDER BY executed_at, filename"
+            ).format(sql.Identifier(*settings.migration_table.split("."))),
+                (since_seconds,)).fetchall()
+        applied = [f"{name} (by {who})" if who else name for name, who in rows]
+    return {"applied": applied, "tables": len(report.expected or []),
+            "total": result.total_applied}
+
+
+def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> dict:
+    """build → up → wait-healthy → migrate → check-tables --expected, timed per step."""
+    started = time.perf_counter()
+    stack = Stack(c, settings, out)
+    timer = StepTimer(out)
+    timer.step("docker", stack.check_docker)
+    if build:
+        timer.step("build", stack.build)
+    timer.step("up", stack.up)
+    timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+    summary = migrate_and_verify(settings, timer, out,
+                                 since_seconds=time.perf_counter() - started + 1)
+    total = time.perf_counter() - started
+    out(f"deploy: done in {total:.1f} s "
+        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    if summary["applied"]:
+        out(f"deploy: migrations applied: {', '.join(summary['applied'])}")
+    else:
+        out("deploy: migrations applied: none (schema already up to date)")
+    out(f"deploy: {summary['tables']} expected table(s) verified")
+    return summary
+
+
+def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
+                  interactive: bool, ask: Callable[[str], str] = input) -> None:
+    """The guard: the project name typed or passed exactly, and --production in production."""
+    project = settings.project_name
+    if settings.deploy_env == "production" and not production:
+        raise Refused(f"reset: DEPLOY_ENV=production; add --production to reset project "
+                      f"{project!r} (nothing was touched)")
+    if yes_destroy is not None:
+        if yes_destroy != project:
+            raise Refused(f"reset: --yes-destroy={yes_destroy!r} does not match the Compose "
+                          f"project name {project!r}; nothing was touched")
+        return
+    if not interactive:
+        raise Refused(f"reset: destroys the volumes of project {project!r}; not interactive, "
+                      f"so pass --yes-destroy={project} (nothing was touched)")
+    typed = ask(f"This destroys every volume of Compose project {project!r} "
+                f"(a backup is taken first). Type the project name to confirm: ")
+    if typed.strip() != project:
+        raise Refused(f"reset: you typed {typed.strip()!r}, not {project!r}; nothing was touched")
+
+
+def reset(c, settings: Settings, *, backup: bool = True, out: Out = print) -> Path | None:
+    stack = Stack(c, settings, out)
+    timer = StepTimer(out)
+    timer.step("docker", stack.check_docker)
+    path = timer.step("backup", stack.backup) if backup else None
+    if not backup:
+        out("   --no-backup: no backup taken")
+    timer.step("down --volumes", stack.down, True)
+    timer.step("up", stack.up)
+    timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+    migrate_and_verify(settings, timer, out)
+    out("reset: done" + (f"; backup at {path}" if path else ""))
+    return path
+
+
+@dataclass
+class LocalLock:
+    """One deploy per project on this machine: flock on a file, holder written inside."""
+
+    path: Path
+    wait: float
+    poll: float = 0.2
+
+    def __enter__(self):
+        import fcntl
+
+        self.fh = open(self.path, "a+")
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.fh.seek(0)
+                    holder = self.fh.read().strip() or "an unknown process"
+                    self.fh.close()
+                    from deploy.errors import DeployTimeout
+
+                    raise DeployTimeout(f"deploy lock: {self.path} is held by {holder}; "
+                                        f"waited {self.wait:g}s (--lock-wait)") from None
+                time.sleep(self.poll)
+        self.fh.seek(0)
+        self.fh.truncate()
+        user = os.environ.get("USER") or str(os.getuid())
+        self.fh.write(json.dumps({"pid": os.getpid(), "user": user,
+                                  "since": datetime.now(UTC).isoformat(timespec="seconds")}))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.close()
+
+
+def local_lock_path(settings: Settings) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"deploy-{settings.project_name}.lock"
+
+
+def format_states(states: list[ContainerState]) -> list[str]:
+    rows = [("SERVICE", "CONTAINER", "STATE", "HEALTH", "EXIT", "PORTS")]
+    for s in sorted(states, key=lambda s: (s.service, s.name)):
+        rows.append((s.service, s.name, s.status, s.health or "-", str(s.exit_code),
+                     ", ".join(s.ports) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return ["  ".join(f"{v:<{widths[i]}}" for i, v in enumerate(r[:5])) + "  " + r[5]
+            for r in rows]
+
+
+def state_dict(s: ContainerState) -> dict:
+    return {"service": s.service, "container": s.name, "state": s.status, "health": s.health,
+            "exit_code": s.exit_code, "restart_count": s.restart_count, "ports": list(s.ports)}
+
+
+def no_match(pattern: str) -> CheckFailed:
+    return CheckFailed(f"logs: no line matched {pattern!r}")

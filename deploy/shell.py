@@ -1,0 +1,43 @@
+"""The one place an argv becomes a command: `c.run(shlex.join(argv))`.
+
+`c` is an invoke.Context locally or a fabric.Connection on a host; nothing else in
+the project builds shell text, so every user-supplied value stays one quoted word.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from deploy.errors import DeployError
+
+
+class CommandFailed(DeployError):
+    """A command exited non-zero (exit 1); the message says which and why."""
+
+    def __init__(self, message: str, exited: int, stdout: str = "", stderr: str = ""):
+        super().__init__(message)
+        self.exited = exited
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def render(argv: Sequence[str], merge_stderr: bool = False) -> str:
+    # " 2>&1" is a fixed suffix, never built from input: both streams in one, in order.
+    return shlex.join(argv) + (" 2>&1" if merge_stderr else "")
+
+
+def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
+        merge_stderr: bool = False, pty: bool = False, what: str | None = None):
+    """Run argv through the context; raise CommandFailed with its stderr when check."""
+    command = render(argv, merge_stderr)
+    kwargs = {} if pty else {"in_stream": False}  # reading stdin breaks under pytest/CI
+    result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
+    if check and result.exited != 0:
+        detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
+        raise CommandFailed(
+            f"{what or argv[0]}: command failed with exit code {result.exited}: {command}"
+            + ("".join(f"\n  {line}" for line in detail) if detail else ""),
+            result.exited, result.stdout, result.stderr,
+        )
+    return result

@@ -1,0 +1,26 @@
+#!/bin/sh
+# The backend container's start-up: the team's old start script, done right.
+#   1. Apply pending migrations with this project's runner. It waits for the database
+#      (--wait), serialises concurrent containers on an advisory lock and applies each file
+#      exactly once, printing one line per migration (`invoke logs backend --grep migration`).
+#   2. exec the server, so it replaces this shell and gets the stop signal (Compose's
+#      `init: true` puts tini in front of it as PID 1).
+# A failed migration stops the container with the runner's exit code: it never serves
+# traffic on a schema older than its code.
+set -eu
+
+if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
+    # Test hook for the end-to-end tests (a container that crashes at start); never set it otherwise.
+    echo "backend: BACKEND_FAIL_AT_START=1 (test hook): exiting 1 before migrations" >&2
+    exit 1
+fi
+
+echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60)"
+status=0
+python3 -m deploy migrate --wait 60 || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "backend: migrations failed (exit $status); not starting the server" >&2
+    exit "$status"
+fi
+echo "backend: migrations done; starting the server"
+exec python3 -m deploy.stack.backend.app

@@ -1,0 +1,157 @@
+"""`invoke deploy` and friends on the real sample stack, on the real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from tests.conftest import EXAMPLE_MIGRATIONS
+
+EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
+AI_TABLES_SAMPLE = {"ai_cost_thresholds", "ai_monitoring_metrics", "ai_transparency_logs"}
+
+
+def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack, tmp_path):
+    stack = make_stack()
+    first = stack.invoke("deploy")
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    for step in ("docker", "build", "up", "wait-healthy", "migrate", "check-tables --expected"):
+        assert f"==> {step}\n" in out
+        assert re.search(rf"<== {re.escape(step)} done in \d+\.\d s", out), step
+    assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
+    # The backend migrated at start-up, before it could report healthy.
+    applied_line = next(line for line in out.splitlines()
+                        if line.startswith("deploy: migrations applied: "))
+    for name in EXAMPLE_FILES:
+        assert name in applied_line
+    assert re.search(r"deploy: \d+ expected table\(s\) verified", out)
+    assert stack.password not in first.stdout + first.stderr
+
+    history = stack.psql("SELECT count(*) FROM migration_history")
+    assert history == str(len(EXAMPLE_FILES))
+
+    second = stack.invoke("deploy", "--no-build")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "deploy: migrations applied: none (schema already up to date)" in second.stdout
+    assert "migrations: up to date, nothing to apply" in second.stdout
+
+    tables = stack.invoke("check-tables", "--prefix", "ai_")
+    assert tables.returncode == 0, tables.stderr
+    listed = set(tables.stdout.splitlines()[:-1])
+    assert AI_TABLES_SAMPLE <= listed
+    assert all(name.startswith("ai_") for name in listed)
+
+    logs = stack.invoke("logs", "backend", "--grep", "migration")
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert any("migration 020_ai_cost_management_system.sql applied in" in line
+               for line in lines), logs.stdout
+    assert all(line.startswith("backend | ") for line in lines)
+    nothing = stack.invoke("logs", "backend", "--grep", "no such line anywhere")
+    assert nothing.returncode == 3
+    assert "logs: no line matched 'no such line anywhere'" in nothing.stderr
+    bad_regex = stack.invoke("logs", "all", "--grep", "migration(")
+    assert bad_regex.returncode == 2
+    assert "--grep: invalid regular expression 'migration('" in bad_regex.stderr
+
+    ps = stack.invoke("ps", "--json")
+    assert ps.returncode == 0, ps.stderr
+    rows = {r["service"]: r for r in json.loads(ps.stdout)}
+    assert {rows["postgres"]["health"], rows["backend"]["health"]} == {"healthy"}
+    assert f"127.0.0.1:{stack.pg_port}->5432/tcp" in rows["postgres"]["ports"]
+
+    health = subprocess.run(["python3", "-c", "import urllib.request,sys; r=urllib.request."
+                             f"urlopen('http://127.0.0.1:{stack.backend_port}/health');"
+                             "print(r.status, r.read().decode())"],
+                            capture_output=True, text=True, timeout=30)
+    assert health.stdout.startswith("200 "), health.stdout + health.stderr
+
+    down = stack.invoke("down")
+    assert down.returncode == 0, down.stderr
+    assert stack.invoke("ps", "--json").stdout.strip() == "[]"
+
+
+def test_user_input_reaches_commands_as_data_never_as_shell(make_stack, tmp_path):
+    stack = make_stack()
+    assert stack.invoke("deploy").returncode == 0
+    marker = tmp_path / "pwned"
+    hostile = f"$(touch {marker}); touch {marker} ' \" `touch {marker}`"
+    grep = stack.invoke("logs", "backend", "--grep", hostile)
+    assert grep.returncode == 3, grep.stderr
+    service = stack.invoke("logs", hostile)
+    assert service.returncode == 1
+    assert "No such service" in service.stderr or "no such service" in service.stderr
+    project = stack.invoke("ps", env={"COMPOSE_PROJECT_NAME": hostile})
+    assert project.returncode == 2
+    assert "COMPOSE_PROJECT_NAME:" in project.stderr
+    spaced = stack.invoke("logs", "backend", "--grep", "migration 005 user", "--case-sensitive")
+    assert spaced.returncode == 3
+    assert not marker.exists()
+
+
+def test_a_backend_that_crashes_at_start_fails_fast_with_its_logs(make_stack):
+    stack = make_stack(BACKEND_FAIL_AT_START="1", HEALTH_TIMEOUT="120")
+    started = time.monotonic()
+    result = stack.invoke("deploy")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    err = result.stderr
+    assert "service failed: backend: " in err
+    assert "== backend (" in err
+    assert "exit code:  1" in err
+    assert "last " in err and "log lines:" in err
+    assert "BACKEND_FAIL_AT_START" in err  # the crash's own log line, shown
+    assert "<== wait-healthy FAILED after" in result.stdout
+    assert elapsed < 100, elapsed  # far from the 120 s timeout (build included)
+
+
+def test_a_backend_that_stays_unhealthy_shows_its_probe_output(make_stack):
+    stack = make_stack(BACKEND_FORCE_UNHEALTHY="1", BACKEND_START_PERIOD="1s")
+    result = stack.invoke("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    err = result.stderr
+    assert "service failed: backend: unhealthy; last probe: " in err
+    assert "last health-probe outputs:" in err
+    assert "BACKEND_FORCE_UNHEALTHY" in err
+
+
+def test_reset_is_guarded_then_backs_up_and_restores_old_rows(make_stack, tmp_path):
+    stack = make_stack()
+    assert stack.invoke("deploy").returncode == 0
+    stack.psql("INSERT INTO users (id, email) VALUES ('keep-me', 'keep@example.com')")
+
+    unguarded = stack.invoke("reset")
+    assert unguarded.returncode == 5
+    assert (f"reset: destroys the volumes of project {stack.project!r}; not interactive, so "
+            f"pass --yes-destroy={stack.project} (nothing was touched)") in unguarded.stderr
+    wrong = stack.invoke("reset", "--yes-destroy=someone-else")
+    assert wrong.returncode == 5
+    assert "does not match the Compose project name" in wrong.stderr
+    prod = stack.invoke("reset", f"--yes-destroy={stack.project}",
+                        env={"DEPLOY_ENV": "production"})
+    assert prod.returncode == 5
+    assert "DEPLOY_ENV=production; add --production" in prod.stderr
+    assert stack.psql("SELECT id FROM users WHERE id = 'keep-me'") == "keep-me"
+    assert list((tmp_path / "backups").glob("*")) == []
+
+    done = stack.invoke("reset", f"--yes-destroy={stack.project}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    backups = list((tmp_path / "backups").glob(f"{stack.project}-*.dump"))
+    assert len(backups) == 1
+    assert f"backup written: {backups[0]}" in done.stdout
+    assert stack.psql("SELECT count(*) FROM users WHERE id = 'keep-me'") == "0"
+    assert stack.psql("SELECT count(*) FROM migration_history") == str(len(EXAMPLE_FILES))
+
+    # The backup restores, with the old row, into a scratch database of the new stack.
+    stack.psql("CREATE DATABASE restored")
+    container = stack.compose("ps", "-q", "postgres").stdout.strip()
+    subprocess.run(["docker", "cp", str(backups[0]), f"{container}:/tmp/b.dump"], check=True)
+    restore = stack.compose("exec", "-T", "postgres", "pg_restore", "-U", "app", "-d",
+                            "restored", "/tmp/b.dump", check=False)
+    assert restore.returncode == 0, restore.stderr
+    row = stack.compose("exec", "-T", "postgres", "psql", "-U", "app", "-d", "restored", "-At",
+                        "-c", "SELECT email FROM users WHERE id = 'keep-me'").stdout.strip()
+    assert row == "keep@example.com"
