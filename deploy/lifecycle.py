@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,15 +26,18 @@ Out = Callable[[str], None]
 class Stack:
     """One Compose project reached through one context."""
 
-    def __init__(self, c, settings: Settings, out: Out = print):
+    def __init__(self, c, settings: Settings, out: Out = print, stream=None):
         self.c = c
         self.settings = settings
         self.out = out
+        self.stream = stream  # where streamed command output goes (None: stdout)
         self._compose: Compose | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
     def run(self, argv, **kwargs):
+        if self.stream is not None:
+            kwargs.setdefault("stream", self.stream)
         return shell.run(self.c, argv, **kwargs)
 
     def check_docker(self) -> None:
@@ -59,7 +63,8 @@ class Stack:
                 return result.exited, result.stdout
 
             base, flavour = compose.detect_flavour(self.settings.compose_cmd, probe)
-            if not Path(self.settings.compose_file).is_file():
+            # Asked through the context: on a host, the file is the host's.
+            if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
             env_file = self.settings.env_file
             self._compose = Compose(base, flavour, str(self.settings.compose_file),
@@ -231,8 +236,10 @@ def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
         raise Refused(f"reset: you typed {typed.strip()!r}, not {project!r}; nothing was touched")
 
 
-def reset(c, settings: Settings, *, backup: bool = True, out: Out = print) -> Path | None:
-    stack = Stack(c, settings, out)
+def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
+    """Backup → down --volumes → up → wait → migrate. `database()` gives a context manager
+    yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely)."""
+    settings, out = stack.settings, stack.out
     timer = StepTimer(out)
     timer.step("docker", stack.check_docker)
     path = timer.step("backup", stack.backup) if backup else None
@@ -241,7 +248,8 @@ def reset(c, settings: Settings, *, backup: bool = True, out: Out = print) -> Pa
     timer.step("down --volumes", stack.down, True)
     timer.step("up", stack.up)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-    migrate_and_verify(settings, timer, out)
+    with (database() if database else nullcontext(settings)) as reachable:
+        migrate_and_verify(reachable, timer, out)
     out("reset: done" + (f"; backup at {path}" if path else ""))
     return path
 

@@ -34,6 +34,13 @@ class Settings:
     compose_cmd: str | None
     health_timeout: float
     backup_dir: Path
+    deploy_hosts: tuple[str, ...]
+    deploy_user: str | None
+    deploy_path: str
+    ssh_key_file: Path | None
+    ssh_known_hosts: Path
+    keep_releases: int
+    hosts_dir: Path
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
 
     @property
@@ -165,13 +172,23 @@ def _positive_float(src: _Source, name: str, default: float) -> float:
     return value
 
 
+def _positive_int(src: _Source, name: str, default: int) -> int:
+    raw = src.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise src.error(name, f"{raw!r} is not a whole number of at least 1")
+    return int(raw)
+
+
 def load_settings(environ: Mapping[str, str] | None = None,
                   env_file: str | os.PathLike | None = None,
-                  cwd: str | os.PathLike | None = None) -> Settings:
+                  cwd: str | os.PathLike | None = None,
+                  read_file: bool = True) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
     environ = os.environ if environ is None else environ
     base = Path(cwd) if cwd is not None else Path.cwd()
-    path, file_values = _read_env_file(environ, env_file, base)
+    path, file_values = _read_env_file(environ, env_file, base) if read_file else (None, {})
     src = _Source(environ, file_values, path)
 
     def resolve(p: str) -> Path:
@@ -206,5 +223,32 @@ def load_settings(environ: Mapping[str, str] | None = None,
         compose_cmd=src.get("COMPOSE_CMD"),
         health_timeout=_positive_float(src, "HEALTH_TIMEOUT", 120.0),
         backup_dir=resolve(src.get("BACKUP_DIR") or "backups"),
+        deploy_hosts=tuple(h.strip() for h in (src.get("DEPLOY_HOSTS") or "").split(",")
+                           if h.strip()),
+        deploy_user=src.get("DEPLOY_USER"),
+        deploy_path=_deploy_path(src, project),
+        ssh_key_file=_existing_file(src, "SSH_KEY_FILE", resolve),
+        ssh_known_hosts=resolve(os.path.expanduser(src.get("SSH_KNOWN_HOSTS")
+                                                   or "~/.ssh/known_hosts")),
+        keep_releases=_positive_int(src, "KEEP_RELEASES", 5),
+        hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
     )
+
+
+def _deploy_path(src: _Source, project: str) -> str:
+    value = src.get("DEPLOY_PATH") or f"/srv/{project}"
+    if not value.startswith("/") or value.rstrip("/") == "" or "\n" in value:
+        raise src.error("DEPLOY_PATH", f"{value!r} must be an absolute path on the host, "
+                                       "not /")
+    return value.rstrip("/")
+
+
+def _existing_file(src: _Source, name: str, resolve) -> Path | None:
+    value = src.get(name)
+    if value is None:
+        return None
+    path = resolve(os.path.expanduser(value))
+    if not path.is_file():
+        raise src.error(name, f"{path} does not exist")
+    return path

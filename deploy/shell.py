@@ -28,10 +28,17 @@ def render(argv: Sequence[str], merge_stderr: bool = False) -> str:
 
 
 def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
-        merge_stderr: bool = False, pty: bool = False, what: str | None = None):
-    """Run argv through the context; raise CommandFailed with its stderr when check."""
+        merge_stderr: bool = False, pty: bool = False, what: str | None = None,
+        stream=None):
+    """Run argv through the context; raise CommandFailed with its stderr when check.
+
+    ``stream``, when given, receives the output that is not hidden (e.g. a writer that
+    prefixes each line with its host).
+    """
     command = render(argv, merge_stderr)
     kwargs = {} if pty else {"in_stream": False}  # reading stdin breaks under pytest/CI
+    if stream is not None and not hide:
+        kwargs.update(out_stream=stream, err_stream=stream)
     result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
     if check and result.exited != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+from contextlib import contextmanager
+from dataclasses import replace
 
 from invoke import Collection, Exit, task
 
@@ -25,7 +27,28 @@ def _exits(fn):
 
 
 def settings_for(c) -> Settings:
-    return load_settings()
+    """The settings for where `c` points: local, or under `fab -H` the host's overlay
+    (deploy/hosts/<host>.env) with its host key checked before anything is sent."""
+    settings = load_settings()
+    from deploy.remote import is_remote
+
+    if not is_remote(c):
+        return settings
+    from deploy import remote
+
+    settings = remote.host_settings(settings, c.host)
+    remote.secure(c, settings)
+    remote.open_connection(c, settings)
+    return settings
+
+
+@contextmanager
+def database(c, settings: Settings):
+    """Settings whose DATABASE_URL reaches the database from here (a tunnel under fab)."""
+    from deploy.remote import database_url
+
+    with database_url(c, settings) as url:
+        yield replace(settings, database_url=url)
 
 
 def seconds(flag: str, value, default: float) -> float:
@@ -57,9 +80,10 @@ def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False):
     """Apply pending SQL migrations, each exactly once, under an advisory lock."""
     from deploy.runner import migrate as run_migrate
 
-    run_migrate(settings_for(c), wait=seconds("--wait", wait, 0.0),
-                lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0),
-                dry_run=dry_run, accept_drift=accept_drift, out=print)
+    with database(c, settings_for(c)) as settings:
+        run_migrate(settings, wait=seconds("--wait", wait, 0.0),
+                    lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0),
+                    dry_run=dry_run, accept_drift=accept_drift, out=print)
 
 
 @task(name="migrate-status", help={"json": "machine-readable output",
@@ -69,7 +93,8 @@ def migrate_status(c, json_=False, wait=None):
     """Show every migration: applied (when, ms), pending, changed or missing; exit 3 on drift."""
     from deploy.runner import drift_error, format_status, status
 
-    rows, plan = status(settings_for(c), wait=seconds("--wait", wait, 0.0))
+    with database(c, settings_for(c)) as settings:
+        rows, plan = status(settings, wait=seconds("--wait", wait, 0.0))
     if json_:
         print(json.dumps({"migrations": rows, "drift": plan.drift}, indent=2))
     else:
@@ -92,9 +117,9 @@ def check_tables(c, prefix=None, schema="public", expected=False, json_=False, w
     from deploy.checks import check_tables as run_check
     from deploy.checks import format_report
 
-    settings = settings_for(c)
-    report = run_check(settings.database_url, settings.migrations_dir, prefix=prefix,
-                       schema=schema, expected=expected, wait=seconds("--wait", wait, 0.0))
+    with database(c, settings_for(c)) as settings:
+        report = run_check(settings.database_url, settings.migrations_dir, prefix=prefix,
+                           schema=schema, expected=expected, wait=seconds("--wait", wait, 0.0))
     lines, failure = format_report(report)
     if json_:
         print(json.dumps(report.as_dict(), indent=2))
@@ -123,8 +148,9 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
     """Re-run one applied migration (replaces deleting its history row by hand)."""
     from deploy.runner import redo
 
-    redo(settings_for(c), filename, yes=yes,
-         lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+    with database(c, settings_for(c)) as settings:
+        redo(settings, filename, yes=yes,
+             lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
 
 
 @task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})
@@ -147,9 +173,16 @@ def lint_migrations(c, json_=False):
 
 
 def _stack(c):
+    """The stack where `c` points: the local one, or the host's live release under fab."""
     from deploy.lifecycle import Stack
+    from deploy.remote import PrefixStream, is_remote, printer, release_paths
 
-    return Stack(c, settings_for(c))
+    settings = settings_for(c)
+    if is_remote(c):
+        prefix = f"[{c.host}] "
+        return Stack(c, release_paths(settings, "current"), printer(prefix),
+                     PrefixStream(prefix))
+    return Stack(c, settings)
 
 
 def _services(value) -> list[str]:
@@ -274,9 +307,9 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
     from deploy.lifecycle import confirm_reset
     from deploy.lifecycle import reset as run_reset
 
-    settings = settings_for(c)
-    confirm_reset(settings, yes_destroy, production, interactive=sys.stdin.isatty())
-    run_reset(c, settings, backup=not no_backup)
+    stack = _stack(c)
+    confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())
+    run_reset(stack, backup=not no_backup, database=lambda: database(c, stack.settings))
 
 
 @task
@@ -293,20 +326,125 @@ def psql(c):
               hide=False, pty=True, what="psql")
 
 
-@task(help={
+@task(auto_shortflags=False, help={
     "no_build": "skip the build step (images already built)",
-    "lock_wait": "seconds to wait for another deploy of this project on this machine (300)",
+    "lock_wait": "seconds to wait for another deploy of this project/host (default 300)",
+    "hosts": "deploy to these hosts over SSH instead of locally: web1,deploy@web2:2222",
+    "parallel": "with --hosts: at most N hosts at once (default 1: rolling)",
 })
 @_exits
-def deploy(c, no_build=False, lock_wait=None):
-    """Build, start, wait until healthy, migrate, verify tables: the whole deploy."""
+def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None):
+    """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
+    from deploy import remote
+
+    wait = seconds("--lock-wait", lock_wait, 300.0)
+    n_parallel = _count("--parallel", parallel, 1)
+    if remote.is_remote(c):  # fab -H …: Fabric calls us once per host
+        from deploy.releases import deploy_host
+
+        settings = settings_for(c)
+        prefix = f"[{c.host}] "
+        deploy_host(c, settings, build=not no_build, lock_wait=wait,
+                    out=remote.printer(prefix), stream=remote.PrefixStream(prefix))
+        return
+    if hosts:
+        _on_hosts(hosts, "deploy", n_parallel, build=not no_build, lock_wait=wait)
+        return
     from deploy.lifecycle import LocalLock, local_lock_path
     from deploy.lifecycle import deploy as run_deploy
 
     settings = settings_for(c)
-    with LocalLock(local_lock_path(settings), seconds("--lock-wait", lock_wait, 300.0)):
+    with LocalLock(local_lock_path(settings), wait):
         run_deploy(c, settings, build=not no_build)
 
 
+def _on_hosts(hosts: str, action: str, parallel: int, **kwargs) -> None:
+    from deploy import remote
+    from deploy.releases import deploy_host, rollback_host
+
+    shared = load_settings()
+    targets = remote.parse_hosts(hosts)
+    # Every host's settings are checked before any host is touched.
+    per_host = {h.name: remote.host_settings(shared, h.name) for h in targets}
+    fn = {"deploy": deploy_host, "rollback": rollback_host}[action]
+
+    def job(host):
+        settings = per_host[host.name]
+        prefix = f"[{host.name}] "
+        c = remote.connection(host, settings)
+        try:
+            fn(c, settings, out=remote.printer(prefix), stream=remote.PrefixStream(prefix),
+               **kwargs)
+        finally:
+            c.close()
+
+    mode = "rolling, one host at a time" if parallel == 1 else f"at most {parallel} at once"
+    remote.emit(f"{action}: {', '.join(h.name for h in targets)} ({mode})")
+    report = remote.on_hosts(targets, job, parallel=parallel)
+    remote.emit(report.summary())
+    if report.failed:
+        host, first = report.failed[0]
+        error = DeployError(f"{action} failed on {host}: {first}\n{report.summary()}")
+        error.exit_code = first.exit_code  # the first failure's meaning, e.g. 4 for a lock
+        raise error
+
+
+@task(auto_shortflags=False, help={
+            "hosts": "the hosts to roll back, e.g. web1 (or use fab -H web1 rollback)",
+            "lock_wait": "seconds to wait for a deploy in progress (default 300)",
+            "parallel": "at most N hosts at once (default 1)"})
+@_exits
+def rollback(c, hosts=None, lock_wait=None, parallel=None):
+    """Switch `current` back to the previous release and bring it up (schema unchanged)."""
+    from deploy import remote
+
+    wait = seconds("--lock-wait", lock_wait, 300.0)
+    if remote.is_remote(c):
+        from deploy.releases import rollback_host
+
+        settings = settings_for(c)
+        prefix = f"[{c.host}] "
+        rollback_host(c, settings, lock_wait=wait, out=remote.printer(prefix),
+                      stream=remote.PrefixStream(prefix))
+        return
+    if not hosts:
+        raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
+                          "fab -H web1 rollback)")
+    _on_hosts(hosts, "rollback", _count("--parallel", parallel, 1), lock_wait=wait)
+
+
+@task(auto_shortflags=False,
+      help={"hosts": "the hosts to list, e.g. web1,web2 (or use fab -H web1 releases)"})
+@_exits
+def releases(c, hosts=None):
+    """The releases kept on each host, the live one marked with *."""
+    from deploy import remote
+    from deploy.releases import list_releases
+
+    def show(conn, settings, name):
+        state = list_releases(conn, settings)
+        for release in state.names:
+            mark = "*" if release == state.current else " "
+            remote.emit(f"[{name}] {mark} {release}")
+        if not state.names:
+            remote.emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
+
+    if remote.is_remote(c):
+        show(c, settings_for(c), c.host)
+        return
+    if not hosts:
+        raise ConfigError("--hosts: releases are kept on hosts (e.g. --hosts web1)")
+    shared = load_settings()
+    for host in remote.parse_hosts(hosts):
+        settings = remote.host_settings(shared, host.name)
+        conn = remote.connection(host, settings)
+        try:
+            remote.open_connection(conn, settings)
+            show(conn, settings, host.name)
+        finally:
+            conn.close()
+
+
 ns = Collection(migrate, migrate_status, check_tables, new_migration, redo_migration,
-                lint_migrations, deploy, build, up, down, wait_healthy, ps, logs, reset, psql)
+                lint_migrations, deploy, build, up, down, wait_healthy, ps, logs, reset, psql,
+                rollback, releases)

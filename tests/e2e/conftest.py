@@ -7,6 +7,7 @@ in CI (CI=true) and are skipped, loudly, elsewhere.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -56,6 +57,14 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+@functools.cache
+def compose_command() -> list[str]:
+    """The tests' own Compose calls: the v2 plugin where there is one (GitHub's runners
+    have no docker-compose v1), else docker-compose."""
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    return ["docker", "compose"] if plugin.returncode == 0 else ["docker-compose"]
+
+
 class StackEnv:
     """A project name, ports and an env file for one sample stack; runs real commands."""
 
@@ -101,7 +110,7 @@ class StackEnv:
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["docker-compose", "--env-file", str(self.env_file), "-f",
+            [*compose_command(), "--env-file", str(self.env_file), "-f",
              str(ROOT / "deploy/stack/docker-compose.yml"), "-p", self.project, *args],
             capture_output=True, text=True, check=check, timeout=300,
             env={**self.env})
@@ -128,3 +137,27 @@ def make_stack(docker_ready, tmp_path):
     yield make
     for stack in stacks:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts():
+    """Two real sshd instances (127.0.0.2:2222, 127.0.0.3:2222) with key-only auth.
+
+    See tests/e2e/sshd.py for the API (hosts, port, user, key_file, known_hosts,
+    host_key_fingerprint, only_known, changed_key, spec, ssh_argv, log).
+    """
+    from tests.e2e import sshd
+
+    missing = sshd.missing_tools()
+    if missing:
+        _missing(f"sshd test hosts need {', '.join(missing)} (apt-get install openssh-server)")
+    problem = None
+    try:
+        with sshd.running_sshd() as rig:
+            yield rig
+    except sshd.SshdError as e:
+        problem = str(e)
+    if problem:
+        # Not a missing service but a broken machine (port taken, sshd refusing its
+        # config): a failure everywhere, never a skip.
+        pytest.fail(f"sshd test hosts: {problem}", pytrace=False)

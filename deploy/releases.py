@@ -1,0 +1,260 @@
+"""Releases on a host: bundle, upload, switch `current`, keep N, roll back.
+
+    DEPLOY_PATH/releases/<UTC time>-<git sha>/   compose files, build context, migrations, .env
+    DEPLOY_PATH/current -> releases/<…>           the live release
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from deploy import remote, shell
+from deploy.errors import ConfigError, DeployError, Refused
+from deploy.lifecycle import Stack, StepTimer, migrate_and_verify
+from deploy.settings import Settings
+
+RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]+$")
+_VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
+# Always shipped, whether the compose file names them or not.
+ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
+
+
+def git_sha(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd,
+                             capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "nogit"
+    sha = out.stdout.strip().lower()
+    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]+", sha) else "nogit"
+
+
+def release_name(now: datetime | None = None, sha: str | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{sha or git_sha()}"
+
+
+def render_env(settings: Settings) -> str:
+    """The release's .env: every variable the compose file uses, from the host's settings.
+
+    Written to the host over SFTP with mode 600, never on a command line.
+    """
+    text = Path(settings.compose_file).read_text(encoding="utf-8")
+    names = sorted(set(_VAR_RE.findall(text)) | set(ALWAYS))
+    lines = ["# Written by `invoke deploy`; mode 600. Do not edit: the next release replaces it."]
+    for name in names:
+        value = settings.values.get(name)
+        if value is None:
+            continue
+        if "\n" in value:
+            raise ConfigError(f"{name}: a value with a newline cannot go into the release .env")
+        # Compose reads `KEY=value` literally up to the end of the line (v1 and v2 alike
+        # for unquoted values), so no quoting that one of them would keep.
+        lines.append(f"{name}={value}")
+    lines.append(f"COMPOSE_PROJECT_NAME={settings.project_name}")
+    return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
+def bundle(settings: Settings) -> bytes:
+    """deploy/ (package and stack), migrations/ and .dockerignore, as a tar.gz."""
+    package = Path(__file__).resolve().parent
+    root = Path.cwd()
+
+    def skip(info: tarfile.TarInfo):
+        parts = PurePosixPath(info.name).parts
+        if "__pycache__" in parts or info.name.endswith((".pyc", ".env")):
+            return None
+        if parts[:2] == ("deploy", "hosts"):
+            return None  # other hosts' settings never travel
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        tar.add(package, arcname="deploy", filter=skip)
+        tar.add(settings.migrations_dir, arcname="migrations", filter=skip)
+        compose_rel = remote.relative_compose(settings)
+        if compose_rel.parts[0] != "deploy":
+            tar.add(Path(settings.compose_file).parent,
+                    arcname=str(compose_rel.parent), filter=skip)
+        dockerignore = root / ".dockerignore"
+        if dockerignore.is_file():
+            tar.add(dockerignore, arcname=".dockerignore", filter=skip)
+    return buf.getvalue()
+
+
+def upload(c, settings: Settings, release: str, out) -> PurePosixPath:
+    root = PurePosixPath(settings.deploy_path)
+    target = root / "releases" / release
+    shell.run(c, ["mkdir", "-p", str(target)], what="upload")
+    data = bundle(settings)
+    c.put(io.BytesIO(data), remote=str(target / "bundle.tar.gz"))
+    shell.run(c, ["tar", "-xzf", str(target / "bundle.tar.gz"), "-C", str(target)],
+              what="upload")
+    shell.run(c, ["rm", "-f", str(target / "bundle.tar.gz")], what="upload")
+    sftp = c.sftp()
+    env_path = str(target / ".env")
+    with sftp.open(env_path, "w") as fh:
+        sftp.chmod(env_path, 0o600)  # before any secret is written
+        fh.write(render_env(settings))
+    out(f"   uploaded {len(data):,} bytes to {target} (.env mode 600)")
+    return target
+
+
+@dataclass
+class HostReleases:
+    names: list[str]
+    current: str | None
+
+    @property
+    def previous(self) -> str | None:
+        if self.current not in self.names:
+            return None
+        index = self.names.index(self.current)
+        return self.names[index - 1] if index > 0 else None
+
+
+def list_releases(c, settings: Settings) -> HostReleases:
+    root = PurePosixPath(settings.deploy_path)
+    listing = shell.run(c, ["ls", "-1", str(root / "releases")], check=False).stdout
+    names = sorted(n for n in listing.split() if RELEASE_RE.match(n))
+    link = shell.run(c, ["readlink", str(root / "current")], check=False).stdout.strip()
+    return HostReleases(names, PurePosixPath(link).name if link else None)
+
+
+def switch_current(c, settings: Settings, release: str) -> None:
+    root = PurePosixPath(settings.deploy_path)
+    tmp = root / f".current-{release}"
+    # A new symlink renamed over the old one: `current` is never missing or half-made.
+    shell.run(c, ["ln", "-sfn", f"releases/{release}", str(tmp)], what="switch")
+    shell.run(c, ["mv", "-T", str(tmp), str(root / "current")], what="switch")
+
+
+def prune(c, settings: Settings, keep: int, out) -> None:
+    state = list_releases(c, settings)
+    old = [n for n in state.names[:-keep] if n != state.current] if keep else []
+    for name in old:
+        shell.run(c, ["rm", "-rf", str(PurePosixPath(settings.deploy_path) / "releases" / name)],
+                  what="prune")
+    if old:
+        out(f"   removed {len(old)} old release(s), keeping {keep}: {', '.join(old)}")
+
+
+def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float = 300.0,
+                out=print, stream=None) -> dict:
+    """One host: lock → upload → build → up → wait → migrate (tunnel) → verify → switch.
+
+    Any failure before the switch brings the previous release back up, so it keeps serving.
+    """
+    started = time.perf_counter()
+    remote.open_connection(c, settings)
+    release = release_name()
+    timer = StepTimer(out)
+    with remote.host_lock(c, settings, wait=lock_wait, release=release):
+        before = list_releases(c, settings)
+        timer.step(f"upload {release}", upload, c, settings, release, out)
+        stack = Stack(c, remote.release_paths(settings, release), out, stream)
+        try:
+            timer.step("docker", stack.check_docker)
+            if build:
+                timer.step("build", stack.build)
+            timer.step("up", stack.up)
+            timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+            with remote.database_url(c, settings) as url:
+                from dataclasses import replace
+
+                summary = migrate_and_verify(
+                    replace(settings, database_url=url), timer, out,
+                    since_seconds=time.perf_counter() - started + 1)
+        except DeployError:
+            _restore(c, settings, before, release, out, stream)
+            raise
+        timer.step("switch current", switch_current, c, settings, release)
+        prune(c, settings, settings.keep_releases, out)
+    out(f"deploy: {c.host} now serves {release} (done in {time.perf_counter() - started:.1f} s)")
+    if summary["applied"]:
+        out(f"deploy: migrations applied: {', '.join(summary['applied'])}")
+    else:
+        out("deploy: migrations applied: none (schema already up to date)")
+    out(f"deploy: {summary['tables']} expected table(s) verified")
+    return {**summary, "release": release}
+
+
+def _restore(c, settings: Settings, before: HostReleases, failed: str, out, stream) -> None:
+    """Bring the previous release back up after a failed one, and drop the failed one."""
+    root = PurePosixPath(settings.deploy_path)
+    if before.current:
+        out(f"   restoring the previous release {before.current}")
+        stack = Stack(c, remote.release_paths(settings, before.current), out, stream)
+        try:
+            from deploy import compose
+
+            stack.run(compose.up(stack.compose, build=True), hide=False, what="restore")
+            out(f"   previous release {before.current} is serving again")
+        except DeployError as exc:
+            out(f"   could not restore {before.current}: {str(exc).splitlines()[0]}")
+    else:
+        out("   no previous release on this host to restore")
+    shell.run(c, ["rm", "-rf", str(root / "releases" / failed)], check=False)
+
+
+def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
+                  stream=None) -> str:
+    """Switch `current` to the previous release and bring it up; migrations stay applied."""
+    remote.open_connection(c, settings)
+    timer = StepTimer(out)
+    with remote.host_lock(c, settings, wait=lock_wait, release="rollback"):
+        state = list_releases(c, settings)
+        target = state.previous
+        if target is None:
+            raise Refused(f"rollback: {c.host} has no release before "
+                          f"{state.current or '(none)'} to return to")
+        stack = Stack(c, remote.release_paths(settings, target), out, stream)
+        from deploy import compose
+
+        timer.step("docker", stack.check_docker)
+        timer.step(f"up {target}", stack.run, compose.up(stack.compose, build=True),
+                   hide=False, what="rollback")
+        timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+        timer.step("switch current", switch_current, c, settings, target)
+        notes = _rollback_notes(c, settings, state.current, target)
+    out(f"rollback: {c.host} now serves {target} (was {state.current})")
+    out("rollback: migrations are NOT reversed; the schema stays as the newer release left it.")
+    if notes:
+        out("rollback: documented undo (-- ROLLBACK:) of the migrations added since:")
+        for filename, lines in notes:
+            for line in lines or ["(no -- ROLLBACK: note)"]:
+                out(f"   {filename}: {line}")
+    return target
+
+
+def _rollback_notes(c, settings: Settings, newer: str, older: str) -> list:
+    from deploy.migrations import parse_file
+
+    root = PurePosixPath(settings.deploy_path) / "releases"
+
+    def files(release: str) -> set[str]:
+        out = shell.run(c, ["ls", "-1", str(root / release / "migrations")], check=False)
+        return {n for n in out.stdout.split() if n.endswith(".sql")}
+
+    added = sorted(files(newer) - files(older), key=lambda n: int(n.split("_")[0])
+                   if n.split("_")[0].isdigit() else -1)
+    notes = []
+    sftp = c.sftp()
+    for name in added:
+        path = root / newer / "migrations" / name
+        with sftp.open(str(path), "r") as fh:
+            data = fh.read()
+        try:
+            notes.append((name, list(parse_file(Path(name), data).rollback)))
+        except DeployError:
+            notes.append((name, []))
+    return notes
