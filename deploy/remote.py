@@ -200,6 +200,13 @@ def database_url(c, settings: Settings) -> Iterator[str]:
         return
     parts = urlsplit(settings.database_url)
     remote_port = parts.port or 5432
+    if not settings.values.get("DATABASE_URL"):
+        # Built from POSTGRES_*: the stack publishes PostgreSQL on this loopback port.
+        published = settings.values.get("POSTGRES_PUBLISHED_PORT") or "5432"
+        if not published.isdigit() or not 1 <= int(published) <= 65535:
+            raise ConfigError(f"POSTGRES_PUBLISHED_PORT: {published!r} is not a port number "
+                              f"(1-65535) [host {c.host}]")
+        remote_port = int(published)
     local_port = _free_port()
     auth = parts.netloc.rpartition("@")[0]
     tunnelled = urlunsplit(parts._replace(

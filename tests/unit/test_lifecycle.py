@@ -1,0 +1,100 @@
+"""The reset guard, the local deploy lock and the one executor, without Docker."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+from invoke import MockContext, Result
+
+from deploy import shell
+from deploy.errors import DeployTimeout, Refused
+from deploy.lifecycle import LocalLock, confirm_reset
+from deploy.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _settings(**values):
+    return load_settings(environ={"DATABASE_URL": "postgresql://h/d",
+                                  "COMPOSE_PROJECT_NAME": "shop", **values},
+                         read_file=False, cwd=ROOT)
+
+
+def test_reset_without_its_guard_is_refused_when_not_interactive():
+    with pytest.raises(Refused) as info:
+        confirm_reset(_settings(), None, False, interactive=False)
+    assert info.value.exit_code == 5
+    assert str(info.value) == ("reset: destroys the volumes of project 'shop'; not "
+                               "interactive, so pass --yes-destroy=shop (nothing was touched)")
+
+
+def test_reset_needs_the_exact_project_name():
+    with pytest.raises(Refused) as info:
+        confirm_reset(_settings(), "Shop", False, interactive=False)
+    assert "--yes-destroy='Shop' does not match the Compose project name 'shop'" in str(
+        info.value)
+    confirm_reset(_settings(), "shop", False, interactive=False)
+
+
+def test_reset_asks_for_the_name_when_interactive():
+    asked = []
+    confirm_reset(_settings(), None, False, interactive=True,
+                  ask=lambda prompt: asked.append(prompt) or "shop\n")
+    assert "Type the project name to confirm" in asked[0]
+    with pytest.raises(Refused) as info:
+        confirm_reset(_settings(), None, False, interactive=True, ask=lambda _: "yes")
+    assert str(info.value) == "reset: you typed 'yes', not 'shop'; nothing was touched"
+
+
+def test_reset_in_production_also_needs_production():
+    prod = _settings(DEPLOY_ENV="production")
+    with pytest.raises(Refused) as info:
+        confirm_reset(prod, "shop", False, interactive=False)
+    assert "DEPLOY_ENV=production; add --production" in str(info.value)
+    confirm_reset(prod, "shop", True, interactive=False)
+
+
+def _hold(path: str, seconds: float, ready) -> None:
+    with LocalLock(Path(path), wait=0):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_second_local_deploy_waits_then_names_the_holder(tmp_path):
+    path = tmp_path / "deploy.lock"
+    ready = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(str(path), 3, ready))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        started = time.monotonic()
+        with pytest.raises(DeployTimeout) as info:
+            with LocalLock(path, wait=0.5):
+                pass
+        assert 0.4 < time.monotonic() - started < 3
+        message = str(info.value)
+        assert message.startswith(f"deploy lock: {path} is held by ")
+        assert json.loads(message.split("held by ", 1)[1].split("; waited")[0])["pid"] == \
+            holder.pid
+        assert message.endswith("waited 0.5s (--lock-wait)")
+    finally:
+        holder.join()
+    with LocalLock(path, wait=0):
+        pass  # released when the holder ended
+
+
+def test_the_one_executor_quotes_every_argument():
+    c = MockContext(run={
+        "docker-compose logs --no-color 'back end' '$(touch x)' 2>&1": Result("ok\n"),
+        "false": Result("", exited=3, stderr="bad thing\n"),
+    })
+    result = shell.run(c, ["docker-compose", "logs", "--no-color", "back end", "$(touch x)"],
+                       merge_stderr=True)
+    assert result.stdout == "ok\n"
+    with pytest.raises(shell.CommandFailed) as info:
+        shell.run(c, ["false"], what="probe")
+    assert str(info.value) == "probe: command failed with exit code 3: false\n  bad thing"
