@@ -207,12 +207,16 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> di
     total = time.perf_counter() - started
     out(f"deploy: done in {total:.1f} s "
         f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    print_summary(summary, out)
+    return summary
+
+
+def print_summary(summary: dict, out: Out) -> None:
     if summary["applied"]:
         out(f"deploy: migrations applied: {', '.join(summary['applied'])}")
     else:
         out("deploy: migrations applied: none (schema already up to date)")
     out(f"deploy: {summary['tables']} expected table(s) verified")
-    return summary
 
 
 def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,

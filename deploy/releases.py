@@ -11,13 +11,13 @@ import re
 import subprocess
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from deploy import remote, shell
+from deploy import compose, remote, shell
 from deploy.errors import ConfigError, DeployError, Refused
-from deploy.lifecycle import Stack, StepTimer, migrate_and_verify
+from deploy.lifecycle import Stack, StepTimer, migrate_and_verify, print_summary
 from deploy.settings import Settings
 
 RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]+$")
@@ -160,7 +160,11 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
     timer = StepTimer(out)
     with remote.host_lock(c, settings, wait=lock_wait, release=release):
         before = list_releases(c, settings)
-        timer.step(f"upload {release}", upload, c, settings, release, out)
+        try:
+            timer.step(f"upload {release}", upload, c, settings, release, out)
+        except DeployError:
+            _remove(c, settings, release)
+            raise
         stack = Stack(c, remote.release_paths(settings, release), out, stream)
         try:
             timer.step("docker", stack.check_docker)
@@ -169,8 +173,6 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
             timer.step("up", stack.up)
             timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
             with remote.database_url(c, settings) as url:
-                from dataclasses import replace
-
                 summary = migrate_and_verify(
                     replace(settings, database_url=url), timer, out,
                     since_seconds=time.perf_counter() - started + 1)
@@ -180,30 +182,29 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
         timer.step("switch current", switch_current, c, settings, release)
         prune(c, settings, settings.keep_releases, out)
     out(f"deploy: {c.host} now serves {release} (done in {time.perf_counter() - started:.1f} s)")
-    if summary["applied"]:
-        out(f"deploy: migrations applied: {', '.join(summary['applied'])}")
-    else:
-        out("deploy: migrations applied: none (schema already up to date)")
-    out(f"deploy: {summary['tables']} expected table(s) verified")
+    print_summary(summary, out)
     return {**summary, "release": release}
 
 
 def _restore(c, settings: Settings, before: HostReleases, failed: str, out, stream) -> None:
     """Bring the previous release back up after a failed one, and drop the failed one."""
-    root = PurePosixPath(settings.deploy_path)
     if before.current:
         out(f"   restoring the previous release {before.current}")
         stack = Stack(c, remote.release_paths(settings, before.current), out, stream)
         try:
-            from deploy import compose
-
             stack.run(compose.up(stack.compose, build=True), hide=False, what="restore")
-            out(f"   previous release {before.current} is serving again")
+            stack.wait_healthy(settings.health_timeout)
+            out(f"   previous release {before.current} is serving again (healthy)")
         except DeployError as exc:
             out(f"   could not restore {before.current}: {str(exc).splitlines()[0]}")
     else:
         out("   no previous release on this host to restore")
-    shell.run(c, ["rm", "-rf", str(root / "releases" / failed)], check=False)
+    _remove(c, settings, failed)
+
+
+def _remove(c, settings: Settings, release: str) -> None:
+    path = PurePosixPath(settings.deploy_path) / "releases" / release
+    shell.run(c, ["rm", "-rf", str(path)], check=False)
 
 
 def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
@@ -218,8 +219,6 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
             raise Refused(f"rollback: {c.host} has no release before "
                           f"{state.current or '(none)'} to return to")
         stack = Stack(c, remote.release_paths(settings, target), out, stream)
-        from deploy import compose
-
         timer.step("docker", stack.check_docker)
         timer.step(f"up {target}", stack.run, compose.up(stack.compose, build=True),
                    hide=False, what="rollback")

@@ -218,7 +218,7 @@ def test_a_failing_first_host_stops_the_rollout_and_the_previous_release_keeps_s
             in done.stdout)
     assert f"untouched: {good}" in done.stdout
     assert f"deploy failed on {bad}: service failed: backend" in done.stderr
-    assert f"[{bad}]    previous release {current_before} is serving again" in done.stdout
+    assert f"[{bad}]    previous release {current_before} is serving again (healthy)" in done.stdout
     assert fleet.current(bad) == current_before
     assert fleet.releases(bad) == releases_before[bad]
     assert fleet.releases(good) == releases_before[good]
