@@ -62,7 +62,10 @@ class Stack:
                 result = self.run(argv, check=False)
                 return result.exited, result.stdout
 
-            base, flavour = compose.detect_flavour(self.settings.compose_cmd, probe)
+            if hasattr(self.c, "forward_local"):  # a host: ask it
+                base, flavour = compose.detect_flavour(self.settings.compose_cmd, probe)
+            else:
+                base, flavour = detect_flavour_cached(self.settings.compose_cmd, probe)
             # Asked through the context: on a host, the file is the host's.
             if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
@@ -77,8 +80,8 @@ class Stack:
     def build(self, services=()) -> None:
         self.run(compose.build(self.compose, services), hide=False, what="build")
 
-    def up(self) -> None:
-        self.run(compose.up(self.compose), hide=False, what="up")
+    def up(self, build: bool = False) -> None:
+        self.run(compose.up(self.compose, build=build), hide=False, what="up")
 
     def down(self, volumes: bool = False) -> None:
         self.run(compose.down(self.compose, volumes=volumes), hide=False, what="down")
@@ -141,6 +144,51 @@ class Stack:
         return target
 
 
+_PLUGIN_DIRS = ("~/.docker/cli-plugins", "/usr/local/lib/docker/cli-plugins",
+                "/usr/local/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+                "/usr/libexec/docker/cli-plugins")
+
+
+def _binaries_key(compose_cmd: str | None) -> str:
+    """What the detected flavour depends on: COMPOSE_CMD and the installed binaries."""
+    import shutil
+
+    parts = [compose_cmd or ""]
+    paths = [shutil.which("docker"), shutil.which("docker-compose")]
+    paths += [os.path.join(os.path.expanduser(d), "docker-compose") for d in _PLUGIN_DIRS]
+    for path in paths:
+        if path and os.path.exists(path):
+            st = os.stat(path)
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def detect_flavour_cached(compose_cmd: str | None, probe) -> tuple[tuple[str, ...], str]:
+    """compose.detect_flavour, remembered per machine until a Compose binary changes.
+
+    Asking docker-compose v1 its version costs ~0.4 s (a slow-starting Python program),
+    on every task that uses Compose (bench/bench_stack.py).
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deploy"
+    path = cache / "compose-flavour.json"
+    key = _binaries_key(compose_cmd)
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return tuple(saved["base"]), saved["flavour"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    base, flavour = compose.detect_flavour(compose_cmd, probe)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "base": list(base), "flavour": flavour}))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home only costs the probe next time
+    return base, flavour
+
+
 @dataclass
 class StepTimer:
     out: Out
@@ -198,9 +246,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> di
     stack = Stack(c, settings, out)
     timer = StepTimer(out)
     timer.step("docker", stack.check_docker)
-    if build:
-        timer.step("build", stack.build)
-    timer.step("up", stack.up)
+    # One Compose call when building: a separate `build` costs a second start-up of
+    # docker-compose v1 (~0.3 s; bench/bench_stack.py).
+    timer.step("build + up" if build else "up", stack.up, build)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
     summary = migrate_and_verify(settings, timer, out,
                                  since_seconds=time.perf_counter() - started + 1)

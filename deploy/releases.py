@@ -168,9 +168,7 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
         stack = Stack(c, remote.release_paths(settings, release), out, stream)
         try:
             timer.step("docker", stack.check_docker)
-            if build:
-                timer.step("build", stack.build)
-            timer.step("up", stack.up)
+            timer.step("build + up" if build else "up", stack.up, build)
             timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
             with remote.database_url(c, settings) as url:
                 summary = migrate_and_verify(

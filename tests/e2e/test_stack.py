@@ -18,7 +18,7 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     first = stack.invoke("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    for step in ("docker", "build", "up", "wait-healthy", "migrate", "check-tables --expected"):
+    for step in ("docker", "build + up", "wait-healthy", "migrate", "check-tables --expected"):
         assert f"==> {step}\n" in out
         assert re.search(rf"<== {re.escape(step)} done in \d+\.\d s", out), step
     assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
