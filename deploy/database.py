@@ -9,7 +9,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -192,6 +192,9 @@ def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
     return [f"adopted the existing history table {table}: added column(s) {', '.join(missing)}"]
 
 
+ALL_COLUMNS = frozenset({"filename", "executed_at", *HISTORY_COLUMNS})
+
+
 def read_history(conn: psycopg.Connection, table: str,
                  columns: set[str] | None = None) -> list[HistoryRow]:
     columns = history_columns(conn, table) if columns is None else columns
@@ -268,16 +271,26 @@ def apply_migration(conn: psycopg.Connection, m: Migration, table: str, who: str
     ).format(_table_ident(table))
     start = time.perf_counter()
     if m.transactional:
+        # The file and its history row as ONE simple-query message: PostgreSQL runs the
+        # statements of such a message as one implicit transaction, so either both commit
+        # or neither does, in a single round trip (4 with BEGIN/file/INSERT/COMMIT).
+        # No parameters, so the file runs as written and error positions are file offsets;
+        # the row's execution_ms is measured by the server, from message receipt.
+        record = sql.SQL(
+            "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES "
+            "({}, {}, round(extract(epoch FROM clock_timestamp() - statement_timestamp())"
+            " * 1000)::int, {})"
+        ).format(_table_ident(table), sql.Literal(m.filename), sql.Literal(m.checksum),
+                 sql.Literal(who)).as_string(conn)
         try:
-            with conn.transaction():
-                # No parameters: psycopg sends the file as one simple query, so a
-                # multi-statement file runs as written and error positions are file offsets.
-                conn.execute(m.text)
-                ms = round((time.perf_counter() - start) * 1000)
-                conn.execute(insert, (m.filename, m.checksum, ms, who))
+            # "\n;" ends a last statement without a semicolon, or a trailing -- comment.
+            conn.execute(m.text + "\n;\n" + record)
         except psycopg.Error as exc:
-            raise ApplyFailed(_failure(exc)) from None
-        return ms
+            failure = _failure(exc)
+            if failure.offset is not None and failure.offset >= len(m.text):
+                failure = replace(failure, offset=None)  # inside our INSERT, not the file
+            raise ApplyFailed(failure) from None
+        return round((time.perf_counter() - start) * 1000)
     for statement in split(m.text):
         try:
             conn.execute(statement.text)

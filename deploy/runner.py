@@ -7,6 +7,7 @@ front end decides where lines go. Invoke and Fabric are never imported here.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,42 @@ from deploy.settings import Settings
 
 Out = Callable[[str], None]
 _DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+
+
+class _Background:
+    """Run one call in a thread; result() re-raises its exception in the caller."""
+
+    def __init__(self, fn):
+        self._value = self._error = None
+        self._discarded = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            value = fn()
+        except BaseException as exc:  # handed to the caller
+            self._error = exc
+            return
+        with self._lock:
+            if self._discarded:
+                value.close()
+            else:
+                self._value = value
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def discard(self) -> None:
+        """Not needed after all: close it, without waiting for a connect still retrying."""
+        with self._lock:
+            self._discarded = True
+            if self._value is not None:
+                self._value.close()
 
 
 @dataclass
@@ -119,11 +156,18 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
         raise ConfigError(f"--lock-timeout: must be greater than 0 (got {lock_timeout:g})")
     if wait < 0:
         raise ConfigError(f"--wait: must be 0 or more seconds (got {wait:g})")
-    migrations = discover(settings.migrations_dir)
     table = settings.migration_table
     url = settings.database_url
+    # Connecting (a network round trip or several) overlaps reading and hashing the files.
+    connecting = _Background(lambda: db.connect(url, application_name="deploy migrate",
+                                                wait=wait))
+    try:
+        migrations = discover(settings.migrations_dir)
+    except BaseException:
+        connecting.discard()
+        raise
     result = MigrateResult()
-    with db.connect(url, application_name="deploy migrate", wait=wait) as conn:
+    with connecting.result() as conn:
         columns = db.history_columns(conn, table)
         plan = plan_migrations(migrations, db.read_history(conn, table, columns))
         if plan.drift and not accept_drift:
@@ -145,7 +189,7 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
             for line in db.ensure_history_table(conn, table):
                 out(f"migration history: {line}")
             # Another runner may have applied files while we waited for the lock.
-            plan = plan_migrations(migrations, db.read_history(conn, table))
+            plan = plan_migrations(migrations, db.read_history(conn, table, db.ALL_COLUMNS))
             if plan.drift and not accept_drift:
                 raise drift_error(plan)
             if plan.unrecorded:

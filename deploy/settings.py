@@ -105,9 +105,6 @@ class _Source:
 
 def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | None,
                    cwd: Path) -> tuple[Path | None, dict[str, str | None]]:
-    # Imported here: python -m deploy's no-op path should pay only for what it uses.
-    from dotenv import dotenv_values
-
     explicit = env_file if env_file is not None else environ.get("ENV_FILE") or None
     path = Path(explicit) if explicit else Path(".env")
     if not path.is_absolute():
@@ -122,7 +119,12 @@ def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | Non
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"ENV_FILE: {path} is not valid UTF-8 ({exc.reason})") from None
+    if not text.strip():
+        return path, {}
     import io
+
+    # Imported here: python -m deploy's no-op path should pay only for what it uses.
+    from dotenv import dotenv_values
 
     return path, dotenv_values(stream=io.StringIO(text), interpolate=True)
 

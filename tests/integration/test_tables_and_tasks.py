@@ -189,3 +189,16 @@ def test_a_custom_history_table_in_its_own_schema(project, db):
         assert conn.execute("SELECT filename FROM ops.schema_history").fetchall() == [
             ("001_a.sql",)]
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_invalid_files_are_reported_at_once_even_while_the_database_is_unreachable(project):
+    import time
+
+    project.write("001_empty.sql", "\n")
+    started = time.monotonic()
+    result = project.run("migrate", "--wait", "30",
+                         env={"DATABASE_URL": f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"})
+    assert result.returncode == 3
+    assert "001_empty.sql: empty file" in result.stderr
+    assert time.monotonic() - started < 10
+    assert PASSWORD not in result.stderr
