@@ -1,4 +1,4 @@
-"""Invoke entry point: the task collection lives in deploy/tasks.py."""
+"""Invoke entry point: the task collection lives in deploy/tasks/."""
 
 from deploy.tasks import ns
 

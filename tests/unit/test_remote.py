@@ -105,7 +105,7 @@ def test_the_bundle_ships_package_stack_and_migrations_but_no_env_files(tmp_path
     assert "deploy/stack/docker-compose.yml" in names
     assert "deploy/stack/backend/Dockerfile" in names
     assert "migrations/020_ai_cost_management_system.sql" in names
-    assert "deploy/tasks.py" in names
+    assert "deploy/tasks/__init__.py" in names
     assert not [n for n in names if n.endswith(".env") or "__pycache__" in n]
 
 

@@ -1,0 +1,96 @@
+"""What every task shares: settings for where `c` points, flag parsing, DeployError → Exit."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from dataclasses import replace
+
+from invoke import Exit
+
+from deploy.errors import ConfigError, DeployError
+from deploy.settings import Settings, load_settings
+
+
+def exits(fn):
+    """Convert the project's errors into invoke.Exit(message, code) in one place."""
+
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return fn(c, *args, **kwargs)
+        except DeployError as exc:
+            raise Exit(str(exc), code=exc.exit_code) from None
+
+    return wrapper
+
+
+def settings_for(c) -> Settings:
+    """The settings for where `c` points: local, or under `fab -H` the host's overlay
+    (deploy/hosts/<host>.env) with its host key checked before anything is sent."""
+    from deploy import remote  # stdlib only at import; Fabric is imported when used
+
+    settings = load_settings()
+    if not remote.is_remote(c):
+        return settings
+    settings = remote.host_settings(settings, c.host)
+    remote.secure(c, settings)
+    remote.open_connection(c, settings)
+    return settings
+
+
+@contextmanager
+def database(c, settings: Settings):
+    """Settings whose DATABASE_URL reaches the database from here (a tunnel under fab)."""
+    from deploy.remote import database_url
+
+    with database_url(c, settings) as url:
+        yield replace(settings, database_url=url)
+
+
+def seconds(flag: str, value, default: float) -> float:
+    """Parse a number-of-seconds flag; Invoke's own float parsing dies with a traceback."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag}: {value!r} is not a number of seconds") from None
+    if number < 0:
+        raise ConfigError(f"{flag}: must be 0 or more seconds (got {value})")
+    return number
+
+
+def print_lines(lines) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+def stack_for(c):
+    """The stack where `c` points: the local one, or the host's live release under fab."""
+    from deploy.lifecycle import Stack
+    from deploy.remote import PrefixStream, is_remote, printer, release_paths
+
+    settings = settings_for(c)
+    if is_remote(c):
+        prefix = f"[{c.host}] "
+        return Stack(c, release_paths(settings, "current"), printer(prefix),
+                     PrefixStream(prefix))
+    return Stack(c, settings)
+
+
+def services_list(value) -> list[str]:
+    # Invoke has no variadic positionals: several services are given comma-separated.
+    return [s for s in (value or "").split(",") if s]
+
+
+def count(flag: str, value, default: int | None) -> int | None:
+    """Parse a whole-number flag (--context, --parallel) with a message, not a traceback."""
+    if value is None:
+        return default
+    text = str(value)
+    if not text.isdigit():
+        raise ConfigError(f"{flag}: expected a whole number, got {text!r}")
+    return int(text)
+
+

@@ -1,0 +1,145 @@
+"""Compose lifecycle tasks: build, up, down, wait-healthy, ps, logs, reset, psql."""
+
+from __future__ import annotations
+
+import json
+
+from invoke import task
+
+from deploy.errors import ConfigError
+from deploy.tasks.common import (
+    count,
+    database,
+    exits,
+    print_lines,
+    seconds,
+    services_list,
+    stack_for,
+)
+
+
+@task(help={"services": "comma-separated services to build (default: all)",
+            "no_cache": "build without the layer cache"})
+@exits
+def build(c, services=None, no_cache=False):
+    """Build the stack's images (docker compose build)."""
+    from deploy import compose
+
+    stack = stack_for(c)
+    stack.check_docker()
+    stack.run(compose.build(stack.compose, services_list(services), no_cache=no_cache), hide=False,
+              what="build")
+
+
+@task
+@exits
+def up(c):
+    """Start the stack in the background (docker compose up -d, no build)."""
+    stack = stack_for(c)
+    stack.check_docker()
+    stack.up()
+
+
+@task(help={"volumes": "also remove the volumes (prefer `reset`, which backs up first)"})
+@exits
+def down(c, volumes=False):
+    """Stop and remove the stack's containers; volumes are kept."""
+    if volumes:
+        raise ConfigError("--volumes: use `invoke reset --yes-destroy=<project>`, which takes "
+                          "a backup before destroying data")
+    stack = stack_for(c)
+    stack.check_docker()
+    stack.down()
+
+
+@task(name="wait-healthy", help={"timeout": "seconds to wait (default HEALTH_TIMEOUT, 120)"})
+@exits
+def wait_healthy(c, timeout=None):
+    """Wait until every service with a healthcheck is healthy and the rest are running."""
+    from deploy.lifecycle import format_states
+
+    stack = stack_for(c)
+    stack.check_docker()
+    states = stack.wait_healthy(seconds("--timeout", timeout, stack.settings.health_timeout))
+    print_lines(format_states(states))
+
+
+@task(help={"json": "machine-readable output"})
+@exits
+def ps(c, json_=False):
+    """Each service: state, health, exit code, ports."""
+    from deploy.lifecycle import format_states, state_dict
+
+    stack = stack_for(c)
+    stack.check_docker()
+    states = stack.states()
+    if json_:
+        print(json.dumps([state_dict(s) for s in states], indent=2))
+    else:
+        print_lines(format_states(states))
+
+
+@task(positional=["services"], help={
+    "services": "service name, several comma-separated, or 'all'",
+    "grep": "Python regular expression; only matching lines are printed (exit 3 if none)",
+    "case_sensitive": "match case (default: case-insensitive)",
+    "context": "lines of context before and after each match",
+    "since": "only logs newer than this, e.g. 10m or an RFC 3339 time (Compose v2)",
+    "tail": "only the last N lines of each container",
+    "timestamps": "prefix each line with its timestamp",
+})
+@exits
+def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
+         tail=None, timestamps=False):
+    """Print or search the logs of SERVICES (a name, a,b or 'all'), filtered in Python."""
+    from deploy import logs as logfilter
+    from deploy.lifecycle import no_match
+
+    pattern = (logfilter.compile_pattern(grep, case_sensitive=case_sensitive)
+               if grep is not None else None)
+    n_context = count("--context", context, 0)
+    stack = stack_for(c)
+    stack.check_docker()
+    names = [] if services == "all" else services_list(services)
+    lines = stack.log_lines(names, tail=tail, since=since, timestamps=timestamps)
+    if pattern is None:
+        print_lines(lines)
+        return
+    matched = 0
+    for line in logfilter.filter_lines(lines, pattern, context=n_context):
+        matched += 1
+        print(line)
+    if not matched:
+        raise no_match(grep)
+
+
+@task(help={
+    "yes_destroy": "the Compose project name, to confirm when not interactive",
+    "production": "also required when DEPLOY_ENV=production",
+    "no_backup": "skip the pg_dump backup (spelled out on purpose)",
+})
+@exits
+def reset(c, yes_destroy=None, production=False, no_backup=False):
+    """Back up (pg_dump), destroy volumes, start fresh, migrate: guarded by the project name."""
+    import sys
+
+    from deploy.lifecycle import confirm_reset
+    from deploy.lifecycle import reset as run_reset
+
+    stack = stack_for(c)
+    confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())
+    run_reset(stack, backup=not no_backup, database=lambda: database(c, stack.settings))
+
+
+@task
+@exits
+def psql(c):
+    """Open psql inside the postgres service (interactive)."""
+    from deploy import compose
+
+    stack = stack_for(c)
+    stack.check_docker()
+    script = ('exec psql -U "${POSTGRES_USER:-postgres}" '
+              '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"')
+    stack.run(compose.exec_(stack.compose, "postgres", ["sh", "-c", script], tty=True),
+              hide=False, pty=True, what="psql")
