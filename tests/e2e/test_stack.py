@@ -155,3 +155,20 @@ def test_reset_is_guarded_then_backs_up_and_restores_old_rows(make_stack, tmp_pa
     row = stack.compose("exec", "-T", "postgres", "psql", "-U", "app", "-d", "restored", "-At",
                         "-c", "SELECT email FROM users WHERE id = 'keep-me'").stdout.strip()
     assert row == "keep@example.com"
+
+
+def test_docker_missing_or_its_daemon_down_is_a_setup_error_with_what_to_do(make_stack):
+    import os
+    import sys
+
+    stack = make_stack()
+    down = stack.invoke("deploy", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert down.returncode == 2, down.stdout + down.stderr
+    assert "docker: the daemon is not reachable" in down.stderr
+    assert "start it (`sudo systemctl start docker`, or `dockerd &`)" in down.stderr
+    # A PATH with Python but no docker: the real "command not found".
+    python_only = os.path.dirname(sys.executable)
+    assert not os.path.exists(os.path.join(python_only, "docker"))
+    missing = stack.invoke("ps", env={"PATH": python_only})
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert missing.stderr.strip().startswith("docker: not installed; install Docker Engine")
