@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 HOST = "0.0.0.0"
 PORT = 8080
@@ -41,7 +42,8 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     """Return the /health logic. Imports the database code now: a broken image fails at start."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from deploy.checks import missing_expected_tables
+    from deploy.checks import expected_tables, missing_expected_tables
+    from deploy.migrations import discover
 
     # libpq waits forever for an unanswering host by default; /health must not. Through the
     # environment, so the URL reaches the checks unchanged (and redacted in their messages).
@@ -55,11 +57,14 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
             text = text.replace(secret, "***")
         return text
 
+    # Parsed once: the image's migrations never change while it runs.
+    expected = expected_tables(discover(Path(migrations_dir)))
+
     def check() -> tuple[int, dict]:
         if os.environ.get("BACKEND_FORCE_UNHEALTHY") == "1":
             return 503, {"status": "unhealthy", "reason": "BACKEND_FORCE_UNHEALTHY=1 (test hook)"}
         try:
-            missing = missing_expected_tables(database_url, migrations_dir)
+            missing = missing_expected_tables(database_url, migrations_dir, expected=expected)
         except Exception as exc:  # any failure is an answer here, not a crash of the server
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             reason = redact(f"database check failed: {first_line}")
