@@ -223,16 +223,23 @@ def inspect(container_ids: Iterable[str]) -> list[str]:
     return ["docker", "inspect", "--type", "container", *ids]
 
 
-def project_container_ids(project: str) -> list[str]:
-    """IDs of a project's service containers, any state, straight from the engine.
+_STATES_SCRIPT = (
+    'ids=$(docker ps -a -q --no-trunc --filter "$1" --filter "$2") || exit\n'
+    '[ -z "$ids" ] || exec docker inspect --type container $ids'
+)
 
-    Both flavours label their containers with the project name; asking ``docker ps``
-    costs tens of milliseconds where ``docker-compose ps`` (v1) costs most of a second,
-    which matters for a health poll every 0.5 s.
+
+def project_states(project: str) -> list[str]:
+    """``docker inspect`` of a project's service containers, in one command (no output
+    when there are none).
+
+    Straight from the engine: both flavours label containers with the project name, and
+    ``docker ps`` costs tens of milliseconds where ``docker-compose ps`` (v1) costs most of
+    a second. One command, not two: over SSH each is a session (~0.2 s), and the health
+    poll runs every 0.25 s. The script is a constant; the filters are its arguments.
     """
-    return ["docker", "ps", "-a", "-q", "--no-trunc",
-            "--filter", f"label=com.docker.compose.project={project}",
-            "--filter", f"label={ONEOFF_LABEL}=False"]
+    return ["sh", "-c", _STATES_SCRIPT, "sh",
+            f"label=com.docker.compose.project={project}", f"label={ONEOFF_LABEL}=False"]
 
 
 def docker_info() -> list[str]:

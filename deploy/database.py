@@ -58,7 +58,8 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
             sleep: Callable[[float], None] = time.sleep) -> psycopg.Connection:
     """Connect in autocommit; with wait > 0, retry with backoff for up to wait seconds."""
     deadline = clock() + wait
-    delay = 0.1
+    # Short first retries: an SSH tunnel's port may not listen yet for a few ms.
+    delay = 0.02
     while True:
         remaining = deadline - clock()
         try:

@@ -21,6 +21,7 @@ from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
+_HOST_FLAVOURS: dict[tuple, tuple[tuple[str, ...], str]] = {}
 
 
 class Stack:
@@ -62,8 +63,12 @@ class Stack:
                 result = self.run(argv, check=False)
                 return result.exited, result.stdout
 
-            if hasattr(self.c, "forward_local"):  # a host: ask it
-                base, flavour = compose.detect_flavour(self.settings.compose_cmd, probe)
+            if hasattr(self.c, "forward_local"):  # a host: ask it, once per process
+                key = (self.c.host, self.c.port, self.settings.compose_cmd)
+                if key not in _HOST_FLAVOURS:
+                    _HOST_FLAVOURS[key] = compose.detect_flavour(self.settings.compose_cmd,
+                                                                 probe)
+                base, flavour = _HOST_FLAVOURS[key]
             else:
                 base, flavour = detect_flavour_cached(self.settings.compose_cmd, probe)
             # Asked through the context: on a host, the file is the host's.
@@ -87,12 +92,14 @@ class Stack:
         self.run(compose.down(self.compose, volumes=volumes), hide=False, what="down")
 
     def states(self) -> list[ContainerState]:
-        ids = self.run(compose.project_container_ids(self.settings.project_name)).stdout.split()
-        if not ids:
+        result = self.run(compose.project_states(self.settings.project_name), check=False)
+        if result.exited != 0:
+            # A container removed between `docker ps` and `inspect`: ask again next poll;
+            # the engine itself unreachable: say so.
+            if "Cannot connect to the Docker daemon" in (result.stderr or ""):
+                raise DeployError(f"docker: {result.stderr.strip().splitlines()[-1]}")
             return []
-        # A container removed between the two calls makes inspect fail: ask again next poll.
-        result = self.run(compose.inspect(ids), check=False)
-        return compose.parse_inspect(result.stdout) if result.exited == 0 else []
+        return compose.parse_inspect(result.stdout)
 
     def log_lines(self, services=(), tail=None, since=None, timestamps=False) -> list[str]:
         argv = compose.logs(self.compose, services, tail=tail, since=since,

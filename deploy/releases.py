@@ -91,20 +91,27 @@ def bundle(settings: Settings) -> bytes:
     return buf.getvalue()
 
 
+_UNPACK = 'tar -xzf "$1/bundle.tar.gz" -C "$1" && rm -f "$1/bundle.tar.gz"'
+
+
 def upload(c, settings: Settings, release: str, out) -> PurePosixPath:
-    root = PurePosixPath(settings.deploy_path)
-    target = root / "releases" / release
-    shell.run(c, ["mkdir", "-p", str(target)], what="upload")
+    """SFTP (no shell on the host) for the directory, the bundle and the .env; one command
+    to unpack. DEPLOY_PATH/releases exists: the host lock made it."""
+    target = PurePosixPath(settings.deploy_path) / "releases" / release
     data = bundle(settings)
-    c.put(io.BytesIO(data), remote=str(target / "bundle.tar.gz"))
-    shell.run(c, ["tar", "-xzf", str(target / "bundle.tar.gz"), "-C", str(target)],
-              what="upload")
-    shell.run(c, ["rm", "-f", str(target / "bundle.tar.gz")], what="upload")
-    sftp = c.sftp()
-    env_path = str(target / ".env")
-    with sftp.open(env_path, "w") as fh:
-        sftp.chmod(env_path, 0o600)  # before any secret is written
-        fh.write(render_env(settings))
+    env_text = render_env(settings)
+    try:
+        sftp = c.sftp()
+        sftp.mkdir(str(target), mode=0o755)
+        with sftp.open(str(target / "bundle.tar.gz"), "wb") as fh:
+            fh.write(data)
+        env_path = str(target / ".env")
+        with sftp.open(env_path, "w") as fh:
+            sftp.chmod(env_path, 0o600)  # before any secret is written
+            fh.write(env_text)
+    except OSError as exc:
+        raise DeployError(f"{c.host}: upload to {target} failed: {exc}") from None
+    shell.run(c, ["sh", "-c", _UNPACK, "sh", str(target)], what="upload")
     out(f"   uploaded {len(data):,} bytes to {target} (.env mode 600)")
     return target
 
@@ -122,29 +129,30 @@ class HostReleases:
         return self.names[index - 1] if index > 0 else None
 
 
+_LIST = 'ls -1 "$1/releases" 2>/dev/null; echo "--current--"; readlink "$1/current"; true'
+# A new symlink renamed over the old one: `current` is never missing or half-made.
+_SWITCH = 'ln -sfn "releases/$2" "$1/.current-$2" && mv -T "$1/.current-$2" "$1/current"'
+
+
 def list_releases(c, settings: Settings) -> HostReleases:
-    root = PurePosixPath(settings.deploy_path)
-    listing = shell.run(c, ["ls", "-1", str(root / "releases")], check=False).stdout
-    names = sorted(n for n in listing.split() if RELEASE_RE.match(n))
-    link = shell.run(c, ["readlink", str(root / "current")], check=False).stdout.strip()
+    listing = shell.run(c, ["sh", "-c", _LIST, "sh", settings.deploy_path],
+                        what="releases").stdout
+    names_part, _, link = listing.partition("--current--")
+    names = sorted(n for n in names_part.split() if RELEASE_RE.match(n))
+    link = link.strip()
     return HostReleases(names, PurePosixPath(link).name if link else None)
 
 
 def switch_current(c, settings: Settings, release: str) -> None:
-    root = PurePosixPath(settings.deploy_path)
-    tmp = root / f".current-{release}"
-    # A new symlink renamed over the old one: `current` is never missing or half-made.
-    shell.run(c, ["ln", "-sfn", f"releases/{release}", str(tmp)], what="switch")
-    shell.run(c, ["mv", "-T", str(tmp), str(root / "current")], what="switch")
+    shell.run(c, ["sh", "-c", _SWITCH, "sh", settings.deploy_path, release], what="switch")
 
 
-def prune(c, settings: Settings, keep: int, out) -> None:
-    state = list_releases(c, settings)
+def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> None:
+    """Keep the newest `keep` releases (and `current`); one command for all the others."""
     old = [n for n in state.names[:-keep] if n != state.current] if keep else []
-    for name in old:
-        shell.run(c, ["rm", "-rf", str(PurePosixPath(settings.deploy_path) / "releases" / name)],
-                  what="prune")
     if old:
+        root = PurePosixPath(settings.deploy_path) / "releases"
+        shell.run(c, ["rm", "-rf", *(str(root / n) for n in old)], what="prune")
         out(f"   removed {len(old)} old release(s), keeping {keep}: {', '.join(old)}")
 
 
@@ -178,7 +186,8 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
             _restore(c, settings, before, release, out, stream)
             raise
         timer.step("switch current", switch_current, c, settings, release)
-        prune(c, settings, settings.keep_releases, out)
+        prune(c, settings, settings.keep_releases, out,
+              HostReleases(sorted({*before.names, release}), release))
     out(f"deploy: {c.host} now serves {release} (done in {time.perf_counter() - started:.1f} s)")
     print_summary(summary, out)
     return {**summary, "release": release}

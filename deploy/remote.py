@@ -219,7 +219,7 @@ def database_url(c, settings: Settings) -> Iterator[str]:
 # --- the host lock ------------------------------------------------------------------------
 
 _LOCK_SCRIPT = (
-    'mkdir -p "$1" && exec 9>>"$2" || exit 1\n'
+    'mkdir -p "$1/releases" && exec 9>>"$2" || exit 1\n'
     'if flock -w "$3" 9; then printf "%s\\n" "$4" > "$5"; echo LOCKED; cat >/dev/null; : > "$5"\n'
     'else echo BUSY; cat "$5" 2>/dev/null; echo; exit 4; fi'
 )

@@ -444,3 +444,11 @@ def test_inspect_of_v2_names_uses_the_service_label_and_marks_one_off_containers
 def test_inspect_of_nothing_is_no_containers():
     assert compose.parse_inspect("") == []
     assert compose.parse_inspect("[]") == []
+
+
+def test_project_states_is_one_command_with_the_filters_as_arguments():
+    argv = compose.project_states("shop; rm -rf /")
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["sh", "label=com.docker.compose.project=shop; rm -rf /",
+                        "label=com.docker.compose.oneoff=False"]
+    assert "shop" not in argv[2]  # the script is a constant
