@@ -420,8 +420,8 @@ def primitives(fleet: Fleet, reps: int) -> list[Primitive]:
         result.append(Primitive(
             "Compose detection (`docker compose version`, then `docker-compose version "
             "--short`)", timed(detect_remote, 3), [0.0],
-            "locally cached per machine (lifecycle.detect_flavour_cached); asked on every "
-            "remote deploy"))
+            "locally cached per machine (lifecycle.detect_flavour_cached); on a host asked "
+            "once per process, so once per deploy"))
 
         def pg_roundtrip(url):
             with psycopg.connect(url, connect_timeout=10) as conn:
@@ -431,7 +431,7 @@ def primitives(fleet: Fleet, reps: int) -> list[Primitive]:
 
         def first_connection(url):
             # forward_local returns before its listener thread has bound the port: count
-            # the refused attempts (database.connect sleeps 0.1 s after each one).
+            # the refused attempts (database.connect retries 0.02 s after the first one).
             n = 0
             while True:
                 try:
@@ -460,7 +460,7 @@ def primitives(fleet: Fleet, reps: int) -> list[Primitive]:
         result.append(Primitive(
             "tunnel open + first connection + `SELECT 1` + tunnel close", cycles, None,
             f"connection attempts refused because forward_local had not bound its port yet "
-            f"(retried every 1 ms here; database.connect sleeps 0.1 s): "
+            f"(retried every 1 ms here; database.connect retries after 0.02 s): "
             f"{sum(1 for n in refused[1:] if n)} of {len(refused) - 1} tunnels"))
 
         data = releases.bundle(hs)
@@ -486,13 +486,13 @@ def verdict(ok: bool) -> str:
 
 def kind_of(line: str) -> str | None:
     """What one recorded command line is (None: a continuation of the lock script)."""
-    if line.startswith(("if flock", "else echo BUSY")):
-        return None
+    if line.startswith(("if flock", "else echo BUSY", '[ -z "$ids" ]')):
+        return None  # the second line of a multi-line script (the lock, the health poll)
     if line.endswith("sftp-server") or line in ("", "internal-sftp"):
         return "SFTP session (upload, .env)"
     if line.startswith("sh -c 'mkdir -p"):
         return "host lock (`sh -c … flock`)"
-    if line.startswith(("docker ps", "docker inspect")):
+    if line.startswith(("docker ps", "docker inspect", "sh -c 'ids=$(docker ps")):
         return "health poll (`docker ps`, `docker inspect`)"
     if line.startswith(("docker compose", "docker-compose")):
         if " version" in line:
