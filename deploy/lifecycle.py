@@ -144,6 +144,8 @@ class Stack:
                      what="backup (docker cp)")
         finally:
             self.run(compose.exec_(self.compose, "postgres", ["rm", "-f", inside]), check=False)
+        # The dump holds every row of the database: readable by its owner only.
+        self.run(["chmod", "600", str(target)], what="backup")
         size = self.run(["stat", "-c", "%s", str(target)], what="backup").stdout.strip()
         if not size.isdigit() or int(size) == 0:
             raise DeployError(f"backup: {target} is empty; nothing was destroyed")

@@ -142,6 +142,7 @@ def test_reset_is_guarded_then_backs_up_and_restores_old_rows(make_stack, tmp_pa
     backups = list((tmp_path / "backups").glob(f"{stack.project}-*.dump"))
     assert len(backups) == 1
     assert f"backup written: {backups[0]}" in done.stdout
+    assert backups[0].stat().st_mode & 0o777 == 0o600
     assert stack.psql("SELECT count(*) FROM users WHERE id = 'keep-me'") == "0"
     assert stack.psql("SELECT count(*) FROM migration_history") == str(len(EXAMPLE_FILES))
 
