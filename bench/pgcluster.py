@@ -7,30 +7,18 @@ password authentication (what a Compose `postgres` image does by default) and
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-
-def pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parent.parent.name))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import free_port, pg_bindir  # noqa: E402 - the tests' own helpers
 
 
 def default_parent() -> str | None:

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.e2e.conftest import free_port, read_env_file  # noqa: E402 - the tests' own helpers
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_IMAGES_ENV = REPO / ".ci" / "local-images.env"
@@ -34,22 +37,6 @@ _FOREIGN = ("POSTGRES_", "MIGRATION", "DEPLOY_", "COMPOSE_", "DATABASE_URL", "BA
 
 def log(message: str) -> None:
     print(f"[bench_stack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    return values
 
 
 def ensure_local_images() -> dict[str, str]:

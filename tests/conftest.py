@@ -28,7 +28,7 @@ EXAMPLE_MIGRATIONS = ROOT / "migrations"
 PASSWORD = "pw-" + secrets.token_hex(8)
 
 
-def _pg_bindir() -> Path | None:
+def pg_bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda p: int(Path(p).parent.parent.name))
     if found:
@@ -37,7 +37,7 @@ def _pg_bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -56,7 +56,7 @@ def pg_admin_url() -> str:
     if url:
         yield url
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         pytest.fail("PostgreSQL server binaries (initdb) not found: run `bash .ci/provision` "
                     "or set TEST_DATABASE_URL", pytrace=False)
@@ -80,7 +80,7 @@ def pg_admin_url() -> str:
                                  f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8",
                                  "--locale=C"]),
                    check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     opts = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
     subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port  # noqa: F401 - also imported from here by the e2e tests
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_IMAGES_ENV = ROOT / ".ci" / "local-images.env"
@@ -39,12 +40,6 @@ def docker_ready() -> None:
     if not LOCAL_IMAGES_ENV.exists() and not os.environ.get("E2E_PUBLIC_IMAGES"):
         _missing(f"{LOCAL_IMAGES_ENV} missing: run bash .ci/build-images "
                  "(or set E2E_PUBLIC_IMAGES=1 on a machine that can pull images)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_env_file(path: Path) -> dict[str, str]:

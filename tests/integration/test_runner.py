@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD
+from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD, free_port
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
 
@@ -302,11 +302,7 @@ def test_a_held_lock_times_out_with_exit_4_naming_the_holder(project):
 
 
 def test_wait_retries_an_unreachable_database_then_exits_4_without_the_password(project):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"postgresql://app:{PASSWORD}@127.0.0.1:{port}/app"
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
     started = time.monotonic()
