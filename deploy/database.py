@@ -267,9 +267,6 @@ class ApplyFailed(Exception):
 def apply_migration(conn: psycopg.Connection, m: Migration, table: str, who: str,
                     split: Callable[[str], list] | None = None) -> int:
     """Apply one file with its history row; return milliseconds. Raises ApplyFailed."""
-    insert = sql.SQL(
-        "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES (%s, %s, %s, %s)"
-    ).format(_table_ident(table))
     start = time.perf_counter()
     if m.transactional:
         # The file and its history row as ONE simple-query message: PostgreSQL runs the
@@ -298,7 +295,9 @@ def apply_migration(conn: psycopg.Connection, m: Migration, table: str, who: str
         except psycopg.Error as exc:
             raise ApplyFailed(_failure(exc, statement.start), statement.start) from None
     ms = round((time.perf_counter() - start) * 1000)
-    conn.execute(insert, (m.filename, m.checksum, ms, who))
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES (%s, %s, %s, %s)"
+    ).format(_table_ident(table)), (m.filename, m.checksum, ms, who))
     return ms
 
 

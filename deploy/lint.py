@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
-from deploy.migrations import FILENAME_RE, parse_file
+from deploy.migrations import FILENAME_RE, display_path, parse_file
 
 
 def lint_directory(directory: Path) -> list:
@@ -19,7 +19,7 @@ def lint_directory(directory: Path) -> list:
     for path in sorted(directory.iterdir()):
         if path.suffix != ".sql" or not path.is_file():
             continue
-        shown = _display(path)
+        shown = display_path(path)
         try:
             m = parse_file(path, path.read_bytes())
         except InvalidMigrations as exc:
@@ -38,13 +38,6 @@ def lint_directory(directory: Path) -> list:
 def _order(file: str) -> tuple[int, str]:
     match = FILENAME_RE.match(Path(file).name)
     return (int(match.group(1)) if match else -1, file)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def format_findings(findings: list, as_json: bool = False) -> tuple[list[str], CheckFailed | None]:

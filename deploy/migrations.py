@@ -70,6 +70,21 @@ class Plan:
         return lines
 
 
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a 0-based character offset, counting lines by ``\\n``."""
+    offset = max(0, min(offset, len(text)))
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def display_path(path: Path) -> str:
+    """A path as the user should see it in a message: relative to the cwd when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

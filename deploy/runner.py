@@ -19,6 +19,8 @@ from deploy.migrations import (
     Migration,
     Plan,
     discover,
+    display_path,
+    line_col,
     new_migration_filename,
     plan_migrations,
     render_template,
@@ -73,22 +75,10 @@ class MigrateResult:
     planned: list[str] = field(default_factory=list)
 
 
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _split(text: str):
     from deploy.sqltools import split_statements  # pglast only when a file needs it
 
     return split_statements(text)
-
-
-def _line_col(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def failure_position(m: Migration, failure: db.Failure,
@@ -96,14 +86,14 @@ def failure_position(m: Migration, failure: db.Failure,
     """Map the server's error position back to a line and column of the file."""
     text = m.text
     if failure.offset is not None:
-        return _line_col(text, failure.offset)
+        return line_col(text, failure.offset)
     if statement_offset is None:
         return None
     if failure.plpgsql_line is not None:
         # PL/pgSQL counts lines from the character after the opening dollar quote.
         quote = _DOLLAR_QUOTE.search(text, statement_offset)
         if quote:
-            body_line, _ = _line_col(text, quote.end())
+            body_line, _ = line_col(text, quote.end())
             line = body_line + failure.plpgsql_line - 1
             lines = text.splitlines()
             source = lines[line - 1] if line - 1 < len(lines) else ""
@@ -113,7 +103,7 @@ def failure_position(m: Migration, failure: db.Failure,
                 if found >= 0:
                     col = found + (failure.internal_position or 1)
             return line, col
-    return _line_col(text, statement_offset)
+    return line_col(text, statement_offset)
 
 
 def _migration_error(m: Migration, exc: db.ApplyFailed, applied_now: list[str],

@@ -14,6 +14,8 @@ import pglast
 from pglast import ast, parser
 from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind
 
+from deploy.migrations import line_col  # noqa: F401 - part of this module's API too
+
 _RERUN = "(migrations must be safe to re-run)"
 
 
@@ -51,13 +53,6 @@ class Finding:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def line_col(text: str, offset: int) -> tuple[int, int]:
-    """1-based (line, column) of a 0-based character offset, counting lines by ``\\n``."""
-    offset = max(0, min(offset, len(text)))
-    line_start = text.rfind("\n", 0, offset) + 1
-    return text.count("\n", 0, offset) + 1, offset - line_start + 1
 
 
 def _syntax_error(
