@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deploy import compose, health, shell
 from deploy.compose import Compose, ContainerState
-from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
+from deploy.errors import CheckFailed, ConfigError, DeployError, DeployTimeout, Refused
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
@@ -82,8 +82,9 @@ class Stack:
 
     # --- steps -------------------------------------------------------------------------
 
-    def build(self, services=()) -> None:
-        self.run(compose.build(self.compose, services), hide=False, what="build")
+    def build(self, services=(), no_cache: bool = False) -> None:
+        self.run(compose.build(self.compose, services, no_cache=no_cache), hide=False,
+                 what="build")
 
     def up(self, build: bool = False) -> None:
         self.run(compose.up(self.compose, build=build), hide=False, what="up")
@@ -337,15 +338,14 @@ class LocalLock:
                     self.fh.seek(0)
                     holder = self.fh.read().strip() or "an unknown process"
                     self.fh.close()
-                    from deploy.errors import DeployTimeout
-
                     raise DeployTimeout(f"deploy lock: {self.path} is held by {holder}; "
                                         f"waited {self.wait:g}s (--lock-wait)") from None
                 time.sleep(self.poll)
         self.fh.seek(0)
         self.fh.truncate()
-        user = os.environ.get("USER") or str(os.getuid())
-        self.fh.write(json.dumps({"pid": os.getpid(), "user": user,
+        from deploy.database import applied_by  # the same "who" as history rows and host locks
+
+        self.fh.write(json.dumps({"pid": os.getpid(), "user": applied_by(),
                                   "since": datetime.now(UTC).isoformat(timespec="seconds")}))
         self.fh.flush()
         return self

@@ -23,12 +23,9 @@ from deploy.tasks.common import (
 @exits
 def build(c, services=None, no_cache=False):
     """Build the stack's images (docker compose build)."""
-    from deploy import compose
-
     stack = stack_for(c)
     stack.check_docker()
-    stack.run(compose.build(stack.compose, services_list(services), no_cache=no_cache), hide=False,
-              what="build")
+    stack.build(services_list(services), no_cache=no_cache)
 
 
 @task
