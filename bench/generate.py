@@ -1,6 +1,6 @@
 """Deterministic, realistic migration files for the benchmarks, in each tool's format.
 
-Modelled on the team's files (see DESIGN.md): every file creates a table with 5–10
+Modelled on the shipped example migrations (migrations/): every file creates a table with 5–10
 columns (`CREATE TABLE IF NOT EXISTS`), 1–4 indexes, and carries its undo as a
 `-- ROLLBACK:` note; about a third also add a column to an earlier table in a
 `DO $$ … IF NOT EXISTS … ALTER TABLE … ADD COLUMN IF NOT EXISTS … END $$` block, about a

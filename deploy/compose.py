@@ -1,6 +1,6 @@
 """Docker Compose as data: argv builders and output parsers, for v1 and v2/v5.
 
-Nothing here runs a process or builds shell text (DESIGN.md, "commands are data").
+Nothing here runs a process or builds shell text (docs/design.md, "commands are data").
 Every builder returns a ``list[str]``; the one executor elsewhere joins it with
 ``shlex.join``. Parsers take the text a command printed and return plain values.
 

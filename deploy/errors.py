@@ -1,4 +1,4 @@
-"""One exception hierarchy; each class carries the exit code DESIGN.md documents."""
+"""One exception hierarchy; each class carries the exit code docs/design.md documents."""
 
 
 class DeployError(Exception):

@@ -250,8 +250,21 @@ def migrate_and_verify(settings: Settings, timer: StepTimer, out: Out,
             "total": result.total_applied}
 
 
+def require_stack_settings(settings: Settings) -> None:
+    """Settings the stack cannot start without, checked before anything is started."""
+    try:
+        text = Path(settings.compose_file).read_text(encoding="utf-8")
+    except OSError:
+        return  # a missing file is reported by the Compose step itself
+    if "${POSTGRES_PASSWORD" in text and not settings.values.get("POSTGRES_PASSWORD"):
+        raise ConfigError(
+            "POSTGRES_PASSWORD: missing; the stack's database needs one. `bash .ci/quickstart` "
+            "writes .env with a random one, or set it in .env (see .env.example)")
+
+
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> dict:
     """build → up → wait-healthy → migrate → check-tables --expected, timed per step."""
+    require_stack_settings(settings)
     started = time.perf_counter()
     stack = Stack(c, settings, out)
     timer = StepTimer(out)
@@ -302,6 +315,8 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     """Backup → down --volumes → up → wait → migrate. `database()` gives a context manager
     yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely)."""
     settings, out = stack.settings, stack.out
+    if not hasattr(stack.c, "forward_local"):  # a host's release .env is checked at deploy
+        require_stack_settings(settings)
     timer = StepTimer(out)
     timer.step("docker", stack.check_docker)
     path = timer.step("backup", stack.backup) if backup else None

@@ -11,7 +11,7 @@ import re
 import subprocess
 import tarfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -162,6 +162,9 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
 
     Any failure before the switch brings the previous release back up, so it keeps serving.
     """
+    from deploy.lifecycle import require_stack_settings
+
+    require_stack_settings(settings)
     started = time.perf_counter()
     remote.open_connection(c, settings)
     release = release_name()
@@ -180,7 +183,7 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
             timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
             with remote.database_url(c, settings) as url:
                 summary = migrate_and_verify(
-                    replace(settings, database_url=url), timer, out,
+                    settings.with_database_url(url), timer, out,
                     since_seconds=time.perf_counter() - started + 1)
         except DeployError:
             _restore(c, settings, before, release, out, stream)

@@ -1,6 +1,6 @@
 """Fabric: hosts, host-key trust, per-host settings, the DB tunnel and the host lock.
 
-Local or remote is decided by which context arrives (DESIGN.md): tasks pass `c` on; this
+Local or remote is decided by which context arrives (docs/design.md): tasks pass `c` on; this
 module only knows how to reach a host safely. Releases live in deploy/releases.py.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from deploy.errors import ConfigError, DeployError, DeployTimeout
-from deploy.settings import Settings, load_settings
+from deploy.settings import Settings, load_settings, parse_env_text
 
 
 def is_remote(c) -> bool:
@@ -75,10 +75,8 @@ def host_settings(settings: Settings, host: str) -> Settings:
     path = settings.hosts_dir / f"{host}.env"
     values = dict(settings.values)
     if path.is_file():
-        from dotenv import dotenv_values
-
         try:
-            overlay = dotenv_values(path, encoding="utf-8")
+            overlay = parse_env_text(path.read_text(encoding="utf-8"), path)
         except UnicodeDecodeError:
             raise ConfigError(f"DEPLOY_HOSTS_DIR: {path} is not valid UTF-8") from None
         values.update({k: v for k, v in overlay.items() if v is not None})

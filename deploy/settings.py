@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -20,11 +20,15 @@ DEPLOY_ENVS = ("development", "staging", "production")
 _TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 HINT = "set it in .env or the environment (see .env.example)"
+# The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
+STACK_USER = "app"
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
+    # The database URL, or None with the reason in db_error: only the tasks that talk to
+    # the database need one (`ps`, `logs`, `build` … must work without it).
+    db_url: str | None
     migrations_dir: Path
     migration_table: str
     deploy_env: str
@@ -42,6 +46,17 @@ class Settings:
     keep_releases: int
     hosts_dir: Path
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
+    db_error: ConfigError | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL, or the one built from POSTGRES_*; ConfigError when neither works."""
+        if self.db_url is None:
+            raise self.db_error or ConfigError(f"DATABASE_URL: missing; {HINT}")
+        return self.db_url
+
+    def with_database_url(self, url: str) -> Settings:
+        return replace(self, db_url=url, db_error=None)
 
     @property
     def redacted_url(self) -> str:
@@ -121,12 +136,28 @@ def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | Non
         raise ConfigError(f"ENV_FILE: {path} is not valid UTF-8 ({exc.reason})") from None
     if not text.strip():
         return path, {}
+    return path, parse_env_text(text, path)
+
+
+def parse_env_text(text: str, path: Path) -> dict[str, str | None]:
+    """python-dotenv's values, but a line it cannot parse is an error naming the file and
+    line (python-dotenv itself only logs a warning and drops the line)."""
     import io
 
     # Imported here: python -m deploy's no-op path should pay only for what it uses.
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
-    return path, dotenv_values(stream=io.StringIO(text), interpolate=True)
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            # Only the key is shown: the rest of the line may be a secret.
+            first = (binding.original.string.strip().splitlines() or [""])[0]
+            key, eq, _ = first.partition("=")
+            what = f"the value of {key.strip()[:60]}" if eq else "no KEY=value"
+            raise ConfigError(
+                f"{path}:{binding.original.line}: cannot parse this line ({what}); write "
+                "KEY=value, quote a value that holds spaces or #, and close every quote")
+    return dotenv_values(stream=io.StringIO(text), interpolate=True)
 
 
 def _database_url(src: _Source) -> str:
@@ -146,14 +177,17 @@ def _database_url(src: _Source) -> str:
     names = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
     if not any(src.get(n) for n in names):
         raise ConfigError(
-            f"DATABASE_URL: missing; {HINT}, or set POSTGRES_HOST/POSTGRES_PORT/POSTGRES_USER/"
-            "POSTGRES_PASSWORD/POSTGRES_DB"
+            "DATABASE_URL: missing; set POSTGRES_PASSWORD (and POSTGRES_USER/POSTGRES_DB) or "
+            "DATABASE_URL in .env or the environment; `bash .ci/quickstart` writes a .env "
+            "(see .env.example)"
         )
-    host = src.get("POSTGRES_HOST") or "localhost"
-    port = src.get("POSTGRES_PORT") or "5432"
+    # The sample stack's database as this machine sees it: published on 127.0.0.1.
+    host = src.get("POSTGRES_HOST") or "127.0.0.1"
+    port_name = "POSTGRES_PORT" if src.get("POSTGRES_PORT") else "POSTGRES_PUBLISHED_PORT"
+    port = src.get(port_name) or "5432"
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise src.error("POSTGRES_PORT", f"{port!r} is not a port number (1-65535)")
-    user = src.get("POSTGRES_USER") or "postgres"
+        raise src.error(port_name, f"{port!r} is not a port number (1-65535)")
+    user = src.get("POSTGRES_USER") or STACK_USER
     db = src.get("POSTGRES_DB") or user
     password = src.get("POSTGRES_PASSWORD")
     auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
@@ -214,8 +248,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
             f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
             "'-' and '_', starting with a letter or digit)",
         )
+    try:
+        db_url, db_error = _database_url(src), None
+    except ConfigError as exc:
+        db_url, db_error = None, exc
     return Settings(
-        database_url=_database_url(src),
+        db_url=db_url,
         migrations_dir=resolve(src.get("MIGRATIONS_DIR") or "migrations"),
         migration_table=table,
         deploy_env=deploy_env,
@@ -235,6 +273,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         keep_releases=_positive_int(src, "KEEP_RELEASES", 5),
         hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
+        db_error=db_error,
     )
 
 

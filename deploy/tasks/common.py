@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
-from dataclasses import replace
 
 from invoke import Exit
 
@@ -45,7 +44,7 @@ def database(c, settings: Settings):
     from deploy.remote import database_url
 
     with database_url(c, settings) as url:
-        yield replace(settings, database_url=url)
+        yield settings.with_database_url(url)
 
 
 def seconds(flag: str, value, default: float) -> float:

@@ -32,7 +32,12 @@ def build(c, services=None, no_cache=False):
 @exits
 def up(c):
     """Start the stack in the background (docker compose up -d, no build)."""
+    from deploy.lifecycle import require_stack_settings
+    from deploy.remote import is_remote
+
     stack = stack_for(c)
+    if not is_remote(c):
+        require_stack_settings(stack.settings)
     stack.check_docker()
     stack.up()
 

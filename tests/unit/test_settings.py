@@ -16,7 +16,7 @@ def load(tmp_path, env: dict, file_text: str | None = None):
 
 def error_of(tmp_path, env: dict, file_text: str | None = None) -> str:
     with pytest.raises(ConfigError) as info:
-        load(tmp_path, env, file_text)
+        load(tmp_path, env, file_text).database_url  # noqa: B018 - checked when used
     assert info.value.exit_code == 2
     return str(info.value)
 
@@ -61,7 +61,8 @@ def test_redaction_hides_passwords_in_urls_and_free_text():
 
 
 BAD = [
-    ({}, None, "DATABASE_URL: missing; set it in .env or the environment (see .env.example)"),
+    ({}, None, "DATABASE_URL: missing; set POSTGRES_PASSWORD (and POSTGRES_USER/POSTGRES_DB) "
+     "or DATABASE_URL in .env or the environment; `bash .ci/quickstart` writes a .env"),
     ({"DATABASE_URL": "mysql://u@h/d"}, None,
      "DATABASE_URL: scheme must be postgresql:// (got mysql://) (set in the environment)"),
     ({"DATABASE_URL": "localhost:5432"}, None,
@@ -110,4 +111,43 @@ def test_an_env_file_that_is_not_utf8_is_named(tmp_path):
 
 def test_a_bad_url_never_echoes_its_password(tmp_path):
     message = error_of(tmp_path, {"DATABASE_URL": "postgresql://u:hunter2@h:port/d"})
+    assert "hunter2" not in message
+
+
+def test_the_database_url_is_required_only_by_what_uses_it(tmp_path):
+    s = load(tmp_path, {"COMPOSE_PROJECT_NAME": "shop"})
+    assert s.project_name == "shop"  # ps, logs, build … load settings without a database
+    with pytest.raises(ConfigError, match="^DATABASE_URL: missing; set POSTGRES_PASSWORD"):
+        s.database_url  # noqa: B018
+
+
+def test_a_bad_database_url_does_not_stop_tasks_that_need_no_database(tmp_path):
+    s = load(tmp_path, {"DATABASE_URL": "mysql://u@h/d"})
+    assert s.compose_file == tmp_path / "deploy/stack/docker-compose.yml"
+    with pytest.raises(ConfigError, match="scheme must be postgresql://"):
+        s.redacted_url  # noqa: B018
+
+
+def test_the_password_is_stated_once_the_url_follows_the_stack_settings(tmp_path):
+    s = load(tmp_path, {}, "POSTGRES_USER=app\nPOSTGRES_PASSWORD=s3cret\nPOSTGRES_DB=app\n"
+                           "POSTGRES_PUBLISHED_PORT=15432\n")
+    assert s.database_url == "postgresql://app:s3cret@127.0.0.1:15432/app"
+    changed = load(tmp_path, {"POSTGRES_PASSWORD": "from-a-ci-secret"})
+    assert changed.database_url == "postgresql://app:from-a-ci-secret@127.0.0.1:15432/app"
+
+
+def test_the_stack_user_is_the_default_user(tmp_path):
+    s = load(tmp_path, {"POSTGRES_PASSWORD": "pw"})
+    assert s.database_url == "postgresql://app:pw@127.0.0.1:5432/app"
+
+
+def test_an_explicit_database_url_wins_over_postgres_parts(tmp_path):
+    s = load(tmp_path, {"DATABASE_URL": "postgresql://u:p@db:5433/x", "POSTGRES_PASSWORD": "q"})
+    assert s.database_url == "postgresql://u:p@db:5433/x"
+
+
+def test_an_env_line_dotenv_cannot_parse_names_the_file_and_line_not_the_value(tmp_path):
+    message = error_of(tmp_path, {}, 'POSTGRES_USER=app\nPOSTGRES_PASSWORD="hunter2\n')
+    assert message.startswith(f"{tmp_path / '.env'}:2: cannot parse this line (the value of "
+                              "POSTGRES_PASSWORD); write KEY=value")
     assert "hunter2" not in message
