@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `python -m deploy migrate-status | head`: end quietly
+        from deploy.cli import CLOSED_PIPE_EXIT, silence_stdout
+
+        silence_stdout()
+        return CLOSED_PIPE_EXIT
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deploy import compose, health, shell
 from deploy.compose import Compose, ContainerState
-from deploy.errors import CheckFailed, ConfigError, DeployError, DeployTimeout, Refused
+from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
@@ -329,52 +329,6 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
         migrate_and_verify(reachable, timer, out)
     out("reset: done" + (f"; backup at {path}" if path else ""))
     return path
-
-
-@dataclass
-class LocalLock:
-    """One deploy per project on this machine: flock on a file, holder written inside."""
-
-    path: Path
-    wait: float
-    poll: float = 0.2
-
-    def __enter__(self):
-        import fcntl
-
-        self.fh = open(self.path, "a+")
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self.fh.seek(0)
-                    holder = self.fh.read().strip() or "an unknown process"
-                    self.fh.close()
-                    raise DeployTimeout(f"deploy lock: {self.path} is held by {holder}; "
-                                        f"waited {self.wait:g}s (--lock-wait)") from None
-                time.sleep(self.poll)
-        self.fh.seek(0)
-        self.fh.truncate()
-        from deploy.database import applied_by  # the same "who" as history rows and host locks
-
-        self.fh.write(json.dumps({"pid": os.getpid(), "user": applied_by(),
-                                  "since": datetime.now(UTC).isoformat(timespec="seconds")}))
-        self.fh.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.fh.close()
-
-
-def local_lock_path(settings: Settings) -> Path:
-    import tempfile
-
-    return Path(tempfile.gettempdir()) / f"deploy-{settings.project_name}.lock"
 
 
 def format_states(states: list[ContainerState]) -> list[str]:

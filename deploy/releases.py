@@ -169,7 +169,7 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
     remote.open_connection(c, settings)
     release = release_name()
     timer = StepTimer(out)
-    with remote.host_lock(c, settings, wait=lock_wait, release=release):
+    with remote.host_lock(c, settings, wait=lock_wait, release=release, out=out):
         before = list_releases(c, settings)
         try:
             timer.step(f"upload {release}", upload, c, settings, release, out)
@@ -222,7 +222,7 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
     """Switch `current` to the previous release and bring it up; migrations stay applied."""
     remote.open_connection(c, settings)
     timer = StepTimer(out)
-    with remote.host_lock(c, settings, wait=lock_wait, release="rollback"):
+    with remote.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
         state = list_releases(c, settings)
         target = state.previous
         if target is None:

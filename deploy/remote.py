@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 import shlex
-import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
@@ -182,20 +179,16 @@ def connection(host: Host, settings: Settings):
 # --- the database through a tunnel ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def database_url(c, settings: Settings) -> Iterator[str]:
     """DATABASE_URL as seen from here: as is locally; through an SSH tunnel to the host's
     loopback-published port remotely (DATABASE_URL then describes the database as the
-    host sees it)."""
+    host sees it). The tunnel listens before its URL is handed out (deploy/tunnel.py)."""
     if not is_remote(c):
         yield settings.database_url
         return
+    from deploy.tunnel import forward_local
+
     parts = urlsplit(settings.database_url)
     remote_port = parts.port or 5432
     if not settings.values.get("DATABASE_URL"):
@@ -205,51 +198,76 @@ def database_url(c, settings: Settings) -> Iterator[str]:
             raise ConfigError(f"POSTGRES_PUBLISHED_PORT: {published!r} is not a port number "
                               f"(1-65535) [host {c.host}]")
         remote_port = int(published)
-    local_port = _free_port()
+    if not c.is_connected:
+        open_connection(c, settings)
     auth = parts.netloc.rpartition("@")[0]
-    tunnelled = urlunsplit(parts._replace(
-        netloc=(auth + "@" if auth else "") + f"127.0.0.1:{local_port}"))
-    with c.forward_local(local_port=local_port, remote_port=remote_port,
-                         remote_host=parts.hostname or "127.0.0.1", local_host="127.0.0.1"):
-        yield tunnelled
+    remote_host = parts.hostname or "127.0.0.1"
+    with forward_local(c.client.get_transport(), remote_host, remote_port) as forward:
+        yield urlunsplit(parts._replace(
+            netloc=(auth + "@" if auth else "") + f"127.0.0.1:{forward.port}"))
 
 
 # --- the host lock ------------------------------------------------------------------------
 
+# $1 DEPLOY_PATH, $2 lock file, $3 seconds to wait (whole), $4 holder JSON, $5 holder file,
+# $6 seconds between progress reports. Prints WAITING <holder> when it starts waiting and
+# every $6 s, then LOCKED (and holds the lock until our channel closes) or BUSY <holder>.
 _LOCK_SCRIPT = (
     'mkdir -p "$1/releases" && exec 9>>"$2" || exit 1\n'
-    'if flock -w "$3" 9; then printf "%s\\n" "$4" > "$5"; echo LOCKED; cat >/dev/null; : > "$5"\n'
-    'else echo BUSY; cat "$5" 2>/dev/null; echo; exit 4; fi'
+    'if ! flock -n 9; then\n'
+    '  end=$(( $(date +%s) + $3 ))\n'
+    '  while :; do\n'
+    '    left=$(( end - $(date +%s) ))\n'
+    '    if [ "$left" -le 0 ]; then printf "BUSY "; cat "$5" 2>/dev/null; echo; exit 4; fi\n'
+    '    printf "WAITING "; cat "$5" 2>/dev/null; echo\n'
+    '    [ "$left" -le "$6" ] || left=$6\n'
+    '    flock -w "$left" 9 && break\n'
+    '  done\n'
+    'fi\n'
+    'printf "%s\\n" "$4" > "$5"; echo LOCKED; cat >/dev/null; : > "$5"'
 )
 
 
 @contextmanager
-def host_lock(c, settings: Settings, *, wait: float, release: str) -> Iterator[None]:
+def host_lock(c, settings: Settings, *, wait: float, release: str,
+              out: Callable[[str], None] = print) -> Iterator[None]:
     """flock on DEPLOY_PATH/.deploy.lock, held by a remote shell blocked on `cat` for as
     long as we keep its channel open: if this process dies, the channel closes and the
-    lock goes with it. The holder (who, pid, release, since) is written beside it.
+    lock goes with it. The holder (who, pid, release, since) is written beside it, and a
+    waiting deploy says who holds it, at the start and every few seconds.
 
     The one command not sent through shell.run: it needs a channel kept open.
     """
-    root = settings.deploy_path
-    from deploy.database import applied_by
+    import math
 
-    holder = json.dumps({"by": applied_by(),
-                         "pid": os.getpid(), "release": release,
-                         "since": datetime.now(UTC).isoformat(timespec="seconds")})
-    argv = ["sh", "-c", _LOCK_SCRIPT, "sh", root, f"{root}/.deploy.lock", f"{wait:g}", holder,
-            f"{root}/.deploy.lock.holder"]
+    from deploy.locks import PROGRESS_EVERY, describe_holder, holder_record
+
+    root = settings.deploy_path
+    argv = ["sh", "-c", _LOCK_SCRIPT, "sh", root, f"{root}/.deploy.lock",
+            str(math.ceil(wait)), holder_record(release), f"{root}/.deploy.lock.holder",
+            str(int(PROGRESS_EVERY))]
     channel = c.client.get_transport().open_session()
     channel.exec_command(shlex.join(argv))
     reader = channel.makefile("rb")
-    first = reader.readline().decode(errors="replace").strip()
-    if first != "LOCKED":
-        rest = reader.read().decode(errors="replace").strip()
+    started = time.monotonic()
+    while True:
+        raw = reader.readline()
+        line = raw.decode(errors="replace").strip()
+        if raw and not line:
+            continue  # the holder file's own newline
+        word, _, rest = line.partition(" ")
+        if word != "WAITING":
+            break
+        out(f"{c.host}: waiting for the deploy lock held by {describe_holder(rest)} "
+            f"({time.monotonic() - started:.0f} s of {wait:g} s)")
+    if word != "LOCKED":
+        rest = (rest + " " + reader.read().decode(errors="replace")).strip()
         channel.close()
-        if first == "BUSY":
+        if word == "BUSY":
             raise DeployTimeout(f"{c.host}: another deploy holds {root}/.deploy.lock "
-                                f"(holder: {rest or 'unknown'}); waited {wait:g}s (--lock-wait)")
-        raise DeployError(f"{c.host}: cannot take the deploy lock in {root}: {first} {rest}")
+                                f"(holder: {describe_holder(rest)}); waited {wait:g}s "
+                                "(--lock-wait)")
+        raise DeployError(f"{c.host}: cannot take the deploy lock in {root}: {line} {rest}")
     try:
         yield
     finally:

@@ -6,6 +6,7 @@ project's errors into `invoke.Exit(message, code)` once (tasks/common.py).
 
 from invoke import Collection
 
+from deploy import cli
 from deploy.tasks.hosts import deploy, releases, rollback
 from deploy.tasks.migrations import (
     check_tables,
@@ -20,3 +21,5 @@ from deploy.tasks.stack import build, down, logs, ps, psql, reset, up, wait_heal
 ns = Collection(migrate, migrate_status, check_tables, new_migration, redo_migration,
                 lint_migrations, deploy, build, up, down, wait_healthy, ps, logs, reset, psql,
                 rollback, releases)
+
+cli.install()

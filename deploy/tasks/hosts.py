@@ -33,11 +33,11 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None):
     if hosts:
         _on_hosts(hosts, "deploy", n_parallel, build=not no_build, lock_wait=wait)
         return
-    from deploy.lifecycle import LocalLock, local_lock_path
     from deploy.lifecycle import deploy as run_deploy
+    from deploy.locks import LocalLock, local_lock_path
 
     settings = settings_for(c)
-    with LocalLock(local_lock_path(settings), wait):
+    with LocalLock(local_lock_path(settings.project_name), wait):
         run_deploy(c, settings, build=not no_build)
 
 

@@ -7,7 +7,6 @@ filesystem. The tests run in file order and build on the first deploy.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -199,9 +198,11 @@ def test_two_deploys_to_one_host_at_once_one_exits_4_naming_the_holder(fleet):
     assert first.returncode == 0, out + err
     assert second.returncode == 4, second.stdout + second.stderr
     assert f"{host}: another deploy holds {fleet.paths[host]}/.deploy.lock" in second.stderr
-    holder = json.loads(second.stderr.split("(holder: ", 1)[1].split("); waited")[0])
-    assert holder["pid"] == first.pid or holder["pid"] > 0
+    holder = second.stderr.split("(holder: ", 1)[1].split("); waited")[0]
+    assert re.fullmatch(r"\S+@\S+ pid \d+, release \d{8}T\d{6}Z-\w+, since \S+", holder), holder
     assert "waited 1s (--lock-wait)" in second.stderr
+    # It said who held the lock as soon as it started waiting.
+    assert f"[{host}] {host}: waiting for the deploy lock held by {holder} (" in second.stdout
 
 
 def test_a_failing_first_host_stops_the_rollout_and_the_previous_release_keeps_serving(fleet):

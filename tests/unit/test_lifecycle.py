@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import time
 from pathlib import Path
@@ -12,7 +11,8 @@ from invoke import MockContext, Result
 
 from deploy import shell
 from deploy.errors import DeployTimeout, Refused
-from deploy.lifecycle import LocalLock, confirm_reset
+from deploy.lifecycle import confirm_reset
+from deploy.locks import LocalLock, describe_holder
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,15 +72,18 @@ def test_a_second_local_deploy_waits_then_names_the_holder(tmp_path):
     try:
         assert ready.wait(10)
         started = time.monotonic()
+        said = []
         with pytest.raises(DeployTimeout) as info:
-            with LocalLock(path, wait=0.5):
+            with LocalLock(path, wait=0.5, out=said.append):
                 pass
         assert 0.4 < time.monotonic() - started < 3
         message = str(info.value)
         assert message.startswith(f"deploy lock: {path} is held by ")
-        assert json.loads(message.split("held by ", 1)[1].split("; waited")[0])["pid"] == \
-            holder.pid
+        assert f" pid {holder.pid}, since " in message
         assert message.endswith("waited 0.5s (--lock-wait)")
+        # Said once at the start (the next report would be 5 s later).
+        assert len(said) == 1 and said[0].startswith("deploy lock: waiting for ")
+        assert f" pid {holder.pid}, since " in said[0]
     finally:
         holder.join()
     with LocalLock(path, wait=0):
@@ -119,3 +122,34 @@ def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, 
     assert len(calls) == probes
     assert detect_flavour_cached("docker-compose", probe) == (("docker-compose",), "v1")
     assert len(calls) == probes + 1  # another COMPOSE_CMD is another key
+
+
+def test_a_waiting_deploy_repeats_who_holds_the_lock_every_few_seconds(tmp_path):
+    import fcntl
+
+    from deploy import locks
+
+    path = tmp_path / "deploy.lock"
+    path.write_text(locks.holder_record("20261128T170000Z-abc1234"))
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    said = []
+    with open(path) as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(DeployTimeout):
+            with LocalLock(path, wait=12, out=said.append, clock=lambda: now[0],
+                           sleep=sleep):
+                pass
+    assert [line.split("(")[1] for line in said] == ["0 s of 12 s)", "5 s of 12 s)",
+                                                      "10 s of 12 s)"]
+    assert "release 20261128T170000Z-abc1234" in said[0]
+
+
+def test_a_holder_is_described_in_words():
+    assert describe_holder('{"by": "ci@runner", "pid": 7, "release": "r1", "since": "T"}') == \
+        "ci@runner pid 7, release r1, since T"
+    assert describe_holder("") == "an unknown process"
+    assert describe_holder("not json") == "not json"

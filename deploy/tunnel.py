@@ -1,0 +1,112 @@
+"""A local port forwarded over an SSH transport, listening before anyone is told its port.
+
+Fabric's `Connection.forward_local` binds its listener in a thread it starts, after the
+caller picked the port; a client that connects at once may find nothing listening
+("connection refused"), which is what broke `fab -H host check-tables` right after a
+deploy. Here the socket is bound to port 0 (the kernel picks a free one: no race with
+other processes either) and listening before `forward_local` yields the port, so a
+connection made the moment the URL is known is accepted by construction.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CHUNK = 64 * 1024
+# How often an idle pump checks whether the tunnel is being closed.
+IDLE_CHECK = 0.2
+
+
+class Forward:
+    """Counts what crossed the tunnel (for the benchmarks) and knows its open pairs."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.bytes_in = 0  # from the far end to us
+        self.bytes_out = 0
+        self.connections = 0
+        self.errors: list[str] = []  # channels the server refused, for the error message
+        self._lock = threading.Lock()
+
+    def _count(self, inbound: int, outbound: int) -> None:
+        with self._lock:
+            self.bytes_in += inbound
+            self.bytes_out += outbound
+
+
+def _pump(sock: socket.socket, channel, stop: threading.Event, forward: Forward) -> None:
+    """Copy both ways until either side closes (or the tunnel is closed)."""
+    try:
+        while not stop.is_set():
+            ready, _, _ = select.select([sock, channel], [], [], IDLE_CHECK)
+            if sock in ready:
+                data = sock.recv(CHUNK)
+                if not data:
+                    break
+                channel.sendall(data)
+                forward._count(0, len(data))
+            if channel in ready:
+                data = channel.recv(CHUNK)
+                if not data:
+                    break
+                sock.sendall(data)
+                forward._count(len(data), 0)
+    except (OSError, EOFError):
+        pass  # either end went away: close both
+    finally:
+        channel.close()
+        sock.close()
+
+
+@contextmanager
+def forward_local(transport, remote_host: str, remote_port: int,
+                  local_host: str = "127.0.0.1") -> Iterator[Forward]:
+    """Listen on local_host:<free port>; each connection becomes a direct-tcpip channel to
+    remote_host:remote_port as the SSH server sees it. Yields once the listener is ready."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((local_host, 0))
+    listener.listen(64)
+    forward = Forward(listener.getsockname()[1])
+    stop = threading.Event()
+    pumps: list[threading.Thread] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                sock, peer = listener.accept()
+            except OSError:  # the listener was closed: the tunnel is done
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                channel = transport.open_channel("direct-tcpip", (remote_host, remote_port),
+                                                 peer)
+            except Exception as exc:  # refused by the server: the client sees a close
+                forward.errors.append(f"{remote_host}:{remote_port}: {exc}")
+                sock.close()
+                continue
+            forward.connections += 1
+            pump = threading.Thread(target=_pump, args=(sock, channel, stop, forward),
+                                    name=f"tunnel-{forward.port}", daemon=True)
+            pump.start()
+            pumps.append(pump)
+
+    acceptor = threading.Thread(target=accept, name=f"tunnel-accept-{forward.port}",
+                                daemon=True)
+    acceptor.start()
+    try:
+        yield forward
+    finally:
+        stop.set()
+        # shutdown() wakes a thread blocked in accept(); close() alone may not.
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        listener.close()
+        acceptor.join(timeout=2)
+        for pump in pumps:
+            pump.join(timeout=2)
