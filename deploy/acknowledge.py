@@ -12,7 +12,7 @@ output does not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pglast import ast, parser
@@ -30,7 +30,7 @@ class Directive:
     reason: str
 
 
-def _comments(text: str, do_blocks: list[tuple[int, int]]) -> Iterator[tuple[int, str]]:
+def _comments(text: str, do_blocks: Iterable[tuple[int, int]]) -> Iterator[tuple[int, str]]:
     """(offset, text) of every ``--`` comment: the file's, then those inside DO bodies.
 
     pglast's scanner finds them, so ``--`` inside a string is no comment. A DO body is a
@@ -56,7 +56,7 @@ def _comments(text: str, do_blocks: list[tuple[int, int]]) -> Iterator[tuple[int
 
 
 def directives(
-    text: str, do_blocks: list[tuple[int, int]] = ()
+    text: str, do_blocks: Iterable[tuple[int, int]] = ()
 ) -> tuple[list[Directive], list[tuple[int, str]]]:
     """The file's ``-- lint:`` comments: (valid directives, (offset, error) for bad ones).
 
@@ -64,7 +64,7 @@ def directives(
     in the bodies of the DO blocks spanning ``do_blocks``.
     """
     valid, bad = [], []
-    for at, comment in sorted(_comments(text, list(do_blocks))):
+    for at, comment in sorted(_comments(text, do_blocks)):
         body = comment[2:].strip()
         if not body.startswith("lint:"):
             continue

@@ -163,10 +163,12 @@ def _body_offsets(text: str, where: int, length: int) -> Iterator[tuple[int, boo
 
 
 def _line_start(text: str, line_index: int) -> int:
-    """Offset of the start of the 0-based line ``line_index``."""
+    """Offset of the start of the 0-based line ``line_index`` (the end past the last line)."""
     start = 0
     for _ in range(line_index):
-        start = text.index("\n", start) + 1
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return len(text)
     return start
 
 
