@@ -218,9 +218,9 @@ def _alter_table(ex: Executed, table: str, cmd: ast.AlterTableCmd) -> Iterator[t
 def _rename(ex: Executed, table: str, change: str, new_table: str) -> tuple:
     return ex.at, "rename-table", (
         f"ALTER TABLE {table} {change}: {_OLD_CODE} queries {table} and fails as soon "
-        f"as it moves; move it and, in the same migration, CREATE VIEW {table} AS SELECT * "
-        f"FROM {new_table} (a simple view is updatable), then drop the view in a later "
-        f"release once no code uses {table}"
+        f"as it moves; keep the old name working: in the same migration CREATE VIEW {table} "
+        f"AS SELECT * FROM {new_table} (a simple view is updatable), and drop the view in a "
+        f"later release once no code uses {table}"
     )
 
 

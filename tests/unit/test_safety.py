@@ -89,13 +89,13 @@ def test_renaming_or_moving_a_table_warns_to_leave_a_view_behind():
 
     assert risky(sql) == [
         f"2:1 rename-table: ALTER TABLE grants RENAME TO funding_calls: {OLD} queries grants "
-        "and fails as soon as it moves; move it and, in the same migration, CREATE VIEW grants "
-        "AS SELECT * FROM funding_calls (a simple view is updatable), then drop the view in a "
-        "later release once no code uses grants",
+        "and fails as soon as it moves; keep the old name working: in the same migration "
+        "CREATE VIEW grants AS SELECT * FROM funding_calls (a simple view is updatable), and "
+        "drop the view in a later release once no code uses grants",
         f"3:1 rename-table: ALTER TABLE app.logs SET SCHEMA archive: {OLD} queries app.logs "
-        "and fails as soon as it moves; move it and, in the same migration, CREATE VIEW "
-        "app.logs AS SELECT * FROM archive.logs (a simple view is updatable), then drop the "
-        "view in a later release once no code uses app.logs",
+        "and fails as soon as it moves; keep the old name working: in the same migration "
+        "CREATE VIEW app.logs AS SELECT * FROM archive.logs (a simple view is updatable), and "
+        "drop the view in a later release once no code uses app.logs",
     ]
 
 
