@@ -41,12 +41,16 @@ def _order(file: str) -> tuple[int, str]:
 
 
 def format_findings(findings: list, as_json: bool = False) -> tuple[list[str], CheckFailed | None]:
+    """Text lines (or one JSON document) and the failure to raise when there are errors.
+
+    Acknowledged findings (severity "info") appear in the JSON only.
+    """
     errors = [f for f in findings if f.severity == "error"]
-    warnings = len(findings) - len(errors)
+    warnings = [f for f in findings if f.severity == "warning"]
     if as_json:
         lines = [json.dumps([f.as_dict() for f in findings], indent=2)]
     else:
-        lines = [str(f) for f in findings]
-        lines.append(f"lint: {len(errors)} error(s), {warnings} warning(s)")
+        lines = [str(f) for f in findings if f.severity != "info"]
+        lines.append(f"lint: {len(errors)} error(s), {len(warnings)} warning(s)")
     failure = CheckFailed(f"lint-migrations: {len(errors)} error(s)") if errors else None
     return lines, failure

@@ -1,5 +1,7 @@
 """Static analysis of migration SQL with pglast: statements, created tables, lint findings.
 
+``lint_sql`` runs the rules of deploy/idempotency.py (re-runnable files) and
+deploy/safety.py (deploy-safe changes, acknowledged per deploy/acknowledge.py).
 Pure: text in, data out; no database. Every offset here is a character offset into the
 file's text (pglast already converts libpg_query's UTF-8 byte offsets to characters).
 """
@@ -9,14 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import pglast
 from pglast import ast, parser
-from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind
+from pglast.enums import ObjectType
 
 from deploy.migrations import line_col  # noqa: F401 - part of this module's API too
-
-_RERUN = "(migrations must be safe to re-run)"
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,17 @@ class Finding:
     severity: str  # "error" | "warning"
     code: str
     message: str
+    # The reason a "-- lint: allow" directive gave; such a finding is not a warning.
+    acknowledged: str | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message} [{self.code}]"
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        fields = asdict(self)
+        if self.acknowledged is None:
+            del fields["acknowledged"]
+        return fields
 
 
 def _syntax_error(
@@ -90,8 +96,8 @@ def _do_language(stmt: ast.DoStmt) -> str:
     return "plpgsql"
 
 
-def _plpgsql_queries(tree: object) -> Iterator[str]:
-    """SQL of every plain SQL statement in a PL/pgSQL tree, in source order.
+def _plpgsql_queries(tree: object) -> Iterator[tuple[int, str]]:
+    """(line in the body, SQL) of every plain SQL statement in a PL/pgSQL tree, in order.
 
     Only ``PLpgSQL_stmt_execsql`` runs SQL as written; ``EXECUTE '…'`` builds it at run
     time, so dynamic SQL is invisible to this analysis by nature.
@@ -101,7 +107,7 @@ def _plpgsql_queries(tree: object) -> Iterator[str]:
         if execsql is not None:
             # PL/pgSQL strips "INTO var" from the text, so a SELECT INTO here is never
             # mistaken for the table-creating top-level form.
-            yield execsql["sqlstmt"]["PLpgSQL_expr"]["query"]
+            yield execsql.get("lineno", 1), execsql["sqlstmt"]["PLpgSQL_expr"]["query"]
             return
         for value in tree.values():
             yield from _plpgsql_queries(value)
@@ -110,32 +116,83 @@ def _plpgsql_queries(tree: object) -> Iterator[str]:
             yield from _plpgsql_queries(item)
 
 
-def _executed(text: str) -> Iterator[tuple[int, ast.Node, bool]]:
-    """(offset, statement, inside_do) for every statement the file runs, in order.
+class Executed(NamedTuple):
+    """One statement the file runs: ``at`` is where it starts in the file's text.
 
-    Statements inside a ``DO`` block carry the DO's offset: libpg_query's PL/pgSQL
-    parser reports neither positions nor error locations inside the body.
+    Node locations inside a top-level statement are offsets into the file; inside a
+    ``DO`` block they are offsets into the statement's own text, which starts at ``at``
+    when ``exact`` (found verbatim in the body) and is unknown otherwise.
     """
+
+    at: int
+    stmt: ast.Node
+    inside_do: bool = False
+    exact: bool = True
+
+    def where(self, location: int | None) -> int:
+        """File offset of a node location in this statement (its start when unknown)."""
+        if location is None or location < 0 or not self.exact:
+            return self.at
+        return self.at + location if self.inside_do else location
+
+
+def _body_offsets(text: str, where: int, length: int) -> Iterator[tuple[int, bool, str]]:
+    """(offset, exact, SQL) for the plain SQL statements of the DO block at ``where``.
+
+    libpg_query's PL/pgSQL parser gives each statement's line in the body (line 1 holds
+    the opening quote) but no column: the statement is found verbatim from that line on
+    (exact), else (a quote-doubled body) it is placed at the first token of that line.
+    """
+    body = text[where : where + length] if length else text[where:]
+    tree = json.loads(parser.parse_plpgsql_json(body))
+    quote = where + next((t.start for t in parser.scan(body) if t.name == "SCONST"), 0)
+    first_line = text.count("\n", 0, quote)
+    end = where + len(body)
+    used: set[int] = set()
+    for lineno, query in _plpgsql_queries(tree):
+        line_start = max(quote, _line_start(text, first_line + lineno - 1))
+        found = text.find(query, line_start, end)
+        while found in used:
+            found = text.find(query, found + 1, end)
+        if found >= 0:
+            used.add(found)
+            yield found, True, query
+        else:
+            line = text[line_start:]
+            yield line_start + len(line) - len(line.lstrip(" \t")), False, query
+
+
+def _line_start(text: str, line_index: int) -> int:
+    """Offset of the start of the 0-based line ``line_index`` (the end past the last line)."""
+    start = 0
+    for _ in range(line_index):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return len(text)
+    return start
+
+
+def _executed(text: str) -> Iterator[Executed]:
+    """Every statement the file runs, in order, ``DO`` block bodies included (PL/pgSQL)."""
     for raw in _parse(text):
-        yield raw.stmt_location, raw.stmt, False
+        yield Executed(raw.stmt_location, raw.stmt)
         if not isinstance(raw.stmt, ast.DoStmt) or _do_language(raw.stmt) != "plpgsql":
             continue
         where = raw.stmt_location
-        body = text[where : where + raw.stmt_len]
         try:
-            tree = json.loads(parser.parse_plpgsql_json(body))
-            for query in _plpgsql_queries(tree):
+            for at, exact, query in _body_offsets(text, where, raw.stmt_len):
                 for inner in parser.parse_sql(query):
-                    yield where, inner.stmt, True
+                    yield Executed(at, inner.stmt, True, exact)
         except parser.ParseError as err:
+            # Neither position nor line of an error inside the body is reported.
             raise _syntax_error(text, err, at=where, prefix="in DO block: ") from None
 
 
-def _qualified(schema: str | None, name: str) -> str:
+def qualified(schema: str | None, name: str) -> str:
     return f"{schema}.{name}" if schema else name
 
 
-def _created_relation(stmt: ast.Node, inside_do: bool) -> ast.RangeVar | None:
+def created_relation(stmt: ast.Node, inside_do: bool) -> ast.RangeVar | None:
     """The table a statement creates, if it creates a persistent one."""
     if isinstance(stmt, ast.CreateStmt):
         rel = stmt.relation
@@ -149,194 +206,109 @@ def _created_relation(stmt: ast.Node, inside_do: bool) -> ast.RangeVar | None:
     return None if rel.relpersistence == "t" else rel
 
 
-def _same_table(a: tuple[str | None, str], b: tuple[str | None, str]) -> bool:
+Name = tuple[str | None, str]  # (schema or None, name)
+
+
+def _same_table(a: Name, b: Name) -> bool:
     # An unqualified name resolves through search_path, so it may be any schema.
     return a[1] == b[1] and (a[0] is None or b[0] is None or a[0] == b[0])
 
 
-def created_tables(text: str) -> list[tuple[str | None, str]]:
-    """(schema or None, table) for each table the file leaves behind, in creation order.
+def name_of(names: tuple[ast.String, ...]) -> Name:
+    parts = [n.sval for n in names]
+    return (parts[-2] if len(parts) > 1 else None, parts[-1])
 
-    Follows DROP TABLE, ALTER TABLE … RENAME TO and … SET SCHEMA later in the file,
-    and plain SQL inside ``DO`` blocks (not dynamic ``EXECUTE``).
+
+class Created:
+    """The tables and named indexes a file has created so far, statement by statement.
+
+    Follows DROP, ALTER … RENAME TO and ALTER TABLE … SET SCHEMA of what it created.
     """
-    tables: list[tuple[str | None, str]] = []
 
-    def replace(old: tuple[str | None, str], new: tuple[str | None, str] | None) -> None:
-        for i, table in enumerate(tables):
-            if _same_table(table, old):
+    def __init__(self) -> None:
+        self.tables: list[Name] = []
+        self.indexes: list[Name] = []
+
+    def has_table(self, name: Name) -> bool:
+        return any(_same_table(t, name) for t in self.tables)
+
+    def has_index(self, name: Name) -> bool:
+        return any(_same_table(i, name) for i in self.indexes)
+
+    @staticmethod
+    def _replace(names: list[Name], old: Name, new: Name | None) -> None:
+        for i, name in enumerate(names):
+            if _same_table(name, old):
                 if new is None:
-                    del tables[i]
+                    del names[i]
                 else:
-                    tables[i] = new
+                    names[i] = new
                 return
 
-    for _, stmt, inside_do in _executed(text):
-        rel = _created_relation(stmt, inside_do)
+    def apply(self, stmt: ast.Node, inside_do: bool) -> None:
+        rel = created_relation(stmt, inside_do)
         if rel is not None:
-            table = (rel.schemaname, rel.relname)
-            if not any(_same_table(t, table) for t in tables):
-                tables.append(table)
-        elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
+            if not self.has_table((rel.schemaname, rel.relname)):
+                self.tables.append((rel.schemaname, rel.relname))
+        elif isinstance(stmt, ast.IndexStmt) and stmt.idxname:
+            self.indexes.append((stmt.relation.schemaname, stmt.idxname))
+        elif isinstance(stmt, ast.DropStmt) and stmt.removeType in _LISTS:
             for names in stmt.objects:
-                parts = [n.sval for n in names]
-                replace((parts[-2] if len(parts) > 1 else None, parts[-1]), None)
-        elif isinstance(stmt, ast.RenameStmt) and stmt.renameType == ObjectType.OBJECT_TABLE:
+                self._replace(getattr(self, _LISTS[stmt.removeType]), name_of(names), None)
+        elif isinstance(stmt, ast.RenameStmt) and stmt.renameType in _LISTS:
             rel = stmt.relation
-            replace((rel.schemaname, rel.relname), (rel.schemaname, stmt.newname))
+            self._replace(getattr(self, _LISTS[stmt.renameType]),
+                          (rel.schemaname, rel.relname), (rel.schemaname, stmt.newname))
         elif (
             isinstance(stmt, ast.AlterObjectSchemaStmt)
             and stmt.objectType == ObjectType.OBJECT_TABLE
         ):
             rel = stmt.relation
-            replace((rel.schemaname, rel.relname), (stmt.newschema, rel.relname))
-    return tables
+            self._replace(self.tables, (rel.schemaname, rel.relname),
+                          (stmt.newschema, rel.relname))
 
 
-_KIND_WORDS = {
-    ObjectType.OBJECT_MATVIEW: "MATERIALIZED VIEW",
-    ObjectType.OBJECT_FDW: "FOREIGN DATA WRAPPER",
-    ObjectType.OBJECT_FOREIGN_SERVER: "SERVER",
-    ObjectType.OBJECT_STATISTIC_EXT: "STATISTICS",
-}
-
-_TRANSACTION_WORDS = {
-    TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
-    TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
-    TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
-    TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
-    TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
-    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
-    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
-}
+_LISTS = {ObjectType.OBJECT_TABLE: "tables", ObjectType.OBJECT_INDEX: "indexes"}
 
 
-def _object_name(obj: object, kind: ObjectType) -> str:
-    if isinstance(obj, ast.String):
-        return obj.sval
-    if isinstance(obj, ast.ObjectWithArgs):
-        return ".".join(n.sval for n in obj.objname)
-    if isinstance(obj, ast.TypeName):
-        return ".".join(n.sval for n in obj.names)
-    parts = [n.sval for n in obj] if isinstance(obj, tuple | list) else []
-    if kind in (ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_POLICY, ObjectType.OBJECT_RULE):
-        # These live on a table: the parser lists the table's name first.
-        return f"{parts[-1]} ON {'.'.join(parts[:-1])}"
-    return ".".join(parts)
+def created_tables(text: str) -> list[Name]:
+    """(schema or None, table) for each table the file leaves behind, in creation order.
 
-
-def _drop_description(stmt: ast.Node) -> str:
-    if isinstance(stmt, ast.DropStmt):
-        kind = stmt.removeType
-        word = _KIND_WORDS.get(kind, kind.name.removeprefix("OBJECT_").replace("_", " "))
-        names = ", ".join(_object_name(o, kind) for o in stmt.objects)
-        return f"DROP {word} {names}"
-    if isinstance(stmt, ast.DropdbStmt):
-        return f"DROP DATABASE {stmt.dbname}"
-    if isinstance(stmt, ast.DropRoleStmt):
-        return "DROP ROLE " + ", ".join(r.rolename or "" for r in stmt.roles)
-    # The remaining DROP statements are rare in migrations: name the kind only.
-    return "DROP " + type(stmt).__name__.removeprefix("Drop").removesuffix("Stmt").upper()
-
-
-_NEEDS_NO_TRANSACTION = (
-    'cannot run inside a transaction: add "-- migrate: no-transaction" '
-    "as the first line of the file"
-)
-
-
-def _statement_findings(stmt: ast.Node, at: int, transactional: bool) -> list[tuple]:
-    """(offset, code, message) for one top-level statement."""
-    found: list[tuple[int, str, str]] = []
-
-    def add(code: str, message: str, where: int = at) -> None:
-        found.append((where, code, message))
-
-    created = _created_relation(stmt, inside_do=False)
-    if created is not None:
-        name = _qualified(created.schemaname, created.relname)
-        if isinstance(stmt, ast.SelectStmt):
-            add(
-                "create-table-not-idempotent",
-                f"SELECT … INTO {name} cannot be made idempotent: "
-                f"write CREATE TABLE IF NOT EXISTS {name} AS SELECT … {_RERUN}",
-            )
-        elif not stmt.if_not_exists:
-            add("create-table-not-idempotent", f"CREATE TABLE {name}: add IF NOT EXISTS {_RERUN}")
-    elif isinstance(stmt, ast.IndexStmt):
-        if stmt.concurrent and transactional:
-            add("concurrently-in-transaction", f"CREATE INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}")
-        if not stmt.if_not_exists:
-            table = _qualified(stmt.relation.schemaname, stmt.relation.relname)
-            fix = (
-                f"{stmt.idxname}: add IF NOT EXISTS"
-                if stmt.idxname
-                else f"on {table}: name the index and add IF NOT EXISTS"
-            )
-            add("create-index-not-idempotent", f"CREATE INDEX {fix} {_RERUN}")
-    elif isinstance(stmt, ast.AlterTableStmt):
-        table = _qualified(stmt.relation.schemaname, stmt.relation.relname)
-        for cmd in stmt.cmds:
-            if cmd.missing_ok:
-                continue
-            if cmd.subtype == AlterTableType.AT_AddColumn:
-                column = cmd.def_
-                where = column.location if (column.location or 0) > 0 else at
-                add(
-                    "add-column-not-idempotent",
-                    f"ALTER TABLE {table} ADD COLUMN {column.colname}: add IF NOT EXISTS {_RERUN}",
-                    where,
-                )
-            elif cmd.subtype in (AlterTableType.AT_DropColumn, AlterTableType.AT_DropConstraint):
-                what = "COLUMN" if cmd.subtype == AlterTableType.AT_DropColumn else "CONSTRAINT"
-                add(
-                    "drop-not-idempotent",
-                    f"ALTER TABLE {table} DROP {what} {cmd.name}: add IF EXISTS {_RERUN}",
-                )
-    elif type(stmt).__name__.startswith("Drop"):
-        if isinstance(stmt, ast.DropStmt) and stmt.concurrent and transactional:
-            add("concurrently-in-transaction", f"DROP INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}")
-        if getattr(stmt, "missing_ok", None) is False:
-            add("drop-not-idempotent", f"{_drop_description(stmt)}: add IF EXISTS {_RERUN}")
-    elif isinstance(stmt, ast.TransactionStmt) and stmt.kind in _TRANSACTION_WORDS:
-        how = (
-            "already runs each file in its own transaction"
-            if transactional
-            else "runs this file statement by statement in autocommit"
-        )
-        add("explicit-transaction", f"{_TRANSACTION_WORDS[stmt.kind]}: the runner {how}; remove it")
-    return found
-
-
-def _has_rollback_note(text: str) -> bool:
-    # pglast's scanner, not a line search, so "-- ROLLBACK:" inside a string or a
-    # dollar-quoted body does not count as the file's note.
-    for comment in parser.comments(text):
-        body = comment.str
-        if body.startswith("--") and body[2:].lstrip().startswith("ROLLBACK:"):
-            return True
-    return False
+    Follows DROP TABLE, ALTER TABLE … RENAME TO and … SET SCHEMA later in the file,
+    and plain SQL inside ``DO`` blocks (not dynamic ``EXECUTE``).
+    """
+    created = Created()
+    for ex in _executed(text):
+        created.apply(ex.stmt, ex.inside_do)
+    return created.tables
 
 
 def lint_sql(filename: str, text: str, transactional: bool) -> list[Finding]:
     """Static checks of one migration file; ``transactional`` is False for no-transaction files.
 
-    A syntax error stops the analysis: it is the only finding for that file. Statements
-    inside ``DO`` blocks are the author's guarded code and are not checked.
+    A syntax error stops the analysis: it is the only finding for that file. The
+    idempotency checks skip statements inside ``DO`` blocks (the author's guarded code);
+    the deploy-safety checks (deploy/safety.py) look inside them too. Acknowledged
+    findings come back with severity "info" and the reason in ``acknowledged``.
     """
+    from deploy.acknowledge import deploy_safety_findings
+    from deploy.idempotency import has_rollback_note, statement_findings
+
     try:
         executed = list(_executed(text))
     except SqlSyntaxError as err:
         return [Finding(filename, err.line, err.col, "error", "syntax", err.message)]
     findings = []
-    for at, stmt, inside_do in executed:
-        if inside_do:
+    for ex in executed:
+        if ex.inside_do:
             continue
-        for where, code, message in _statement_findings(stmt, at, transactional):
+        for where, code, message in statement_findings(ex.stmt, ex.at, transactional):
             line, col = line_col(text, where)
             findings.append(Finding(filename, line, col, "error", code, message))
-    if not _has_rollback_note(text):
-        tables = [_qualified(s, n) for s, n in created_tables(text)]
+    findings += deploy_safety_findings(filename, text, executed)
+    findings.sort(key=lambda f: (f.line, f.col))
+    if not has_rollback_note(text):
+        tables = [qualified(s, n) for s, n in created_tables(text)]
         example = f"DROP TABLE IF EXISTS {', '.join(tables)};" if tables else "<sql>"
         message = f'no "-- ROLLBACK:" note: document the undo, e.g. "-- ROLLBACK: {example}"'
         findings.append(Finding(filename, 1, 1, "warning", "missing-rollback", message))

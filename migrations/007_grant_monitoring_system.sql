@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS grant_alerts (
 
 CREATE INDEX IF NOT EXISTS idx_grant_alerts_unsent ON grant_alerts (created_at) WHERE sent_at IS NULL;
 
+-- NOT VALID: new and changed rows are checked at once, without scanning applications
+-- under a lock while the serving release writes to it. A later migration validates it:
+-- ALTER TABLE applications VALIDATE CONSTRAINT fk_applications_grant;
 DO $$
 BEGIN
     IF NOT EXISTS (
@@ -51,6 +54,6 @@ BEGIN
     ) THEN
         ALTER TABLE applications
             ADD CONSTRAINT fk_applications_grant
-            FOREIGN KEY (grant_id) REFERENCES grants (id) ON DELETE SET NULL;
+            FOREIGN KEY (grant_id) REFERENCES grants (id) ON DELETE SET NULL NOT VALID;
     END IF;
 END $$;

@@ -96,7 +96,7 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
 @task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})
 @exits
 def lint_migrations(c, json_=False):
-    """Check every migration statically: syntax, idempotency, no-transaction, rollback notes."""
+    """Check every migration statically: syntax, idempotency, rollback notes, deploy safety."""
     from deploy.lint import format_findings, lint_directory
 
     settings = settings_for(c)
