@@ -171,7 +171,7 @@ def netns_hosts():
     from tests.e2e import netns
 
     if os.geteuid() != 0:
-        _missing("the network-namespace test hosts need root (ip netns, mount, dockerd)")
+        _missing("the network-namespace test hosts must run as root (ip netns, mount, dockerd)")
     missing = netns.missing_tools()
     if missing:
         _missing(f"the network-namespace test hosts need {', '.join(missing)} "

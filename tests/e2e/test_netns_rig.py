@@ -167,7 +167,7 @@ services:
 
 FETCH = """\
 import sys, time, urllib.request
-for attempt in range(50):
+for attempt in range(int(sys.argv[2]) if len(sys.argv) > 2 else 50):
     try:
         print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end="")
         break
@@ -289,3 +289,29 @@ def test_the_rig_explains_itself_when_busybox_is_not_static(monkeypatch, tmp_pat
         netns.busybox_tar()
     assert str(refused.value) == (f"{fake} is missing or not static: apt-get install "
                                   "busybox-static (bash .ci/provision installs it)")
+
+
+def test_a_reverse_tunnel_lets_a_host_reach_a_service_on_this_machines_loopback(
+        netns_hosts, tmp_path):
+    # What a registry on the deploying machine, reached through SSH, relies on: the
+    # host's 127.0.0.1:PORT (where its dockerd would pull from) is this machine's service.
+    host = netns_hosts.hosts[0]
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "index.html").write_text("registry stand-in\n")
+    # (The host runs the system python3: this interpreter may live under the hidden /root.)
+    server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1",
+                               "0"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"port (\d+)", server.stdout.readline())[1])
+        argv = netns_hosts.ssh_argv(
+            host, f"python3 -c {shlex.quote(FETCH)} http://127.0.0.1:5000/v2/")
+        argv[1:1] = ["-o", "ExitOnForwardFailure=yes", "-R", f"5000:127.0.0.1:{port}"]
+        done = run(argv)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert (done.returncode, done.stdout) == (0, "registry stand-in\n"), done.stderr
+    # Without the tunnel, nothing answers there.
+    direct = ssh(netns_hosts, host, f"python3 -c {shlex.quote(FETCH)} "
+                                    "http://127.0.0.1:5000/v2/ 1", timeout=60)
+    assert direct.returncode == 1 and "Connection refused" in direct.stderr, direct.stderr
