@@ -33,17 +33,13 @@ holds a rig open and prints how to reach it.
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import re
 import secrets
 import shutil
 import signal
-import struct
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,17 +47,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e import sshd
+from tests.e2e.busybox import busybox_tar
+from tests.e2e.netns_cleanup import (
+    PREFIX,
+    TMP,
+    NetnsError,
+    alive,
+    cleanup_leftovers,
+    run,
+    sweep,
+)
 
-PREFIX = "deploy-netns-"
-TMP = Path(tempfile.gettempdir())
+__all__ = ["PREFIX", "TMP", "NetnsError", "NetnsHosts", "Host", "cleanup_leftovers",
+           "missing_tools", "running_netns_hosts"]
+
 # Allocation of the /30s is serialised across rigs (several test runs on one machine).
 LOCK = TMP / "deploy-netns.lock"
-SUBNETS = "10.213.{n}.0/30"
 PORT = 22
 USER = "root"
 TOOLS = ("ip", "nsenter", "mount", "dockerd", "docker")
-BUSYBOX = Path("/bin/busybox")
-NAME_RE = re.compile(rf"^{re.escape(PREFIX)}(\d+)-([0-9a-f]+)(?:-h(\d+))?$")
 
 INIT = """\
 #!/bin/sh
@@ -81,22 +85,9 @@ exec sleep infinity
 """
 
 
-class NetnsError(RuntimeError):
-    """The rig could not be set up or torn down; the message says what and where."""
-
-
 def missing_tools() -> list[str]:
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
     return missing + sshd.missing_tools()
-
-
-def _run(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-    if check and done.returncode != 0:
-        raise NetnsError(f"`{' '.join(argv)}` exited with {done.returncode}: "
-                         f"{(done.stderr or done.stdout).strip()[:500]}")
-    return done
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -124,113 +115,12 @@ def _cgroup_mounts() -> str:
 
 
 def _free_subnets(count: int) -> list[int]:
-    used = _run(["ip", "-4", "-o", "addr", "show"]).stdout + _run(["ip", "-4", "route"]).stdout
+    used = run(["ip", "-4", "-o", "addr", "show"]).stdout + run(["ip", "-4", "route"]).stdout
     taken = {int(n) for n in re.findall(r"\b10\.213\.(\d+)\.", used)}
     free = [n for n in range(1, 255) if n not in taken]
     if len(free) < count:
         raise NetnsError(f"no free /30 left in 10.213.0.0/16 for {count} hosts")
     return free[:count]
-
-
-def _pids_in_netns(netns: str) -> list[int]:
-    done = _run(["ip", "netns", "pids", netns], check=False)
-    return [int(p) for p in done.stdout.split()] if done.returncode == 0 else []
-
-
-def _cgroup_dirs(name: str) -> list[Path]:
-    """This name's cgroup directories in every hierarchy, deepest first."""
-    found = []
-    for top in _cgroup_tops(name):
-        found.extend(sorted((p for p in top.rglob("*") if p.is_dir()),
-                            key=lambda p: -len(p.parts)))
-        found.append(top)
-    return found
-
-
-def _cgroup_tops(pattern: str) -> list[Path]:
-    """--cgroup-parent=/NAME: NAME at the top of each v1 hierarchy, or of the v2 tree."""
-    root = Path("/sys/fs/cgroup")
-    return [p for p in [*root.glob(pattern), *root.glob(f"*/{pattern}")] if p.is_dir()]
-
-
-def _pids_in_cgroups(name: str) -> list[int]:
-    pids = set()
-    for d in _cgroup_dirs(name):
-        try:
-            pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
-        except (OSError, ValueError):
-            pass
-    return sorted(pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sweep(netns: str, veth: str) -> list[str]:
-    """Kill what is left in the namespace and its cgroups, delete the veth, the
-    namespace and the cgroups. Returns what could not be removed."""
-    deadline = time.monotonic() + 10
-    while True:
-        pids = set(_pids_in_netns(netns)) | set(_pids_in_cgroups(netns))
-        pids.discard(os.getpid())
-        if not pids or time.monotonic() > deadline:
-            break
-        for pid in pids:
-            sshd._kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-    problems = [f"processes {sorted(pids)} still in {netns}"] if pids else []
-    if Path("/sys/class/net", veth).exists():
-        _run(["ip", "link", "del", veth], check=False)
-    if Path("/run/netns", netns).exists():
-        done = _run(["ip", "netns", "del", netns], check=False)
-        if done.returncode != 0:
-            problems.append(f"ip netns del {netns}: {done.stderr.strip()}")
-    for d in _cgroup_dirs(netns):
-        try:
-            d.rmdir()
-        except OSError as e:
-            problems.append(f"cgroup {d}: {e}")
-    return problems
-
-
-def elf_is_static(path: Path) -> bool:
-    """No PT_INTERP program header: the binary runs in an image without a libc."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if head[:4] != b"\x7fELF" or head[4] != 2:
-            return False
-        phoff, = struct.unpack_from("<Q", head, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-        f.seek(phoff)
-        table = f.read(phentsize * phnum)
-    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
-
-
-def busybox_tar() -> bytes:
-    """A 2 MB image file system: Debian's static busybox (busybox-static) with sh, httpd,
-    sleep, nc and wget; `docker import` makes it an image without any registry."""
-    if not BUSYBOX.exists() or not elf_is_static(BUSYBOX):
-        raise NetnsError(f"{BUSYBOX} is missing or not static: apt-get install busybox-static "
-                         "(bash .ci/provision installs it)")
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for d in ("bin", "www", "tmp"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(BUSYBOX, "bin/busybox")
-        for applet in ("sh", "httpd", "sleep", "nc", "wget", "cat", "echo"):
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    return out.getvalue()
 
 
 class Host:
@@ -274,12 +164,12 @@ class Host:
                      ["ip", "link", "set", peer, "netns", self.netns],
                      ["ip", "addr", "add", f"{self.root_address}/30", "dev", self.veth],
                      ["ip", "link", "set", self.veth, "up"]):
-            _run(argv)
+            run(argv)
         for argv in (["ip", "link", "set", peer, "name", "eth0"],
                      ["ip", "addr", "add", f"{self.address}/30", "dev", "eth0"],
                      ["ip", "link", "set", "eth0", "up"],
                      ["ip", "link", "set", "lo", "up"]):
-            _run(["ip", "netns", "exec", self.netns, *argv])
+            run(["ip", "netns", "exec", self.netns, *argv])
 
     def start_anchor(self) -> None:
         init = self.dir / "init"
@@ -327,18 +217,18 @@ class Host:
         if self.socket.exists():
             # The rig is going away: no graceful stop for containers (dockerd would give
             # each --shutdown-timeout seconds, one after the other).
-            ids = _run(self.docker_argv("ps", "-q"), check=False, timeout=30).stdout.split()
+            ids = run(self.docker_argv("ps", "-q"), check=False, timeout=30).stdout.split()
             if ids:
-                _run(self.docker_argv("kill", *ids), check=False, timeout=60)
+                run(self.docker_argv("kill", *ids), check=False, timeout=60)
         pid = _read_pid(self.docker_pid_file)
         if pid is not None:
             sshd._kill(pid)
             deadline = time.monotonic() + 30
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 if self.dockerd is not None and self.dockerd.poll() is not None:
                     break
                 time.sleep(0.05)
-        problems = _sweep(self.netns, self.veth)
+        problems = sweep(self.netns, self.veth)
         for process in (self.dockerd, self.anchor):
             if process is not None:
                 try:
@@ -491,54 +381,6 @@ class NetnsHosts:
             raise NetnsError(f"docker import into {self.host(host).name}: "
                              f"{done.stderr.decode(errors='replace').strip()}")
         return done.stdout.decode().strip()
-
-
-def leftovers(include_live: bool = False) -> dict[str, dict[str, list[str]]]:
-    """Rigs by name whose owning process is gone: their namespaces, dirs and cgroups."""
-    found: dict[str, dict[str, list[str]]] = {}
-
-    def add(kind: str, name: str) -> None:
-        match = NAME_RE.match(name)
-        if not match or (not include_live and _alive(int(match[1]))):
-            return
-        rig = f"{PREFIX}{match[1]}-{match[2]}"
-        found.setdefault(rig, {"netns": [], "dirs": [], "cgroups": []})[kind].append(name)
-
-    netns_dir = Path("/run/netns")
-    for entry in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
-        add("netns", entry.name)
-    for entry in sorted(TMP.glob(f"{PREFIX}*")):
-        if entry.is_dir():
-            add("dirs", entry.name)
-    cgroups = {p.name for p in _cgroup_tops(f"{PREFIX}*-h*")}
-    for name in sorted(cgroups):
-        add("cgroups", name)
-    return found
-
-
-def cleanup_leftovers(include_live: bool = False) -> list[str]:
-    """Remove the leftovers of interrupted rigs; what was removed, one line each."""
-    removed = []
-    for rig, parts in leftovers(include_live).items():
-        rig_id = NAME_RE.match(rig)[2]
-        # dockerd and sshd outside the namespace list (a namespace already deleted).
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmdline = (entry / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if f"{TMP / rig}/".encode() in cmdline and int(entry.name) != os.getpid():
-                    sshd._kill(int(entry.name), signal.SIGKILL)
-        for name in sorted(set(parts["netns"]) | set(parts["cgroups"])):
-            host = name.rsplit("-", 1)[1]
-            problems = _sweep(name, f"dn{rig_id}{host}")
-            removed.append(f"{name}: namespace, veth, processes, cgroups"
-                           + (f" (left: {'; '.join(problems)})" if problems else ""))
-        if (TMP / rig).exists():
-            shutil.rmtree(TMP / rig, ignore_errors=True)
-            removed.append(f"{TMP / rig}")
-    return removed
 
 
 @contextmanager

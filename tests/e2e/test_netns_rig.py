@@ -18,7 +18,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.e2e import netns
+from tests.e2e import busybox as busybox_image
+from tests.e2e import netns, netns_cleanup
 from tests.e2e.conftest import ROOT, _missing, compose_command
 
 
@@ -33,8 +34,8 @@ def ssh(rig, host, command: str, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def busybox():
-    if not netns.BUSYBOX.exists():
-        _missing(f"{netns.BUSYBOX} missing: apt-get install busybox-static")
+    if not busybox_image.BUSYBOX.exists():
+        _missing(f"{busybox_image.BUSYBOX} missing: apt-get install busybox-static")
     return "deploy-netns/busybox:" + uuid.uuid4().hex[:8]
 
 
@@ -42,7 +43,7 @@ def busybox():
 def root_only_image(busybox):
     """An image that exists in the root engine only, under a tag of its own."""
     tag = "deploy-netns/root-only:" + uuid.uuid4().hex[:8]
-    done = subprocess.run(["docker", "import", "-", tag], input=netns.busybox_tar(),
+    done = subprocess.run(["docker", "import", "-", tag], input=busybox_image.busybox_tar(),
                           capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     yield tag
@@ -219,7 +220,7 @@ def _traces(rig_name: str, rig_root: Path) -> list[str]:
     """Everything of one rig still on this machine, found by its name."""
     found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(rig_name)] \
         if os.path.isdir("/run/netns") else []
-    found += [f"cgroup {p}" for p in netns._cgroup_tops(f"{rig_name}-h*")]
+    found += [f"cgroup {p}" for p in netns_cleanup.cgroup_tops(f"{rig_name}-h*")]
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
@@ -268,7 +269,7 @@ def test_cleanup_removes_what_an_interrupted_run_left_behind(netns_hosts):
     rig_name = re.search(r"/(deploy-netns-\d+-[0-9a-f]+)/", line)[1]
     assert rig_name.startswith(f"{netns.PREFIX}{held.pid}-")
     rig_root = netns.TMP / rig_name
-    assert rig_name in netns.leftovers()
+    assert rig_name in netns_cleanup.leftovers()
     assert any(t.startswith("process ") for t in _traces(rig_name, rig_root))
 
     removed = netns.cleanup_leftovers()
@@ -284,9 +285,9 @@ def test_cleanup_removes_what_an_interrupted_run_left_behind(netns_hosts):
 def test_the_rig_explains_itself_when_busybox_is_not_static(monkeypatch, tmp_path):
     fake = tmp_path / "busybox"
     fake.write_bytes(Path(sys.executable).read_bytes()[:4096])
-    monkeypatch.setattr(netns, "BUSYBOX", fake)
+    monkeypatch.setattr(busybox_image, "BUSYBOX", fake)
     with pytest.raises(netns.NetnsError) as refused:
-        netns.busybox_tar()
+        busybox_image.busybox_tar()
     assert str(refused.value) == (f"{fake} is missing or not static: apt-get install "
                                   "busybox-static (bash .ci/provision installs it)")
 
