@@ -165,8 +165,8 @@ def netns_hosts():
     reaching nothing but this machine (no registry).
 
     See tests/e2e/netns.py for the API (hosts, addresses, user, port, key_file,
-    known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, commands, logs,
-    load_busybox).
+    known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, traffic,
+    commands, logs, load_busybox).
     """
     from tests.e2e import netns
 

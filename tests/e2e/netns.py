@@ -359,6 +359,12 @@ class NetnsHosts:
         """Run a command as on that host: its network and its /run, /root, /srv."""
         return self.host(host).enter_argv(*args)
 
+    def traffic(self, host: Host | str) -> tuple[int, int]:
+        """(bytes sent to the host, bytes received from it) so far: the counters of the
+        veth's end here, which every packet between this machine and the host crosses."""
+        stats = Path("/sys/class/net", self.host(host).veth, "statistics")
+        return (int((stats / "tx_bytes").read_text()), int((stats / "rx_bytes").read_text()))
+
     def host_public_key(self, host: Host | str) -> str:
         return self.host(host).sshd.public_key
 

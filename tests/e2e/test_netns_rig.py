@@ -123,6 +123,20 @@ def test_every_command_line_sent_to_a_host_is_recorded_on_that_host_only(netns_h
     assert marker not in netns_hosts.commands(second)
 
 
+def test_the_traffic_counters_see_the_bytes_sent_to_one_host_only(netns_hosts):
+    first, second = netns_hosts.hosts
+    payload = os.urandom(4 * 1024 * 1024)  # random: nothing on the way can compress it
+    before = [netns_hosts.traffic(h) for h in (first, second)]
+    done = subprocess.run(netns_hosts.ssh_argv(first, "wc -c"), input=payload,
+                          capture_output=True, timeout=60)
+    assert done.stdout.split() == [str(len(payload)).encode()], done.stderr
+    after = [netns_hosts.traffic(h) for h in (first, second)]
+    sent = after[0][0] - before[0][0]
+    # The payload plus SSH's framing and TCP/IP headers, a few percent at most.
+    assert len(payload) < sent < len(payload) * 1.1, sent
+    assert after[1][0] - before[1][0] < 64 * 1024
+
+
 def test_a_host_reaches_this_machine_but_no_registry(netns_hosts):
     host = netns_hosts.hosts[0]
     routes = run(netns_hosts.netns_exec_argv(host, "ip", "-4", "route")).stdout
