@@ -406,21 +406,22 @@ def main(argv: list[str]) -> int:
         for line in cleanup_leftovers(include_live="--all" in argv):
             print(f"removed {line}")
         return 0
-    if argv[:1] == ["up"]:
+    if argv[:1] == ["up"] and len(argv) <= 2 and (len(argv) == 1 or argv[1].isdigit()):
         count = int(argv[1]) if len(argv) > 1 else 2
+        # Any of these ends the pause and tears down (SIGINT too: a shell's background
+        # job starts with it ignored).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: sys.exit(0))
         with running_netns_hosts(count) as rig:
             for h in rig.hosts:
                 print(f"{h.name}: ssh {rig.spec(h)}  docker -H unix://{h.socket}  "
                       f"ip netns exec {h.netns} …  engine {h.engine_id}", flush=True)
             print(f"key {rig.key_file}, known_hosts {rig.known_hosts}; Ctrl-C tears down",
                   flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            try:
-                signal.pause()
-            except KeyboardInterrupt:
-                pass
+            signal.pause()
         return 0
-    print("usage: python3 -m tests.e2e.netns cleanup [--all] | up [COUNT]", file=sys.stderr)
+    print("usage: python3 -m tests.e2e.netns cleanup [--all] | up [COUNT]  "
+          f"(got: {' '.join(argv) or 'nothing'})", file=sys.stderr)
     return 2
 
 
