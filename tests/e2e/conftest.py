@@ -156,3 +156,32 @@ def ssh_hosts():
         # Not a missing service but a broken machine (port taken, sshd refusing its
         # config): a failure everywhere, never a skip.
         pytest.fail(f"sshd test hosts: {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def netns_hosts():
+    """Two hosts that share nothing but this machine's kernel and files: each in its own
+    network namespace (10.213.N.2), with its own sshd on port 22 and its own Docker engine,
+    reaching nothing but this machine (no registry).
+
+    See tests/e2e/netns.py for the API (hosts, addresses, user, port, key_file,
+    known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, traffic,
+    commands, logs, load_busybox).
+    """
+    from tests.e2e import netns
+
+    if os.geteuid() != 0:
+        _missing("the network-namespace test hosts must run as root (ip netns, mount, dockerd)")
+    missing = netns.missing_tools()
+    if missing:
+        _missing(f"the network-namespace test hosts need {', '.join(missing)} "
+                 "(iproute2, util-linux, docker.io, openssh-server)")
+    problem = None
+    try:
+        with netns.running_netns_hosts(2) as rig:
+            yield rig
+    except netns.NetnsError as e:
+        problem = str(e)
+    if problem:
+        # Root and every tool are there, so the machine is broken: a failure, never a skip.
+        pytest.fail(f"network-namespace test hosts: {problem}", pytrace=False)
