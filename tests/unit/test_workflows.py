@@ -197,10 +197,120 @@ def test_every_invoke_and_fab_command_names_existing_tasks_and_flags(path):
     assert not problems, "\n".join(problems)
 
 
-def test_the_deploy_workflow_deploys_to_the_configured_hosts():
+def test_the_deploy_workflow_builds_once_checks_then_ships_to_the_configured_hosts():
     # Guards the check above against passing vacuously (a command it failed to find).
     commands = [argv for _, argv in workflow_commands(WORKFLOWS / "deploy.yml")]
-    assert ["invoke", "deploy", "--hosts", "$DEPLOY_HOSTS"] in commands
+    check, ship = ["invoke", "deploy"], ["invoke", "deploy", "--hosts", "$DEPLOY_HOSTS",
+                                         "--no-build"]
+    assert check in commands and ship in commands
+    assert commands.index(check) < commands.index(ship)
+
+
+# --- the CI gate: a commit whose tests failed is never deployed -------------------------
+
+class _Null:
+    """GitHub's null: any property of it is null too, it is falsy and equals only null."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __bool__(self):
+        return False
+
+    def __eq__(self, other):
+        return other is None or isinstance(other, _Null)
+
+    def __hash__(self):
+        return 0
+
+
+NULL = _Null()
+
+
+def _wrap(value):
+    if isinstance(value, dict):
+        return _Context(value)
+    return NULL if value is None else value
+
+
+class _Context(dict):
+    """A GitHub expression context: `a.b.c` of what is missing is null, as in Actions."""
+
+    def __getattr__(self, name):
+        return _wrap(self.get(name))
+
+
+def evaluate(expression: str, **contexts) -> object:
+    """The subset of GitHub's expression language the workflows use: ==, !=, &&, ||, !,
+    parentheses, 'strings' and context properties (null when missing)."""
+    text = expression.strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2]
+    python = (text.replace("&&", " and ").replace("||", " or ")
+              .replace("!=", " __NE__ ").replace("!", " not ").replace(" __NE__ ", " != "))
+    result = eval(python, {"__builtins__": {}},  # noqa: S307 - test-only, fixed inputs
+                  {name: _wrap(value) for name, value in contexts.items()})
+    return None if isinstance(result, _Null) else result
+
+
+def _deploy_job() -> dict:
+    workflow = YAML(typ="safe", pure=True).load((WORKFLOWS / "deploy.yml").read_text())
+    return workflow, workflow["jobs"]["deploy"]
+
+
+def _run_event(conclusion: str, event: str = "push", sha: str = "abc123") -> dict:
+    return {"event_name": "workflow_run", "sha": "ffff", "event": {"workflow_run": {
+        "conclusion": conclusion, "event": event, "head_sha": sha}}}
+
+
+def test_deploys_start_only_after_ci_completed_on_main():
+    workflow, _ = _deploy_job()
+    on = workflow["on"]
+    assert set(on) == {"workflow_run", "workflow_dispatch"}  # no plain push trigger
+    assert on["workflow_run"] == {"workflows": ["CI"], "types": ["completed"],
+                                  "branches": ["main"]}
+    ci = YAML(typ="safe", pure=True).load((WORKFLOWS / "ci.yml").read_text())
+    assert ci["name"] == "CI"  # the name the trigger refers to
+
+
+@pytest.mark.parametrize(("conclusion", "event", "runs"), [
+    ("success", "push", True), ("failure", "push", False), ("cancelled", "push", False),
+    ("timed_out", "push", False), ("success", "pull_request", False),
+])
+def test_the_deploy_job_runs_only_for_a_successful_ci_run_of_a_push(conclusion, event, runs):
+    _, job = _deploy_job()
+    assert evaluate(job["if"], github=_run_event(conclusion, event)) is runs
+
+
+def test_the_deploy_job_deploys_the_commit_that_ci_tested():
+    _, job = _deploy_job()
+    checkout = next(step for step in job["steps"]
+                    if str(step.get("uses", "")).startswith("actions/checkout"))
+    github = _run_event("success", sha="0123abc")
+    assert evaluate(checkout["with"]["ref"], github=github) == "0123abc"
+    assert evaluate(job["env"]["DEPLOY_SHA"], github=github) == "0123abc"
+
+
+def test_a_manual_deploy_first_checks_that_ci_passed_for_its_commit():
+    _, job = _deploy_job()
+    manual = {"event_name": "workflow_dispatch", "sha": "beef", "event": {}}
+    assert evaluate(job["if"], github=manual) is True
+    steps = job["steps"]
+    gate = next(i for i, step in enumerate(steps)
+                if "actions/workflows/ci.yml/runs?head_sha=$DEPLOY_SHA&status=success"
+                in str(step.get("run", "")))
+    assert evaluate(steps[gate]["if"], github=manual) is True
+    assert "exit 1" in steps[gate]["run"]
+    first_deploy = next(i for i, step in enumerate(steps)
+                        if "invoke deploy" in str(step.get("run", "")))
+    assert gate < first_deploy
+    assert evaluate(job["env"]["DEPLOY_SHA"], github=manual) == "beef"
+
+
+def test_the_expression_evaluator_follows_github_semantics():
+    assert evaluate("a.b == 'x' || !c", a={"b": "y"}, c=None) is True
+    assert evaluate("a.missing.deeper == 'x'", a={}) is False
+    assert evaluate("${{ a.b || 'default' }}", a={}) == "default"
 
 
 # --- the checker itself ----------------------------------------------------------------
