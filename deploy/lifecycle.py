@@ -75,9 +75,12 @@ class Stack:
             if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
             env_file = self.settings.env_file
+            # The backend always runs BACKEND_IMAGE:live (deploy/release_switch.py): per-release
+            # values never enter Compose's config, so a plain `up` recreates nothing.
+            env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live")
             self._compose = Compose(base, flavour, str(self.settings.compose_file),
                                     self.settings.project_name,
-                                    str(env_file) if env_file else None)
+                                    str(env_file) if env_file else None, env)
         return self._compose
 
     # --- steps -------------------------------------------------------------------------
@@ -263,21 +266,11 @@ def require_stack_settings(settings: Settings) -> None:
 
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> dict:
-    """build → up → wait-healthy → migrate → check-tables --expected, timed per step."""
+    """The zero-downtime sequence of deploy/release_switch.py, then the summary."""
+    from deploy.release_switch import deploy as switch_deploy
+
     require_stack_settings(settings)
-    started = time.perf_counter()
-    stack = Stack(c, settings, out)
-    timer = StepTimer(out)
-    timer.step("docker", stack.check_docker)
-    # One Compose call when building: a separate `build` costs a second start-up of
-    # docker-compose v1 (~0.3 s; bench/bench_stack.py).
-    timer.step("build + up" if build else "up", stack.up, build)
-    timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-    summary = migrate_and_verify(settings, timer, out,
-                                 since_seconds=time.perf_counter() - started + 1)
-    total = time.perf_counter() - started
-    out(f"deploy: done in {total:.1f} s "
-        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    summary = switch_deploy(c, settings, build=build, out=out)
     print_summary(summary, out)
     return summary
 
