@@ -318,6 +318,9 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     timer.step("down --volumes", stack.down, True)
     timer.step("up", stack.up)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+    from deploy.release_switch import resync
+
+    timer.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:
         migrate_and_verify(reachable, timer, out)
     out("reset: done" + (f"; backup at {path}" if path else ""))
@@ -370,19 +373,29 @@ def local_lock_path(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"deploy-{settings.project_name}.lock"
 
 
-def format_states(states: list[ContainerState]) -> list[str]:
-    rows = [("SERVICE", "CONTAINER", "STATE", "HEALTH", "EXIT", "PORTS")]
+def format_states(states: list[ContainerState], routes: dict[str, str] | None = None
+                  ) -> list[str]:
+    """One row per container; with ``routes`` (container id -> the proxy's view, see
+    release_switch.routes), the release each one runs and whether the proxy routes to it."""
+    head = ("SERVICE", "CONTAINER", "STATE", "HEALTH", "EXIT")
+    extra = ("RELEASE", "PROXY") if routes is not None else ()
+    rows = [(*head, *extra, "PORTS")]
     for s in sorted(states, key=lambda s: (s.service, s.name)):
-        rows.append((s.service, s.name, s.status, s.health or "-", str(s.exit_code),
+        more = (s.release or "-", routes.get(s.id, "-")) if routes is not None else ()
+        rows.append((s.service, s.name, s.status, s.health or "-", str(s.exit_code), *more,
                      ", ".join(s.ports) or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return ["  ".join(f"{v:<{widths[i]}}" for i, v in enumerate(r[:5])) + "  " + r[5]
+    n = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    return ["  ".join(f"{v:<{widths[i]}}" for i, v in enumerate(r[:n])) + "  " + r[n]
             for r in rows]
 
 
-def state_dict(s: ContainerState) -> dict:
-    return {"service": s.service, "container": s.name, "state": s.status, "health": s.health,
-            "exit_code": s.exit_code, "restart_count": s.restart_count, "ports": list(s.ports)}
+def state_dict(s: ContainerState, routes: dict[str, str] | None = None) -> dict:
+    row = {"service": s.service, "container": s.name, "state": s.status, "health": s.health,
+           "exit_code": s.exit_code, "restart_count": s.restart_count, "ports": list(s.ports)}
+    if routes is not None:
+        row.update(release=s.release or None, proxy=routes.get(s.id))
+    return row
 
 
 def no_match(pattern: str) -> CheckFailed:

@@ -192,6 +192,43 @@ class Proxy:
         return sorted([*plan.new, *(s.name for s in keep.values())])
 
 
+def routes(stack: Stack, states: list[ContainerState]) -> dict[str, str]:
+    """Container id -> how the proxy sees it: ``slot2 ready UP`` (routed), ``slot1 drain
+    UP``, or ``not routed``; the proxy itself is ``routing API`` (or why it cannot answer);
+    empty when there is no running proxy."""
+    if not any(s.service == proxy.SERVICE and s.status == "running" for s in states):
+        return {}
+    try:
+        servers = Proxy(stack, policy_for(stack.settings)).servers()
+    except DeployError as exc:
+        return {s.id: f"unknown ({str(exc).splitlines()[0]})" for s in backends(states)}
+    by_ip = {s.addr: s for s in servers if s.is_slot and s.assigned and not s.maint}
+    backup = next((s for s in servers if not s.is_slot), None)
+    any_routed = any(s.routed for s in by_ip.values())
+    out = {}
+    for s in backends(states):
+        slot = by_ip.get(s.ip)
+        if slot is not None:
+            out[s.id] = f"{slot.name} {slot.state}"
+        elif not any_routed and backup is not None and backup.addr == s.ip and backup.up:
+            out[s.id] = f"{backup.name} (backup, by service name)"
+        else:
+            out[s.id] = "not routed"
+    return out
+
+
+def resync(stack: Stack) -> list[str]:
+    """`invoke up`: route to the running backend containers that are healthy (a restarted
+    proxy may hold addresses of containers that are gone). Returns the routed slots."""
+    states = stack.states()
+    if not any(s.service == proxy.SERVICE and s.status == "running" for s in states):
+        return []
+    healthy = [s for s in backends(states) if health.is_ready(s) and s.ip]
+    if not healthy:
+        return []
+    return Proxy(stack, policy_for(stack.settings)).sync(healthy, stack.out)
+
+
 def policy_for(settings: Settings) -> proxy.DrainPolicy:
     return proxy.DrainPolicy(drain_timeout=settings.drain_timeout)
 

@@ -18,9 +18,11 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     first = stack.invoke("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    for step in ("docker", "build + up", "wait-healthy", "migrate", "check-tables --expected"):
-        assert f"==> {step}\n" in out
-        assert re.search(rf"<== {re.escape(step)} done in \d+\.\d s", out), step
+    for step in ("docker", "build e2e", "postgres + proxy up", "wait-healthy (postgres, proxy)",
+                 "migrate (the old release keeps serving)", "tag live", "start new",
+                 "wait-healthy (new)", "switch", "drain + stop old", "check-tables --expected"):
+        assert f"==> {step}" in out
+        assert re.search(rf"<== {re.escape(step)}.* done in \d+\.\d s", out), step
     assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
     # The backend migrated at start-up, before it could report healthy.
     applied_line = next(line for line in out.splitlines()
@@ -61,6 +63,9 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     assert ps.returncode == 0, ps.stderr
     rows = {r["service"]: r for r in json.loads(ps.stdout)}
     assert {rows["postgres"]["health"], rows["backend"]["health"]} == {"healthy"}
+    assert re.fullmatch(r"slot\d ready UP", rows["backend"]["proxy"]), rows["backend"]
+    assert rows["backend"]["ports"] == ["8080/tcp"]  # only the proxy publishes a port
+    assert f"127.0.0.1:{stack.backend_port}->8080/tcp" in rows["proxy"]["ports"]
     assert f"127.0.0.1:{stack.pg_port}->5432/tcp" in rows["postgres"]["ports"]
 
     health = subprocess.run(["python3", "-c", "import urllib.request,sys; r=urllib.request."
@@ -104,7 +109,7 @@ def test_a_backend_that_crashes_at_start_fails_fast_with_its_logs(make_stack):
     assert "exit code:  1" in err
     assert "last " in err and "log lines:" in err
     assert "BACKEND_FAIL_AT_START" in err  # the crash's own log line, shown
-    assert "<== wait-healthy FAILED after" in result.stdout
+    assert "<== wait-healthy (new) FAILED after" in result.stdout
     assert elapsed < 100, elapsed  # far from the 120 s timeout (build included)
 
 
