@@ -77,7 +77,8 @@ class Stack:
             env_file = self.settings.env_file
             # The backend always runs BACKEND_IMAGE:live (deploy/release_switch.py): per-release
             # values never enter Compose's config, so a plain `up` recreates nothing.
-            env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live")
+            env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live",
+                   f"COMPOSE_PROJECT_NAME={self.settings.project_name}")
             self._compose = Compose(base, flavour, str(self.settings.compose_file),
                                     self.settings.project_name,
                                     str(env_file) if env_file else None, env)

@@ -90,6 +90,36 @@ def build_backend(stack: Stack, release: str) -> None:
     stack.run(argv, hide=False, what="build")
 
 
+def proxy_image(settings: Settings) -> str:
+    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
+
+
+def build_proxy(stack: Stack) -> None:
+    settings = stack.settings
+    context = PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
+                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels={}),
+              what="build proxy")
+
+
+def base_up(stack: Stack, build: bool) -> None:
+    """postgres and the proxy, never the backend. A running proxy is recreated only when
+    its image changed (haproxy.cfg or PROXY_IMAGE): Compose v1 would otherwise recreate it
+    whenever the release directory (its build context) moves, as it does on a host."""
+    if build or image_id(stack, proxy_image(stack.settings)) is None:
+        build_proxy(stack)
+    built = image_id(stack, proxy_image(stack.settings))
+    running = [s for s in stack.states() if s.service == proxy.SERVICE and s.status == "running"]
+    services = ["postgres"]
+    if not running or any(s.image_id != built for s in running):
+        services.append(proxy.SERVICE)
+        if running:
+            stack.out("   the proxy's image changed (haproxy.cfg or PROXY_IMAGE): recreating "
+                      "it, which closes its open connections once")
+    stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
+              what="up")
+
+
 def image_id(stack: Stack, ref: str) -> str | None:
     result = stack.run(docker.image_id(ref), check=False)
     return result.stdout.strip() or None if result.exited == 0 else None
@@ -301,11 +331,13 @@ def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: floa
 
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
-           release: str | None = None, database=None) -> dict:
+           release: str | None = None, database=None, schema: bool = True,
+           on_switch: Callable[[], None] | None = None) -> dict:
     """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
 
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
-    stack's database (a tunnel on a host)."""
+    stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
+    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`)."""
     from deploy.checks import check_tables, format_report
     from deploy.runner import migrate
 
@@ -321,15 +353,15 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     elif image_id(stack, target) is None:
         raise ConfigError(f"--no-build: there is no image {target}; deploy without "
                           "--no-build to build it")
-    timer.step("postgres + proxy up", stack.run,
-               compose.up(stack.compose, BASE_SERVICES, build=True if build else None,
-                          no_deps=True), hide=False, what="up")
+    timer.step("postgres + proxy up", base_up, stack, build)
     timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
                settings.health_timeout)
     db = database or (lambda: nullcontext(settings))
-    with db() as reachable:
-        result = timer.step("migrate (the old release keeps serving)", migrate, reachable,
-                            wait=30.0, out=out)
+    result = None
+    if schema:
+        with db() as reachable:
+            result = timer.step("migrate (the old release keeps serving)", migrate, reachable,
+                                wait=30.0, out=out)
 
     switcher = Proxy(stack, policy)
     serving, leftovers = classify(stack.states(), switcher.servers())
@@ -363,23 +395,28 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     out(f"   {POINT_OF_NO_RETURN}: the point of no return: traffic moves from "
         f"{', '.join(old_releases) or 'nothing'} to {release}")
     timer.step(POINT_OF_NO_RETURN, _flip, switcher, plan)
+    if on_switch is not None:
+        on_switch()
     timer.step("drain + stop old", _retire, stack, switcher, plan, serving, policy, out)
-    with db() as reachable:
-        report = timer.step("check-tables --expected", check_tables, reachable.database_url,
-                            reachable.migrations_dir, prefix=None, schema="public",
-                            expected=True)
-    lines, failure = format_report(report)
-    if failure:
-        for line in lines:
-            out("   " + line)
-        raise failure
+    report = None
+    if schema:
+        with db() as reachable:
+            report = timer.step("check-tables --expected", check_tables,
+                                reachable.database_url, reachable.migrations_dir, prefix=None,
+                                schema="public", expected=True)
+        lines, failure = format_report(report)
+        if failure:
+            for line in lines:
+                out("   " + line)
+            raise failure
     total = time.perf_counter() - started
     out(f"deploy: done in {total:.1f} s "
         f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
     out(f"deploy: release {release} serving ({target}); "
         f"was {', '.join(old_releases) or 'none'}")
-    return {"applied": list(result.applied), "tables": len(report.expected or []),
-            "total": result.total_applied, "release": release}
+    return {"applied": list(result.applied) if result else [],
+            "tables": len(report.expected or []) if report else 0,
+            "total": result.total_applied if result else 0, "release": release}
 
 
 def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:
