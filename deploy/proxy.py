@@ -135,15 +135,19 @@ def prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> str:
                 f"set server {_slot(slot)} state drain")
 
 
-def set_state(slots: Iterable[str], state: str) -> str:
+def _states(slots: Iterable[str], state: str) -> list[str]:
     if state not in ("ready", "drain", "maint"):
         raise ValueError(f"not a server state: {state!r}")
-    return join(*(f"set server {_slot(s)} state {state}" for s in slots))
+    return [f"set server {_slot(s)} state {state}" for s in slots]
+
+
+def set_state(slots: Iterable[str], state: str) -> str:
+    return join(*_states(slots, state))
 
 
 def flip(new: Iterable[str], old: Iterable[str]) -> str:
     """The switch itself, one API call: new slots take traffic, old ones stop taking it."""
-    return join(set_state(new, "ready"), set_state(old, "drain"))
+    return join(*_states(new, "ready"), *_states(old, "drain"))
 
 
 # --- parsers ---------------------------------------------------------------------------
