@@ -151,9 +151,9 @@ def test_answers_to_prepare_and_flip_are_success_and_an_unknown_server_is_an_err
         proxy.check_answer(captured("answer-no-such-server.txt"), "switch")
 
 
+def test_an_answer_that_is_not_a_state_table_is_an_error_quoting_it():
     with pytest.raises(DeployError,
                        match="unexpected answer to show servers state: \"Unknown command"):
-    with pytest.raises(DeployError, match="unexpected answer to show servers state: \"Unknown command"):
         proxy.parse_servers_state("Unknown command: 'show servers stat'\n")
 
 
