@@ -79,7 +79,7 @@ def image(settings: Settings, tag: str) -> str:
     return f"{settings.backend_image}:{tag}"
 
 
-def build_backend(stack: Stack, release: str) -> None:
+def build_backend(stack: Stack, release: str, hide: bool = False) -> None:
     settings = stack.settings
     compose_dir = PurePosixPath(str(settings.compose_file)).parent
     argv = docker.build(
@@ -87,7 +87,7 @@ def build_backend(stack: Stack, release: str) -> None:
         str(compose_dir / BUILD_CONTEXT),
         build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
         labels={docker.RELEASE_LABEL: release})
-    stack.run(argv, hide=False, what="build")
+    stack.run(argv, hide=hide, what="build")
 
 
 def proxy_image(settings: Settings) -> str:
@@ -349,11 +349,13 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     release = release or release_id()
     target = image(settings, release)
     if build:
-        timer.step(f"build {target}", build_backend, stack, release)
+        timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
+                   stack, release)
     elif image_id(stack, target) is None:
         raise ConfigError(f"--no-build: there is no image {target}; deploy without "
                           "--no-build to build it")
-    timer.step("postgres + proxy up", base_up, stack, build)
+    else:
+        timer.step("postgres + proxy up", base_up, stack, build)
     timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
                settings.health_timeout)
     db = database or (lambda: nullcontext(settings))
@@ -417,6 +419,21 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
             "total": result.total_applied if result else 0, "release": release}
+
+
+def _build_and_base_up(stack: Stack, release: str) -> None:
+    """The backend's build (output shown only when it fails) while Compose brings up
+    postgres and the proxy: neither needs the other, and each is mostly waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack.compose  # noqa: B018 - detect the Compose flavour once, before two threads use it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(build_backend, stack, release, True)
+        try:
+            base_up(stack, True)
+        finally:
+            building.result()
+    stack.out(f"   built {image(stack.settings, release)}")
 
 
 def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:
