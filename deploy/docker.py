@@ -38,6 +38,12 @@ def image_id(image: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
 
 
+def image_release(image: str) -> list[str]:
+    """Prints the image's deploy.release label (empty without one); fails without the image."""
+    return ["docker", "image", "inspect", "--format",
+            '{{index .Config.Labels "' + RELEASE_LABEL + '"}}', image]
+
+
 def remove_tag(image: str) -> list[str]:
     """Untag (the image itself stays while another tag or a container uses it)."""
     return ["docker", "image", "rm", "--no-prune", image]

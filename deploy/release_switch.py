@@ -352,8 +352,15 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
                    stack, release)
     elif image_id(stack, target) is None:
-        raise ConfigError(f"--no-build: there is no image {target}; deploy without "
-                          "--no-build to build it")
+        # Nothing built for this tree: deploy the live image's release again, if any.
+        live = stack.run(docker.image_release(image(settings, LIVE)), check=False)
+        if live.exited != 0 or not live.stdout.strip():
+            raise ConfigError(f"--no-build: there is no image {target} (nor a live one); "
+                              "deploy without --no-build to build it")
+        release, target = live.stdout.strip(), image(settings, live.stdout.strip())
+        out(f"   --no-build: no image for this tree; deploying the live release {release} "
+            "again")
+        timer.step("postgres + proxy up", base_up, stack, build)
     else:
         timer.step("postgres + proxy up", base_up, stack, build)
     timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
