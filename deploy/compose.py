@@ -50,6 +50,8 @@ class Compose:
     file: str
     project: str
     env_file: str | None = None
+    # Variables set for Compose itself (`env K=V … compose …`): they win over the env file.
+    env: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.flavour not in ("v1", "v2"):
@@ -59,7 +61,8 @@ class Compose:
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for one Compose subcommand."""
-        argv = [*self.base, "-f", self.file, "-p", self.project]
+        argv = ["env", *self.env] if self.env else []
+        argv += [*self.base, "-f", self.file, "-p", self.project]
         if self.env_file:
             # A global option in v2 and in v1 since 1.25, so both take it before the command.
             argv += ["--env-file", self.env_file]
@@ -147,10 +150,26 @@ def build(c: Compose, services: str | Iterable[str] = (), no_cache: bool = False
     return c.argv(*args, *_services(services))
 
 
-def up(c: Compose, services: str | Iterable[str] = (), build: bool = False) -> list[str]:
-    """``up -d``; never ``--wait``: health is ours to wait for (and v1 lacks it)."""
-    args = ["up", "-d", "--build" if build else "--no-build"]
+def up(c: Compose, services: str | Iterable[str] = (), build: bool | None = False,
+       no_deps: bool = False) -> list[str]:
+    """``up -d``; never ``--wait``: health is ours to wait for (and v1 lacks it).
+    ``build=None``: build only a missing image."""
+    args = ["up", "-d"]
+    if build is not None:
+        args.append("--build" if build else "--no-build")
+    if no_deps:
+        args.append("--no-deps")
     return c.argv(*args, *_services(services))
+
+
+def scale_up(c: Compose, service: str, count: int) -> list[str]:
+    """Start new containers of ``service`` beside the running ones, from the current image
+    and config, leaving the existing ones untouched (v1 and v2)."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, not {count}")
+    (name,) = _services([service])
+    return c.argv("up", "-d", "--no-deps", "--no-recreate", "--no-build",
+                  "--scale", f"{name}={count}", name)
 
 
 def down(c: Compose, volumes: bool = False) -> list[str]:
@@ -285,6 +304,9 @@ class ContainerState:
     finished_at: str | None = None
     one_off: bool = False  # a `compose run` container, not part of the service set
     error: str = ""  # .State.Error, e.g. why the runtime could not start it
+    ip: str = ""  # its address on the project's network (the proxy routes to it)
+    image_id: str = ""
+    release: str = ""  # the deploy.release label of its image (deploy/release_switch.py)
 
     @property
     def label(self) -> str:
@@ -306,6 +328,14 @@ def _ports(ports: dict | None) -> tuple[str, ...]:
             host = f"[{ip}]" if ":" in ip else ip
             out.append(f"{host}:{port}->{container_port}" if host else f"{port}->{container_port}")
     return tuple(out)
+
+
+def _first_ip(networks: dict | None) -> str:
+    for name in sorted(networks or {}):
+        ip = (networks[name] or {}).get("IPAddress")
+        if ip:
+            return ip
+    return ""
 
 
 def parse_inspect(text: str) -> list[ContainerState]:
@@ -333,6 +363,9 @@ def parse_inspect(text: str) -> list[ContainerState]:
                 finished_at=_time(state.get("FinishedAt")),
                 one_off=labels.get(ONEOFF_LABEL, "False") == "True",
                 error=state.get("Error") or "",
+                ip=_first_ip((c.get("NetworkSettings") or {}).get("Networks")),
+                image_id=c.get("Image", ""),
+                release=labels.get("deploy.release", ""),
             )
         )
     return states

@@ -75,9 +75,13 @@ class Stack:
             if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
             env_file = self.settings.env_file
+            # The backend always runs BACKEND_IMAGE:live (deploy/release_switch.py): per-release
+            # values never enter Compose's config, so a plain `up` recreates nothing.
+            env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live",
+                   f"COMPOSE_PROJECT_NAME={self.settings.project_name}")
             self._compose = Compose(base, flavour, str(self.settings.compose_file),
                                     self.settings.project_name,
-                                    str(env_file) if env_file else None)
+                                    str(env_file) if env_file else None, env)
         return self._compose
 
     # --- steps -------------------------------------------------------------------------
@@ -263,21 +267,11 @@ def require_stack_settings(settings: Settings) -> None:
 
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> dict:
-    """build → up → wait-healthy → migrate → check-tables --expected, timed per step."""
+    """The zero-downtime sequence of deploy/release_switch.py, then the summary."""
+    from deploy.release_switch import deploy as switch_deploy
+
     require_stack_settings(settings)
-    started = time.perf_counter()
-    stack = Stack(c, settings, out)
-    timer = StepTimer(out)
-    timer.step("docker", stack.check_docker)
-    # One Compose call when building: a separate `build` costs a second start-up of
-    # docker-compose v1 (~0.3 s; bench/bench_stack.py).
-    timer.step("build + up" if build else "up", stack.up, build)
-    timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-    summary = migrate_and_verify(settings, timer, out,
-                                 since_seconds=time.perf_counter() - started + 1)
-    total = time.perf_counter() - started
-    out(f"deploy: done in {total:.1f} s "
-        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    summary = switch_deploy(c, settings, build=build, out=out)
     print_summary(summary, out)
     return summary
 
@@ -325,25 +319,38 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     timer.step("down --volumes", stack.down, True)
     timer.step("up", stack.up)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+    from deploy.release_switch import resync
+
+    timer.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:
         migrate_and_verify(reachable, timer, out)
     out("reset: done" + (f"; backup at {path}" if path else ""))
     return path
 
 
-def format_states(states: list[ContainerState]) -> list[str]:
-    rows = [("SERVICE", "CONTAINER", "STATE", "HEALTH", "EXIT", "PORTS")]
+def format_states(states: list[ContainerState], routes: dict[str, str] | None = None
+                  ) -> list[str]:
+    """One row per container; with ``routes`` (container id -> the proxy's view, see
+    release_switch.routes), the release each one runs and whether the proxy routes to it."""
+    head = ("SERVICE", "CONTAINER", "STATE", "HEALTH", "EXIT")
+    extra = ("RELEASE", "PROXY") if routes is not None else ()
+    rows = [(*head, *extra, "PORTS")]
     for s in sorted(states, key=lambda s: (s.service, s.name)):
-        rows.append((s.service, s.name, s.status, s.health or "-", str(s.exit_code),
+        more = (s.release or "-", routes.get(s.id, "-")) if routes is not None else ()
+        rows.append((s.service, s.name, s.status, s.health or "-", str(s.exit_code), *more,
                      ", ".join(s.ports) or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return ["  ".join(f"{v:<{widths[i]}}" for i, v in enumerate(r[:5])) + "  " + r[5]
+    n = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    return ["  ".join(f"{v:<{widths[i]}}" for i, v in enumerate(r[:n])) + "  " + r[n]
             for r in rows]
 
 
-def state_dict(s: ContainerState) -> dict:
-    return {"service": s.service, "container": s.name, "state": s.status, "health": s.health,
-            "exit_code": s.exit_code, "restart_count": s.restart_count, "ports": list(s.ports)}
+def state_dict(s: ContainerState, routes: dict[str, str] | None = None) -> dict:
+    row = {"service": s.service, "container": s.name, "state": s.status, "health": s.health,
+           "exit_code": s.exit_code, "restart_count": s.restart_count, "ports": list(s.ports)}
+    if routes is not None:
+        row.update(release=s.release or None, proxy=routes.get(s.id))
+    return row
 
 
 def no_match(pattern: str) -> CheckFailed:

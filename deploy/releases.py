@@ -11,16 +11,19 @@ import re
 import subprocess
 import tarfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from deploy import compose, remote, shell
+from deploy import remote, shell
 from deploy.errors import ConfigError, DeployError, Refused
-from deploy.lifecycle import Stack, StepTimer, migrate_and_verify, print_summary
+from deploy.lifecycle import Stack, StepTimer, print_summary
 from deploy.settings import Settings
 
-RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]+$")
+# <UTC time>-<image tag>: the tag is release_switch.release_id() (git sha, or
+# <sha>-dirty-<hash>), the backend image on the host is BACKEND_IMAGE:<tag>.
+RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z][0-9a-z-]*$")
 _VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Always shipped, whether the compose file names them or not.
 ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
@@ -37,8 +40,15 @@ def git_sha(cwd: Path | None = None) -> str:
 
 
 def release_name(now: datetime | None = None, sha: str | None = None) -> str:
+    from deploy.release_switch import release_id
+
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{sha or git_sha()}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{sha or release_id()}"
+
+
+def image_tag(release: str) -> str:
+    """The backend image tag of a release directory: what follows its time."""
+    return release.split("-", 1)[1]
 
 
 def render_env(settings: Settings) -> str:
@@ -158,11 +168,15 @@ def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> None:
 
 def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float = 300.0,
                 out=print, stream=None) -> dict:
-    """One host: lock → upload → build → up → wait → migrate (tunnel) → verify → switch.
+    """One host: lock → upload → the zero-downtime sequence of release_switch.py on the
+    host (build there, migrate through the tunnel, start new beside old, switch its proxy,
+    drain) → `current` → prune.
 
-    Any failure before the switch brings the previous release back up, so it keeps serving.
+    A failure before the switch leaves the previous release serving (it was never
+    stopped) and removes the failed release's directory.
     """
     from deploy.lifecycle import require_stack_settings
+    from deploy.release_switch import deploy as switch_deploy
 
     require_stack_settings(settings)
     started = time.perf_counter()
@@ -176,19 +190,21 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
         except DeployError:
             _remove(c, settings, release)
             raise
-        stack = Stack(c, remote.release_paths(settings, release), out, stream)
+        switched = []
+
+        def on_switch() -> None:
+            switch_current(c, settings, release)
+            switched.append(release)
+
         try:
-            timer.step("docker", stack.check_docker)
-            timer.step("build + up" if build else "up", stack.up, build)
-            timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-            with remote.database_url(c, settings) as url:
-                summary = migrate_and_verify(
-                    settings.with_database_url(url), timer, out,
-                    since_seconds=time.perf_counter() - started + 1)
-        except DeployError:
-            _restore(c, settings, before, release, out, stream)
+            summary = switch_deploy(c, remote.release_paths(settings, release), build=build,
+                                    out=out, stream=stream, release=image_tag(release),
+                                    database=lambda: _database(c, settings),
+                                    on_switch=on_switch)
+        except BaseException:
+            if not switched:
+                _remove(c, settings, release)
             raise
-        timer.step("switch current", switch_current, c, settings, release)
         prune(c, settings, settings.keep_releases, out,
               HostReleases(sorted({*before.names, release}), release))
     out(f"deploy: {c.host} now serves {release} (done in {time.perf_counter() - started:.1f} s)")
@@ -196,20 +212,10 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
     return {**summary, "release": release}
 
 
-def _restore(c, settings: Settings, before: HostReleases, failed: str, out, stream) -> None:
-    """Bring the previous release back up after a failed one, and drop the failed one."""
-    if before.current:
-        out(f"   restoring the previous release {before.current}")
-        stack = Stack(c, remote.release_paths(settings, before.current), out, stream)
-        try:
-            stack.run(compose.up(stack.compose, build=True), hide=False, what="restore")
-            stack.wait_healthy(settings.health_timeout)
-            out(f"   previous release {before.current} is serving again (healthy)")
-        except DeployError as exc:
-            out(f"   could not restore {before.current}: {str(exc).splitlines()[0]}")
-    else:
-        out("   no previous release on this host to restore")
-    _remove(c, settings, failed)
+@contextmanager
+def _database(c, settings: Settings):
+    with remote.database_url(c, settings) as url:
+        yield settings.with_database_url(url)
 
 
 def _remove(c, settings: Settings, release: str) -> None:
@@ -220,20 +226,22 @@ def _remove(c, settings: Settings, release: str) -> None:
 def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
                   stream=None) -> str:
     """Switch `current` to the previous release and bring it up; migrations stay applied."""
+    from deploy.release_switch import deploy as switch_deploy
+    from deploy.release_switch import image, image_id
+
     remote.open_connection(c, settings)
-    timer = StepTimer(out)
     with remote.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
         state = list_releases(c, settings)
         target = state.previous
         if target is None:
             raise Refused(f"rollback: {c.host} has no release before "
                           f"{state.current or '(none)'} to return to")
-        stack = Stack(c, remote.release_paths(settings, target), out, stream)
-        timer.step("docker", stack.check_docker)
-        timer.step(f"up {target}", stack.run, compose.up(stack.compose, build=True),
-                   hide=False, what="rollback")
-        timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-        timer.step("switch current", switch_current, c, settings, target)
+        paths = remote.release_paths(settings, target)
+        # The previous release's image is still on the host; built again only if removed.
+        tag = image_tag(target)
+        missing = image_id(Stack(c, paths, out, stream), image(paths, tag)) is None
+        switch_deploy(c, paths, build=missing, out=out, stream=stream, release=tag,
+                      schema=False, on_switch=lambda: switch_current(c, settings, target))
         notes = _rollback_notes(c, settings, state.current, target)
     out(f"rollback: {c.host} now serves {target} (was {state.current})")
     out("rollback: migrations are NOT reversed; the schema stays as the newer release left it.")

@@ -19,6 +19,9 @@ DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
 _TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# An image name without tag: [registry[:port]/]path, Docker's reference grammar.
+_IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                       r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 HINT = "set it in .env or the environment (see .env.example)"
 # The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
 STACK_USER = "app"
@@ -47,6 +50,10 @@ class Settings:
     hosts_dir: Path
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
     db_error: ConfigError | None = field(default=None, compare=False, repr=False)
+    # The zero-downtime switch (deploy/release_switch.py).
+    drain_timeout: float = 30.0
+    backend_image: str = "app-backend"
+    proxy_image: str = "haproxy:2.6"
 
     @property
     def database_url(self) -> str:
@@ -274,7 +281,27 @@ def load_settings(environ: Mapping[str, str] | None = None,
         hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
         db_error=db_error,
+        drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", 30.0),
+        backend_image=_image(src, "BACKEND_IMAGE", f"{project}-backend", tag=False),
+        proxy_image=_image(src, "PROXY_IMAGE", "haproxy:2.6", tag=True),
     )
+
+
+def _image(src: _Source, name: str, default: str, tag: bool) -> str:
+    value = src.get(name) or default
+    ref, at, digest = value.partition("@")
+    path, colon, version = ref.rpartition(":") if tag and ":" in ref.rsplit("/", 1)[-1] \
+        else (ref, "", "")
+    ok = bool(_IMAGE_RE.match(path)) and (not colon or re.fullmatch(r"[\w][\w.-]{0,127}",
+                                                                     version))
+    if at and not (tag and re.fullmatch(r"[a-z0-9]+:[0-9a-f]{32,}", digest)):
+        ok = False
+    if not ok:
+        what = "an image name with an optional :tag" if tag else \
+            "an image name without a tag (the deploy tags it by release)"
+        raise src.error(name, f"{value!r} is not {what}, e.g. "
+                              + ("haproxy:2.6" if tag else "registry.example.com/app-backend"))
+    return value
 
 
 def _deploy_path(src: _Source, project: str) -> str:

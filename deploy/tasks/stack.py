@@ -40,6 +40,11 @@ def up(c):
         require_stack_settings(stack.settings)
     stack.check_docker()
     stack.up()
+    from deploy.release_switch import resync
+
+    routed = resync(stack)
+    if routed:
+        stack.out(f"proxy: routes to {', '.join(routed)}")
 
 
 @task(help={"volumes": "also remove the volumes (prefer `reset`, which backs up first)"})
@@ -69,16 +74,18 @@ def wait_healthy(c, timeout=None):
 @task(help={"json": "machine-readable output"})
 @exits
 def ps(c, json_=False):
-    """Each service: state, health, exit code, ports."""
+    """Each container: state, health, exit code, its release, the proxy's view of it, ports."""
     from deploy.lifecycle import format_states, state_dict
+    from deploy.release_switch import routes
 
     stack = stack_for(c)
     stack.check_docker()
     states = stack.states()
+    routing = routes(stack, states)
     if json_:
-        print(json.dumps([state_dict(s) for s in states], indent=2))
+        print(json.dumps([state_dict(s, routing) for s in states], indent=2))
     else:
-        print_lines(format_states(states))
+        print_lines(format_states(states, routing))
 
 
 @task(positional=["services"], help={

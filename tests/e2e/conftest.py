@@ -116,8 +116,20 @@ class StackEnv:
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "-t", "2", check=False)
-        subprocess.run(["docker", "image", "rm", "-f", f"{self.project}_backend",
-                        f"{self.project}-backend"], capture_output=True)
+        remove_project_images(self.project)
+
+
+def remove_project_images(project: str) -> None:
+    """Every tag of the project's backend image (BACKEND_IMAGE, by release and `live`) and
+    its proxy image (named by Compose: v1 `<project>_proxy`, v2 `<project>-proxy`)."""
+    ids = set()
+    for repo in (f"{project}-backend", f"{project}_backend", f"{project}_proxy",
+                 f"{project}-proxy"):
+        listed = subprocess.run(["docker", "images", "-q", "--no-trunc", repo],
+                                capture_output=True, text=True).stdout.split()
+        ids.update(listed)
+    if ids:
+        subprocess.run(["docker", "image", "rm", "-f", *sorted(ids)], capture_output=True)
 
 
 @pytest.fixture

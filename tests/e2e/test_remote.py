@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
+from tests.e2e.conftest import (
+    LOCAL_IMAGES_ENV,
+    ROOT,
+    free_port,
+    read_env_file,
+    remove_project_images,
+)
+from tests.e2e.load import Clients
 
 SECRET = "s3cret-" + uuid.uuid4().hex[:12]
 
@@ -120,8 +127,7 @@ class Fleet:
                 subprocess.run(["docker", "volume", "rm", "-f", *vols], capture_output=True)
             subprocess.run(["docker", "network", "rm", f"{project}_default",
                             f"{project}-default"], capture_output=True)
-            subprocess.run(["docker", "image", "rm", "-f", f"{project}_backend",
-                            f"{project}-backend"], capture_output=True)
+            remove_project_images(project)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +143,7 @@ def test_fab_deploys_both_hosts_healthy_with_tables_verified(fleet):
     for host in fleet.hosts:
         assert fleet.health(host) == 200
         assert re.search(rf"^\[{re.escape(host)}\] deploy: {re.escape(host)} now serves "
-                         r"\d{8}T\d{6}Z-[0-9a-z]+ ", done.stdout, re.M), done.stdout
+                         r"\d{8}T\d{6}Z-[0-9a-z-]+ ", done.stdout, re.M), done.stdout
         assert f"[{host}] deploy: 51 expected table(s) verified" in done.stdout or \
             re.search(rf"\[{re.escape(host)}\] deploy: \d+ expected table\(s\) verified",
                       done.stdout)
@@ -219,11 +225,35 @@ def test_a_failing_first_host_stops_the_rollout_and_the_previous_release_keeps_s
             in done.stdout)
     assert f"untouched: {good}" in done.stdout
     assert f"deploy failed on {bad}: service failed: backend" in done.stderr
-    assert f"[{bad}]    previous release {current_before} is serving again (healthy)" in done.stdout
+    assert (f"[{bad}]    the old release keeps serving; removing what this deploy started"
+            in done.stdout)
+    assert "point of no return" not in done.stdout
     assert fleet.current(bad) == current_before
     assert fleet.releases(bad) == releases_before[bad]
     assert fleet.releases(good) == releases_before[good]
     assert fleet.health(bad) == 200
+
+
+def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
+    before = {h: fleet.current(h) for h in fleet.hosts}
+    clients = [Clients(fleet.ports[h][1], count=4) for h in fleet.hosts]
+    for load in clients:
+        load.__enter__()
+    try:
+        done = fleet.invoke("deploy", "--hosts", fleet.spec())
+    finally:
+        for load in clients:
+            load.__exit__(None, None, None)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "(rolling, one host at a time)" in done.stdout
+    for host, load in zip(fleet.hosts, clients, strict=True):
+        tally = load.tally()
+        assert tally.failures == [], (host, tally.failures[:20])
+        assert tally.requests > 50, host
+        assert fleet.current(host) != before[host]
+        assert re.search(rf"^\[{re.escape(host)}\]    switch: the point of no return",
+                         done.stdout, re.M), done.stdout
+        assert fleet.health(host) == 200
 
 
 def test_an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_uploaded(fleet):

@@ -18,9 +18,11 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     first = stack.invoke("deploy")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    for step in ("docker", "build + up", "wait-healthy", "migrate", "check-tables --expected"):
-        assert f"==> {step}\n" in out
-        assert re.search(rf"<== {re.escape(step)} done in \d+\.\d s", out), step
+    for step in ("docker", "build e2e", "wait-healthy (postgres, proxy)",
+                 "migrate (the old release keeps serving)", "tag live", "start new",
+                 "wait-healthy (new)", "switch", "drain + stop old", "check-tables --expected"):
+        assert f"==> {step}" in out
+        assert re.search(rf"<== {re.escape(step)}.* done in \d+\.\d s", out), step
     assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
     # The backend migrated at start-up, before it could report healthy.
     applied_line = next(line for line in out.splitlines()
@@ -47,8 +49,9 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     logs = stack.invoke("logs", "backend", "--grep", "migration")
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
-    assert any("migration 020_ai_cost_management_system.sql applied in" in line
-               for line in lines), logs.stdout
+    # The deploy migrated before the backend started: its start-up runner found nothing to do.
+    assert any("migrations: up to date, nothing to apply" in line for line in lines), logs.stdout
+    assert "migration 020_ai_cost_management_system.sql applied in" in out
     assert all(line.startswith("backend | ") for line in lines)
     nothing = stack.invoke("logs", "backend", "--grep", "no such line anywhere")
     assert nothing.returncode == 3
@@ -61,6 +64,9 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     assert ps.returncode == 0, ps.stderr
     rows = {r["service"]: r for r in json.loads(ps.stdout)}
     assert {rows["postgres"]["health"], rows["backend"]["health"]} == {"healthy"}
+    assert re.fullmatch(r"slot\d ready UP", rows["backend"]["proxy"]), rows["backend"]
+    assert rows["backend"]["ports"] == ["8080/tcp"]  # only the proxy publishes a port
+    assert f"127.0.0.1:{stack.backend_port}->8080/tcp" in rows["proxy"]["ports"]
     assert f"127.0.0.1:{stack.pg_port}->5432/tcp" in rows["postgres"]["ports"]
 
     health = subprocess.run(["python3", "-c", "import urllib.request,sys; r=urllib.request."
@@ -104,7 +110,7 @@ def test_a_backend_that_crashes_at_start_fails_fast_with_its_logs(make_stack):
     assert "exit code:  1" in err
     assert "last " in err and "log lines:" in err
     assert "BACKEND_FAIL_AT_START" in err  # the crash's own log line, shown
-    assert "<== wait-healthy FAILED after" in result.stdout
+    assert "<== wait-healthy (new) FAILED after" in result.stdout
     assert elapsed < 100, elapsed  # far from the 120 s timeout (build included)
 
 

@@ -5,6 +5,15 @@ every table the migrations create exists; otherwise 503 with the reason, naming 
 missing table and the migration file that creates it. That is the team's outage
 ("relation \\"ai_cost_thresholds\\" does not exist") caught before the container takes traffic.
 
+``GET /counters/<id>`` reads one row of the "hot" table (migrations/023_hot_counters.sql),
+``POST /counters/<id>`` adds one to it: the load of the deploy tests and benchmark goes
+through the database. Database connections are reused (a small pool), not one per request.
+
+Keep-alive HTTP/1.1. On SIGTERM the server drains: it stops accepting connections, closes
+its idle keep-alive connections, lets in-flight requests finish (answering them with
+``Connection: close``) and exits, within ``BACKEND_DRAIN_TIMEOUT`` seconds (default 30;
+the deploy's ``docker stop -t`` allows DRAIN_TIMEOUT plus a margin).
+
     python3 -m deploy.stack.backend.app            # serve on 0.0.0.0:8080 (the entrypoint does)
     python3 -m deploy.stack.backend.app --probe    # the container's healthcheck
 
@@ -13,18 +22,24 @@ Settings: ``DATABASE_URL`` (required), ``MIGRATIONS_DIR`` (default ``migrations`
 Test hooks, for the end-to-end tests only; never set them in a real deployment:
     BACKEND_FAIL_AT_START=1     the container exits 1 at start (see entrypoint.sh)
     BACKEND_FORCE_UNHEALTHY=1   /health answers 503 with that reason (the container stays unhealthy)
+    BACKEND_SLOW_REQUESTS=1     GET /slow?seconds=S answers after S seconds (at most 30)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import sys
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,6 +49,13 @@ HEALTH_PATH = "/health"
 PROBE_URL = f"http://127.0.0.1:{PORT}{HEALTH_PATH}"
 # A /health request must answer before Docker's healthcheck timeout (5 s in the stack).
 CONNECT_TIMEOUT_S = 3
+# An idle keep-alive connection is closed after this long: longer than the proxy keeps
+# idle connections to a server, so the proxy, not the server, closes them.
+IDLE_TIMEOUT_S = 75
+DRAIN_TIMEOUT_S = 30.0
+POOL_SIZE = 8
+SLOW_MAX_S = 30.0
+_COUNTER = re.compile(r"^/counters/(\d{1,9})$")
 
 HealthCheck = Callable[[], tuple[int, dict]]
 
@@ -81,18 +103,104 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     return check
 
 
-def make_handler(health: HealthCheck) -> type[BaseHTTPRequestHandler]:
+class Pool:
+    """Reused database connections (autocommit), at most ``size`` kept idle."""
+
+    def __init__(self, database_url: str, size: int = POOL_SIZE):
+        self.database_url = database_url
+        self.size = size
+        self._idle: list = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator:
+        import psycopg
+
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.database_url, autocommit=True,
+                                   application_name="backend")
+        try:
+            yield conn
+        except Exception:
+            conn.close()  # a broken or half-used connection is never handed out again
+            raise
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+Counters = Callable[[str, int], tuple[int, dict]]
+
+
+def make_counters(pool: Pool, redact: Callable[[str], str] = str) -> Counters:
+    """GET reads a row of hot_counters; POST adds one to it."""
+
+    def counters(method: str, counter_id: int) -> tuple[int, dict]:
+        try:
+            with pool.connection() as conn:
+                if method == "POST":
+                    row = conn.execute(
+                        "INSERT INTO hot_counters AS h (id, hits) VALUES (%s, 1) "
+                        "ON CONFLICT (id) DO UPDATE SET hits = h.hits + 1, "
+                        "updated_at = CURRENT_TIMESTAMP RETURNING hits", (counter_id,)).fetchone()
+                else:
+                    row = conn.execute("SELECT hits FROM hot_counters WHERE id = %s",
+                                       (counter_id,)).fetchone()
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return 503, {"error": redact(f"database: {first_line}")}
+        if row is None:
+            return 404, {"error": f"no counter {counter_id}"}
+        return 200, {"id": counter_id, "hits": row[0]}
+
+    return counters
+
+
+def make_handler(health: HealthCheck, counters: Counters | None = None,
+                 slow_requests: bool = False) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "deploy-backend"
+        protocol_version = "HTTP/1.1"  # keep-alive: the proxy reuses its connections
+        timeout = IDLE_TIMEOUT_S
+
+        def handle_one_request(self) -> None:
+            # Idle until a request line arrives; a draining server closes idle connections.
+            if not getattr(self.server, "mark", _always)(self.connection, idle=True):
+                self.close_connection = True
+                return
+            super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            getattr(self.server, "mark", _always)(self.connection, idle=False)
+            return super().parse_request()
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            counter = _COUNTER.match(path)
             if path == HEALTH_PATH:
                 self._send_json(*health())
+            elif counter and counters is not None:
+                self._send_json(*counters("GET", int(counter.group(1))))
+            elif path == "/slow" and slow_requests:
+                self._send_json(*slow(query))
             elif path == "/":
                 self._send_json(200, {"service": "backend", "health": HEALTH_PATH})
             else:
                 self._send_json(404, {"error": f"no route {path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(min(length, 1 << 16))
+            counter = _COUNTER.match(self.path.partition("?")[0])
+            if counter and counters is not None:
+                self._send_json(*counters("POST", int(counter.group(1))))
+            else:
+                self._send_json(404, {"error": f"no route {self.path}"})
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             # The healthcheck calls /health every few seconds: logging it would bury the rest.
@@ -104,10 +212,79 @@ def make_handler(health: HealthCheck) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if getattr(self.server, "draining", False):
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
     return Handler
+
+
+def _always(_conn, idle: bool) -> bool:
+    return True
+
+
+def slow(query: str) -> tuple[int, dict]:
+    """The slow-request test hook: sleep ``seconds`` (at most SLOW_MAX_S), then answer."""
+    values = urllib.parse.parse_qs(query)
+    try:
+        seconds = float(values.get("seconds", ["1"])[0])
+    except ValueError:
+        return 400, {"error": "seconds: not a number"}
+    seconds = min(max(seconds, 0.0), SLOW_MAX_S)
+    time.sleep(seconds)
+    return 200, {"slept": seconds}
+
+
+class DrainingServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows its connections, idle or busy, so that it can
+    drain: stop accepting, close the idle ones, wait for the busy ones."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops SYNs when the proxy opens many at once
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.draining = False
+        self._connections: dict[socket.socket, bool] = {}  # connection -> idle?
+        self._changed = threading.Condition()
+
+    def process_request_thread(self, request, client_address) -> None:
+        with self._changed:
+            self._connections[request] = True
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._changed:
+                self._connections.pop(request, None)
+                self._changed.notify_all()
+
+    def mark(self, connection: socket.socket, idle: bool) -> bool:
+        """Record a connection as idle or busy; False: idle while draining, so close it."""
+        with self._changed:
+            if idle and self.draining:
+                return False
+            self._connections[connection] = idle
+            return True
+
+    def drain(self, timeout: float) -> int:
+        """Stop accepting, close idle connections, wait for busy ones; returns how many
+        were still busy when the timeout ran out."""
+        with self._changed:
+            self.draining = True
+            idle = [c for c, is_idle in self._connections.items() if is_idle]
+        self.socket.close()
+        for conn in idle:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._connections and time.monotonic() < deadline:
+                self._changed.wait(min(0.1, max(deadline - time.monotonic(), 0.0)))
+            return len(self._connections)
 
 
 def serve() -> int:
@@ -116,9 +293,15 @@ def serve() -> int:
         print("backend: DATABASE_URL is not set", file=sys.stderr)
         return 2
     migrations_dir = os.environ.get("MIGRATIONS_DIR", "migrations")
+    try:
+        drain_timeout = float(os.environ.get("BACKEND_DRAIN_TIMEOUT") or DRAIN_TIMEOUT_S)
+    except ValueError:
+        print("backend: BACKEND_DRAIN_TIMEOUT is not a number of seconds", file=sys.stderr)
+        return 2
     health = make_health_check(database_url, migrations_dir)
-    server = ThreadingHTTPServer((HOST, PORT), make_handler(health))
-    server.daemon_threads = True
+    counters = make_counters(Pool(database_url))
+    slow_requests = os.environ.get("BACKEND_SLOW_REQUESTS") == "1"
+    server = DrainingServer((HOST, PORT), make_handler(health, counters, slow_requests))
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(0)  # unwinds serve_forever in the main thread
@@ -128,7 +311,12 @@ def serve() -> int:
     try:
         server.serve_forever()
     except (SystemExit, KeyboardInterrupt):
-        print("backend: stopping", file=sys.stderr, flush=True)
+        print(f"backend: draining (at most {drain_timeout:g} s)", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        left = server.drain(drain_timeout)
+        print(f"backend: drained in {time.monotonic() - started:.1f} s"
+              + (f"; {left} request(s) cut off by the timeout" if left else "")
+              + "; stopping", file=sys.stderr, flush=True)
     finally:
         server.server_close()
     return 0

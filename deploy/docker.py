@@ -1,0 +1,62 @@
+"""Docker images and containers as data: argv builders for the release switch.
+
+Like compose.py, nothing here runs a process: deploy/shell.py does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+RELEASE_LABEL = "deploy.release"
+
+
+def _ids(ids: Iterable[str]) -> list[str]:
+    out = list(ids)
+    if not out or any(not i or i.startswith("-") for i in out):
+        raise ValueError(f"container or image ids expected, got {out!r}")
+    return out
+
+
+def build(image: str, dockerfile: str, context: str, *, build_args: Mapping[str, str],
+          labels: Mapping[str, str], no_cache: bool = False) -> list[str]:
+    argv = ["docker", "build", "--file", dockerfile, "--tag", image]
+    for key, value in build_args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    if no_cache:
+        argv.append("--no-cache")
+    return argv + [context]
+
+
+def tag(source: str, target: str) -> list[str]:
+    return ["docker", "tag", source, target]
+
+
+def image_id(image: str) -> list[str]:
+    """Prints the image's ID; fails when there is no such image."""
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+
+
+def image_release(image: str) -> list[str]:
+    """Prints the image's deploy.release label (empty without one); fails without the image."""
+    return ["docker", "image", "inspect", "--format",
+            '{{index .Config.Labels "' + RELEASE_LABEL + '"}}', image]
+
+
+def remove_tag(image: str) -> list[str]:
+    """Untag (the image itself stays while another tag or a container uses it)."""
+    return ["docker", "image", "rm", "--no-prune", image]
+
+
+def stop(ids: Iterable[str], seconds: int) -> list[str]:
+    return ["docker", "stop", "--time", str(int(seconds)), *_ids(ids)]
+
+
+def remove(ids: Iterable[str]) -> list[str]:
+    """Remove containers (stopped or not) with their anonymous volumes."""
+    return ["docker", "rm", "--force", "--volumes", *_ids(ids)]
+
+
+def logs(container: str, tail: int) -> list[str]:
+    return ["docker", "logs", "--tail", str(int(tail)), *_ids([container])]

@@ -1,0 +1,302 @@
+"""HAProxy's runtime API as data: command builders, parsers, the switch plan, the drain policy.
+
+Nothing here runs a process. The proxy container has bash but no socat, so every command
+reaches the API as ``docker exec <proxy> bash -c <API_SCRIPT> bash <command>``: a constant
+script that opens ``/dev/tcp/127.0.0.1/9999`` (the ``stats socket`` in haproxy.cfg, bound
+to the container's own loopback), sends one line and prints the answer. The argv goes
+through deploy/shell.py like every command, so it runs unchanged on a host's Connection.
+
+The routing model (deploy/stack/proxy/haproxy.cfg): backend ``app`` has eight slots,
+``slot1``..``slot8``, in maintenance with a placeholder address until a switch gives one a
+backend container's IP; plus a ``backup`` server that finds the Compose service by name
+and serves only while no slot can (a fresh stack).
+
+A switch, in HAProxy's words:
+  1. prepare: ``set server app/slotN addr <ip> port 8080; set server app/slotN state drain``
+     for each new container: it is health-checked but takes no traffic (weight 0);
+  2. wait until each new slot is UP with a passed check *at its new address*;
+  3. flip, in one API call: new slots ``state ready``, old slots ``state drain`` — the point
+     of no return, where traffic moves from the old release to the new one;
+  4. wait until the old slots' current sessions are 0 (or the drain timeout), then
+     ``state maint``; the old containers are then stopped (they drain on SIGTERM too).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from deploy.errors import DeployError
+
+SERVICE = "proxy"  # the Compose service
+BACKEND = "app"  # the HAProxy backend holding the slots
+SLOT_PREFIX = "slot"
+SLOTS = 8
+BACKEND_PORT = 8080  # where a backend container listens
+API_PORT = 9999
+STATE_FILE = "/var/lib/haproxy/server-state"
+PLACEHOLDER_ADDR = "127.0.0.1"  # a slot nobody was given (haproxy.cfg: init-addr …,127.0.0.1)
+
+# `show servers state` values (HAProxy's management guide, "show servers state").
+OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
+ADMF_FMAINT, ADMF_IMAINT, ADMF_CMAINT = 0x01, 0x02, 0x04
+ADMF_FDRAIN, ADMF_IDRAIN, ADMF_RMAINT = 0x08, 0x10, 0x20
+_MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_RMAINT
+_DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
+CHECK_PASSED = 3  # srv_check_result: CHK_RES_PASSED
+
+# The constant script: "$1" is the command line; with "$2", the answer is saved to that
+# file instead (atomically: written beside it, then renamed). Exit 3: the API is not there.
+API_SCRIPT = (
+    f'exec 3<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
+    'printf "%s\\n" "$1" >&3\n'
+    'if [ -n "${2:-}" ]; then cat <&3 >"$2.tmp" && mv -f "$2.tmp" "$2"; else cat <&3; fi'
+)
+
+_SLOT_RE = re.compile(rf"^{SLOT_PREFIX}([1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class DrainPolicy:
+    """Every wait of a switch, in one place (tested as data: total budget, longest wait)."""
+
+    drain_timeout: float = 30.0  # DRAIN_TIMEOUT: old slots' sessions reach 0 by then
+    up_timeout: float = 15.0  # new slots must pass a check at their new address by then
+    poll: float = 0.1  # how often the API is asked while waiting
+    stop_margin: float = 5.0  # `docker stop -t`: the backend's own drain plus this
+
+    @property
+    def stop_seconds(self) -> int:
+        """`docker stop -t`: the backend drains on SIGTERM for up to DRAIN_TIMEOUT."""
+        return math.ceil(self.drain_timeout + self.stop_margin)
+
+    @property
+    def total_budget(self) -> float:
+        """The longest a switch can take after the new containers are healthy."""
+        return self.up_timeout + self.drain_timeout + self.stop_seconds
+
+    @property
+    def longest_wait(self) -> float:
+        return max(self.up_timeout, self.drain_timeout, self.stop_seconds)
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def slot_names(count: int = SLOTS) -> list[str]:
+    return [f"{SLOT_PREFIX}{i}" for i in range(1, count + 1)]
+
+
+def _slot(name: str) -> str:
+    if not _SLOT_RE.match(name):
+        raise ValueError(f"not a slot name: {name!r}")
+    return f"{BACKEND}/{name}"
+
+
+def _ip(value: str) -> str:
+    return str(ipaddress.ip_address(value))  # ValueError on anything else
+
+
+def api(container: str, command: str) -> list[str]:
+    """argv: one runtime-API command line in the proxy container."""
+    if not container or container.startswith("-"):
+        raise ValueError(f"not a container id: {container!r}")
+    return ["docker", "exec", container, "bash", "-c", API_SCRIPT, "bash", command]
+
+
+def save_state(container: str) -> list[str]:
+    """argv: write `show servers state` to the state file HAProxy loads when it starts."""
+    return [*api(container, "show servers state"), STATE_FILE]
+
+
+def join(*commands: str) -> str:
+    """Several commands in one line: HAProxy runs them in order, in one API call."""
+    parts = [c for c in commands if c]
+    if any(";" in c or "\n" in c for c in parts):
+        raise ValueError("a command must not contain ';' or a newline")
+    return "; ".join(parts)
+
+
+def show_servers_state() -> str:
+    return f"show servers state {BACKEND}"
+
+
+def show_stat() -> str:
+    """The backend's servers only (type 4), every column (scur: current sessions)."""
+    return f"show stat {BACKEND} 4 -1"
+
+
+def prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> str:
+    """Point a slot at a container; health-checked but weight 0 (drain) until the flip."""
+    return join(f"set server {_slot(slot)} addr {_ip(ip)} port {int(port)}",
+                f"set server {_slot(slot)} state drain")
+
+
+def _states(slots: Iterable[str], state: str) -> list[str]:
+    if state not in ("ready", "drain", "maint"):
+        raise ValueError(f"not a server state: {state!r}")
+    return [f"set server {_slot(s)} state {state}" for s in slots]
+
+
+def set_state(slots: Iterable[str], state: str) -> str:
+    return join(*_states(slots, state))
+
+
+def flip(new: Iterable[str], old: Iterable[str]) -> str:
+    """The switch itself, one API call: new slots take traffic, old ones stop taking it."""
+    return join(*_states(new, "ready"), *_states(old, "drain"))
+
+
+# --- parsers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """One line of `show servers state`."""
+
+    name: str
+    addr: str
+    port: int
+    op_state: int
+    admin_state: int
+    check_result: int
+    weight: int = 1
+
+    @property
+    def is_slot(self) -> bool:
+        return bool(_SLOT_RE.match(self.name))
+
+    @property
+    def maint(self) -> bool:
+        return bool(self.admin_state & _MAINT)
+
+    @property
+    def draining(self) -> bool:
+        return not self.maint and bool(self.admin_state & _DRAIN)
+
+    @property
+    def ready(self) -> bool:
+        """Takes new requests when UP: not in maintenance, not draining."""
+        return not self.maint and not self.draining
+
+    @property
+    def up(self) -> bool:
+        return self.op_state == OP_RUNNING
+
+    @property
+    def assigned(self) -> bool:
+        """A slot given a container's address (not the placeholder)."""
+        return self.addr not in (PLACEHOLDER_ADDR, "-", "") and self.port == BACKEND_PORT
+
+    @property
+    def routed(self) -> bool:
+        """Takes new requests right now."""
+        return self.assigned and self.ready and self.up
+
+    @property
+    def state(self) -> str:
+        """maint / drain / ready, then UP or DOWN: `ready UP`, `drain UP`, `maint`."""
+        if self.maint:
+            return "maint"
+        admin = "drain" if self.draining else "ready"
+        return f"{admin} {'UP' if self.up else 'DOWN'}"
+
+
+def _table(text: str, what: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = next((line for line in lines if line.startswith("#")), None)
+    if header is None:
+        raise DeployError(f"proxy: unexpected answer to {what}: {text.strip()[:200]!r}")
+    return header.lstrip("#").split(), [line.split() for line in lines
+                                        if not line.startswith("#") and line[0].isdigit()]
+
+
+def parse_servers_state(text: str) -> list[Server]:
+    """`show servers state [backend]`: a version line, a `# be_id be_name …` header, rows."""
+    columns, rows = _table(text, "show servers state")
+    out = []
+    for row in rows:
+        if len(row) < len(columns) - 2:  # trailing columns vary between versions
+            continue
+        v = dict(zip(columns, row, strict=False))
+        if v.get("be_name") != BACKEND:
+            continue
+        out.append(Server(
+            name=v["srv_name"], addr=v["srv_addr"],
+            port=int(v.get("srv_port") or 0) if (v.get("srv_port") or "").isdigit() else 0,
+            op_state=int(v["srv_op_state"]), admin_state=int(v["srv_admin_state"]),
+            check_result=int(v.get("srv_check_result") or 0),
+            weight=int(v.get("srv_uweight") or 0)))
+    return out
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """`show stat app 4 -1` (CSV): current sessions (scur) per server of the backend."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise DeployError(f"proxy: unexpected answer to show stat: {text.strip()[:200]!r}")
+    columns = lines[0][2:].split(",")
+    out = {}
+    for line in lines[1:]:
+        v = dict(zip(columns, line.split(","), strict=False))
+        if v.get("pxname") == BACKEND and v.get("svname") not in ("FRONTEND", "BACKEND"):
+            out[v["svname"]] = int(v.get("scur") or 0)
+    return out
+
+
+def check_answer(text: str, what: str) -> None:
+    """`set server …` answers nothing on success, a sentence on failure; the address change
+    answers with what it changed."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("IP changed from", "no need to change")):
+            continue
+        raise DeployError(f"proxy: {what}: HAProxy answered: {line}")
+
+
+# --- plans ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    new: dict[str, str]  # slot -> IP of a new container
+    old: list[str] = field(default_factory=list)  # slots routed now, drained by the flip
+    stale: list[str] = field(default_factory=list)  # slots with an address, not routed: maint
+
+
+def plan_switch(servers: Sequence[Server], new_ips: Sequence[str]) -> SwitchPlan:
+    """Which slots take the new containers, which are drained by the flip, which are
+    cleared. Old = slots that take traffic now (ready); a slot that is draining or whose
+    address is a new container's is not reused until it is put in maintenance."""
+    slots = [s for s in servers if s.is_slot]
+    wanted = list(dict.fromkeys(_ip(ip) for ip in new_ips))
+    old = [s.name for s in slots if s.assigned and not s.maint and not s.draining
+           and s.addr not in wanted]
+    stale = [s.name for s in slots if s.assigned and not s.maint
+             and s.name not in old]
+    busy = set(old) | set(stale)
+    free = [s.name for s in slots if s.name not in busy]
+    if len(free) < len(wanted):
+        raise DeployError(f"proxy: {len(wanted)} new container(s) need free slots, but only "
+                          f"{len(free)} of {len(slots)} are free (old: {', '.join(old)})")
+    return SwitchPlan(new=dict(zip(free, wanted, strict=False)), old=old, stale=stale)
+
+
+def routed(servers: Sequence[Server]) -> dict[str, Server]:
+    """IP -> slot for every slot that takes new requests."""
+    return {s.addr: s for s in servers if s.is_slot and s.routed}
+
+
+def new_slots_up(servers: Sequence[Server], plan: SwitchPlan) -> tuple[bool, list[str]]:
+    """Every new slot UP with a passed check at its new address; else what is missing."""
+    by_name = {s.name: s for s in servers}
+    missing = []
+    for slot, ip in plan.new.items():
+        s = by_name.get(slot)
+        if s is None or s.addr != ip or not s.up or s.check_result != CHECK_PASSED:
+            missing.append(f"{slot} ({ip}): " + (s.state + f", check result {s.check_result}"
+                                                   if s else "not found"))
+    return not missing, missing

@@ -1,0 +1,477 @@
+"""A deploy nobody notices: the new backend starts beside the old, the proxy switches.
+
+    docker → build → postgres + proxy up → migrate (the old release keeps serving)
+    → tag live → start new → wait-healthy (new) → proxy: prepare
+    → SWITCH (the point of no return) → drain + stop old → check-tables --expected
+
+Everything before the switch can be undone: a failure there (build, migration, a new
+container that never becomes healthy) removes the new containers, moves `live` back and
+leaves the old release serving. Written against ``Stack``, so the same code runs on this
+machine and on a host's fabric Connection. The HAProxy side is deploy/proxy.py.
+
+Release identity lives in Docker, not in state files: the backend image is built as
+``BACKEND_IMAGE:<release>`` with the label ``deploy.release=<release>`` (containers show
+their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from deploy import compose, docker, health, proxy
+from deploy.compose import ContainerState
+from deploy.errors import ConfigError, DeployError
+from deploy.lifecycle import Stack, StepTimer
+from deploy.settings import Settings
+
+BACKEND = "backend"
+BASE_SERVICES = ("postgres", proxy.SERVICE)
+LIVE = "live"
+POINT_OF_NO_RETURN = "switch"
+# Where the backend image is built from, relative to the compose file (as its `build:`).
+BUILD_CONTEXT = "../.."
+DOCKERFILE = "backend/Dockerfile"
+
+Out = Callable[[str], None]
+
+
+# --- release identity ------------------------------------------------------------------
+
+
+def release_id(cwd: Path | None = None) -> str:
+    """The short git sha; with uncommitted changes ``<sha>-dirty-<hash of them>``, so a
+    dirty tree never passes for the commit, and two different dirty trees differ."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+    except OSError:
+        return "nogit"
+    sha = head.stdout.decode().strip().lower()
+    if head.returncode != 0 or not sha:
+        return "nogit"
+    status = git("status", "--porcelain", "--untracked-files=normal")
+    if not status.stdout.strip():
+        return sha
+    digest = hashlib.sha256(git("diff", "HEAD", "--binary").stdout)
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
+    for name in sorted(n for n in untracked if n):
+        digest.update(name + b"\0")
+        path = (cwd or Path.cwd()) / name.decode(errors="replace")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            pass
+    return f"{sha}-dirty-{digest.hexdigest()[:8]}"
+
+
+# --- the backend image ------------------------------------------------------------------
+
+
+def image(settings: Settings, tag: str) -> str:
+    return f"{settings.backend_image}:{tag}"
+
+
+def build_backend(stack: Stack, release: str, hide: bool = False) -> None:
+    settings = stack.settings
+    compose_dir = PurePosixPath(str(settings.compose_file)).parent
+    argv = docker.build(
+        image(settings, release), str(compose_dir / DOCKERFILE),
+        str(compose_dir / BUILD_CONTEXT),
+        build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
+        labels={docker.RELEASE_LABEL: release})
+    stack.run(argv, hide=hide, what="build")
+
+
+def proxy_image(settings: Settings) -> str:
+    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
+
+
+def build_proxy(stack: Stack) -> None:
+    settings = stack.settings
+    context = PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
+                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels={}),
+              what="build proxy")
+
+
+def base_up(stack: Stack, build: bool) -> None:
+    """postgres and the proxy, never the backend. A running proxy is recreated only when
+    its image changed (haproxy.cfg or PROXY_IMAGE): Compose v1 would otherwise recreate it
+    whenever the release directory (its build context) moves, as it does on a host."""
+    if build or image_id(stack, proxy_image(stack.settings)) is None:
+        build_proxy(stack)
+    built = image_id(stack, proxy_image(stack.settings))
+    running = [s for s in stack.states() if s.service == proxy.SERVICE and s.status == "running"]
+    services = ["postgres"]
+    if not running or any(s.image_id != built for s in running):
+        services.append(proxy.SERVICE)
+        if running:
+            stack.out("   the proxy's image changed (haproxy.cfg or PROXY_IMAGE): recreating "
+                      "it, which closes its open connections once")
+    stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
+              what="up")
+
+
+def image_id(stack: Stack, ref: str) -> str | None:
+    result = stack.run(docker.image_id(ref), check=False)
+    return result.stdout.strip() or None if result.exited == 0 else None
+
+
+# --- the proxy ---------------------------------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """The proxy container of one stack, reached through its runtime API."""
+
+    stack: Stack
+    policy: proxy.DrainPolicy
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def container(self) -> str:
+        running = [s for s in self.stack.states()
+                   if s.service == proxy.SERVICE and s.status == "running"]
+        if not running:
+            raise DeployError("proxy: the proxy service is not running (`invoke up` starts it)")
+        return running[0].id
+
+    def call(self, command: str, what: str) -> str:
+        result = self.stack.run(proxy.api(self.container(), command), check=False)
+        if result.exited != 0:
+            detail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
+            raise DeployError(f"proxy: {what}: the runtime API did not answer (exit "
+                              f"{result.exited})" + "".join(f"\n  {line}" for line in detail))
+        return result.stdout
+
+    def command(self, command: str, what: str) -> None:
+        proxy.check_answer(self.call(command, what), what)
+
+    def servers(self) -> list[proxy.Server]:
+        return proxy.parse_servers_state(self.call(proxy.show_servers_state(), "routing"))
+
+    def sessions(self) -> dict[str, int]:
+        return proxy.parse_stat(self.call(proxy.show_stat(), "sessions"))
+
+    def save(self) -> None:
+        """What HAProxy loads at start: a restarted proxy routes as before."""
+        self.stack.run(proxy.save_state(self.container()), what="proxy: save routing")
+
+    def prepare(self, plan: proxy.SwitchPlan) -> None:
+        """New slots get their addresses, weight 0; wait until each passed a check."""
+        if plan.stale:
+            self.command(proxy.set_state(plan.stale, "maint"), "clear stale slots")
+        for slot, ip in plan.new.items():
+            self.command(proxy.prepare(slot, ip), f"prepare {slot}")
+        deadline = self.clock() + self.policy.up_timeout
+        while True:
+            ok, missing = proxy.new_slots_up(self.servers(), plan)
+            if ok:
+                return
+            if self.clock() >= deadline:
+                raise DeployError(
+                    f"proxy: the new container(s) did not pass HAProxy's health check within "
+                    f"{self.policy.up_timeout:g} s: {'; '.join(missing)}")
+            self.sleep(self.policy.poll)
+
+    def drain(self, slots: list[str], out: Out) -> float:
+        """Wait until the slots' current sessions reach 0 (or the drain timeout); then
+        maintenance. Returns the seconds waited."""
+        started = self.clock()
+        deadline = started + self.policy.drain_timeout
+        busy = {}
+        while slots:
+            busy = {s: n for s, n in self.sessions().items() if s in slots and n}
+            if not busy or self.clock() >= deadline:
+                break
+            self.sleep(self.policy.poll)
+        if busy:
+            out(f"   drain timeout ({self.policy.drain_timeout:g} s, DRAIN_TIMEOUT): "
+                f"{sum(busy.values())} request(s) still in flight on "
+                f"{', '.join(busy)}; the containers get {self.policy.stop_seconds} s more "
+                "to finish them")
+        if slots:
+            self.command(proxy.set_state(slots, "maint"), "old slots to maintenance")
+        return self.clock() - started
+
+    def sync(self, containers: list[ContainerState], out: Out) -> list[str]:
+        """Route to exactly these containers (`invoke up`, or after a restart); returns
+        the slots that route."""
+        servers = self.servers()
+        now = proxy.routed(servers)
+        ips = [s.ip for s in containers if s.ip]
+        if sorted(now) == sorted(ips) and all(s.ready for s in now.values()):
+            return sorted(s.name for s in now.values())
+        keep = {ip: s for ip, s in now.items() if ip in ips}
+        plan = proxy.plan_switch([s for s in servers if s.name not in
+                                  {k.name for k in keep.values()}],
+                                 [ip for ip in ips if ip not in keep])
+        self.prepare(plan)
+        self.command(proxy.flip(plan.new, plan.old), "route")
+        if plan.old:
+            self.command(proxy.set_state(plan.old, "maint"), "clear old slots")
+        self.save()
+        return sorted([*plan.new, *(s.name for s in keep.values())])
+
+
+def routes(stack: Stack, states: list[ContainerState]) -> dict[str, str]:
+    """Container id -> how the proxy sees it: ``slot2 ready UP`` (routed), ``slot1 drain
+    UP``, or ``not routed``; the proxy itself is ``routing API`` (or why it cannot answer);
+    empty when there is no running proxy."""
+    if not any(s.service == proxy.SERVICE and s.status == "running" for s in states):
+        return {}
+    try:
+        servers = Proxy(stack, policy_for(stack.settings)).servers()
+    except DeployError as exc:
+        return {s.id: f"unknown ({str(exc).splitlines()[0]})" for s in backends(states)}
+    by_ip = {s.addr: s for s in servers if s.is_slot and s.assigned and not s.maint}
+    backup = next((s for s in servers if not s.is_slot), None)
+    any_routed = any(s.routed for s in by_ip.values())
+    out = {}
+    for s in backends(states):
+        slot = by_ip.get(s.ip)
+        if slot is not None:
+            out[s.id] = f"{slot.name} {slot.state}"
+        elif not any_routed and backup is not None and backup.addr == s.ip and backup.up:
+            out[s.id] = f"{backup.name} (backup, by service name)"
+        else:
+            out[s.id] = "not routed"
+    return out
+
+
+def resync(stack: Stack) -> list[str]:
+    """`invoke up`: route to the running backend containers that are healthy (a restarted
+    proxy may hold addresses of containers that are gone). Returns the routed slots."""
+    states = stack.states()
+    if not any(s.service == proxy.SERVICE and s.status == "running" for s in states):
+        return []
+    healthy = [s for s in backends(states) if health.is_ready(s) and s.ip]
+    if not healthy:
+        return []
+    return Proxy(stack, policy_for(stack.settings)).sync(healthy, stack.out)
+
+
+def policy_for(settings: Settings) -> proxy.DrainPolicy:
+    return proxy.DrainPolicy(drain_timeout=settings.drain_timeout)
+
+
+# --- containers ------------------------------------------------------------------------------
+
+
+def backends(states: list[ContainerState]) -> list[ContainerState]:
+    return [s for s in states if s.service == BACKEND and not s.one_off]
+
+
+def classify(states: list[ContainerState], servers: list[proxy.Server]
+             ) -> tuple[list[ContainerState], list[ContainerState]]:
+    """(serving, leftovers) among the backend containers.
+
+    Serving: the running ones a ready slot points at; when no slot points at one (a fresh
+    stack, served through the backup server), every running one. Leftovers: all others
+    (a killed deploy's new containers, stopped ones): removed before new ones start.
+    """
+    mine = backends(states)
+    ready_ips = {s.addr for s in servers if s.is_slot and s.assigned and s.ready}
+    running = [s for s in mine if s.status == "running"]
+    serving = [s for s in running if s.ip in ready_ips] or running
+    return serving, [s for s in mine if s not in serving]
+
+
+def remove_containers(stack: Stack, ids: list[str], stop_seconds: int) -> None:
+    if ids:
+        stack.run(docker.stop(ids, stop_seconds), what="stop", check=False)
+        stack.run(docker.remove(ids), what="remove")
+
+
+def wait_new_healthy(stack: Stack, new_ids: set[str], timeout: float) -> list[ContainerState]:
+    """wait-healthy for the new containers only, with each failing container's logs."""
+    def probe():
+        return [s for s in stack.states() if s.id in new_ids]
+
+    def show(states):
+        stack.out("   " + ", ".join(f"{s.name}: {health.summary(s)}" for s in states))
+
+    try:
+        return health.wait_until_healthy(probe, timeout=timeout, on_change=show)
+    except (health.ServiceFailed, health.HealthTimeout) as exc:
+        reports = []
+        for s in exc.failing or exc.states:
+            result = stack.run(docker.logs(s.id, health.LOG_LINES), check=False,
+                               merge_stderr=True)
+            reports.append(health.describe_failure([s], {s.service: result.stdout.splitlines()}))
+        raise type(exc)(f"{exc}\n" + "\n".join(reports), exc.states, exc.failing) from None
+
+
+def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: float) -> None:
+    def probe():
+        return [s for s in stack.states() if s.service in services]
+
+    def show(states):
+        stack.out("   " + ", ".join(f"{s.label}: {health.summary(s)}" for s in states))
+
+    try:
+        health.wait_until_healthy(probe, timeout=timeout, on_change=show)
+    except (health.ServiceFailed, health.HealthTimeout) as exc:
+        failing = exc.failing or exc.states
+        logs = {s.service: stack.log_lines([s.service], tail=health.LOG_LINES)
+                for s in failing if s.service}
+        raise type(exc)(f"{exc}\n{health.describe_failure(failing, logs)}", exc.states,
+                        exc.failing) from None
+
+
+# --- the sequence ----------------------------------------------------------------------------
+
+
+def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
+           release: str | None = None, database=None, schema: bool = True,
+           on_switch: Callable[[], None] | None = None) -> dict:
+    """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
+
+    ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
+    stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
+    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`)."""
+    from deploy.checks import check_tables, format_report
+    from deploy.runner import migrate
+
+    started = time.perf_counter()
+    stack = Stack(c, settings, out, stream)
+    timer = StepTimer(out)
+    policy = policy_for(settings)
+    timer.step("docker", stack.check_docker)
+    release = release or release_id()
+    target = image(settings, release)
+    if build:
+        timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
+                   stack, release)
+    elif image_id(stack, target) is None:
+        # Nothing built for this tree: deploy the live image's release again, if any.
+        live = stack.run(docker.image_release(image(settings, LIVE)), check=False)
+        if live.exited != 0 or not live.stdout.strip():
+            raise ConfigError(f"--no-build: there is no image {target} (nor a live one); "
+                              "deploy without --no-build to build it")
+        release, target = live.stdout.strip(), image(settings, live.stdout.strip())
+        out(f"   --no-build: no image for this tree; deploying the live release {release} "
+            "again")
+        timer.step("postgres + proxy up", base_up, stack, build)
+    else:
+        timer.step("postgres + proxy up", base_up, stack, build)
+    timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
+               settings.health_timeout)
+    db = database or (lambda: nullcontext(settings))
+    result = None
+    if schema:
+        with db() as reachable:
+            result = timer.step("migrate (the old release keeps serving)", migrate, reachable,
+                                wait=30.0, out=out)
+
+    switcher = Proxy(stack, policy)
+    serving, leftovers = classify(stack.states(), switcher.servers())
+    if leftovers:
+        out(f"   removing {len(leftovers)} backend container(s) of an unfinished deploy: "
+            + ", ".join(s.name for s in leftovers))
+        remove_containers(stack, [s.id for s in leftovers], policy.stop_seconds)
+    previous_live = image_id(stack, image(settings, LIVE))
+    old_releases = sorted({s.release or "?" for s in serving})
+    count = max(1, len(serving))
+    new_ids: set[str] = set()
+    plan = None
+    try:
+        timer.step(f"tag {LIVE}", stack.run, docker.tag(target, image(settings, LIVE)),
+                   what="tag")
+        before = {s.id for s in backends(stack.states())}
+        timer.step(f"start new ({count} beside {len(serving)} old)", stack.run,
+                   compose.scale_up(stack.compose, BACKEND, len(serving) + count),
+                   hide=False, what="start new")
+        new_ids = {s.id for s in backends(stack.states())} - before
+        if not new_ids:
+            raise DeployError("start new: Compose started no new backend container")
+        new = timer.step("wait-healthy (new)", wait_new_healthy, stack, new_ids,
+                         settings.health_timeout)
+        plan = proxy.plan_switch(switcher.servers(), [s.ip for s in new])
+        timer.step("proxy: prepare (new slots checked, no traffic yet)", switcher.prepare, plan)
+    except BaseException:
+        _undo(stack, switcher, plan, new_ids, previous_live, policy, out)
+        raise
+
+    out(f"   {POINT_OF_NO_RETURN}: the point of no return: traffic moves from "
+        f"{', '.join(old_releases) or 'nothing'} to {release}")
+    timer.step(POINT_OF_NO_RETURN, _flip, switcher, plan)
+    if on_switch is not None:
+        on_switch()
+    timer.step("drain + stop old", _retire, stack, switcher, plan, serving, policy, out)
+    report = None
+    if schema:
+        with db() as reachable:
+            report = timer.step("check-tables --expected", check_tables,
+                                reachable.database_url, reachable.migrations_dir, prefix=None,
+                                schema="public", expected=True)
+        lines, failure = format_report(report)
+        if failure:
+            for line in lines:
+                out("   " + line)
+            raise failure
+    total = time.perf_counter() - started
+    out(f"deploy: done in {total:.1f} s "
+        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    out(f"deploy: release {release} serving ({target}); "
+        f"was {', '.join(old_releases) or 'none'}")
+    return {"applied": list(result.applied) if result else [],
+            "tables": len(report.expected or []) if report else 0,
+            "total": result.total_applied if result else 0, "release": release}
+
+
+def _build_and_base_up(stack: Stack, release: str) -> None:
+    """The backend's build (output shown only when it fails) while Compose brings up
+    postgres and the proxy: neither needs the other, and each is mostly waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack.compose  # noqa: B018 - detect the Compose flavour once, before two threads use it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(build_backend, stack, release, True)
+        try:
+            base_up(stack, True)
+        finally:
+            building.result()
+    stack.out(f"   built {image(stack.settings, release)}")
+
+
+def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:
+    switcher.command(proxy.flip(plan.new, plan.old), "switch")
+    switcher.save()
+
+
+def _retire(stack: Stack, switcher: Proxy, plan: proxy.SwitchPlan,
+            old: list[ContainerState], policy: proxy.DrainPolicy, out: Out) -> None:
+    waited = switcher.drain(plan.old, out)
+    switcher.save()
+    if plan.old:
+        out(f"   old slots drained in {waited:.1f} s: {', '.join(plan.old)}")
+    remove_containers(stack, [s.id for s in old], policy.stop_seconds)
+    if old:
+        out(f"   stopped and removed: {', '.join(s.name for s in old)}")
+
+
+def _undo(stack: Stack, switcher: Proxy, plan: proxy.SwitchPlan | None, new_ids: set[str],
+          previous_live: str | None, policy: proxy.DrainPolicy, out: Out) -> None:
+    """Before the switch: the old release keeps serving; take back what this deploy did."""
+    out("   the old release keeps serving; removing what this deploy started")
+    try:
+        if plan is not None and plan.new:
+            switcher.command(proxy.set_state(plan.new, "maint"), "clear new slots")
+        if new_ids:
+            stack.run(docker.remove(sorted(new_ids)), what="remove new", check=False)
+        settings = stack.settings
+        if previous_live:
+            stack.run(docker.tag(previous_live, image(settings, LIVE)), check=False)
+        else:
+            stack.run(docker.remove_tag(image(settings, LIVE)), check=False)
+    except DeployError as exc:
+        out(f"   could not undo everything: {str(exc).splitlines()[0]}")

@@ -1,0 +1,175 @@
+"""Deploys nobody notices, on the real engine, real HAProxy and real PostgreSQL.
+
+Zero failed requests is a correctness property, so it is asserted, under a short load of
+keep-alive clients that never retry (tests/e2e/load.py) plus wrk. Each deploy of a
+"changed release" deploys a new commit of a throwaway git copy of this project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.conftest import ROOT
+from tests.e2e.load import Clients, SlowRequests, Wrk
+from tests.e2e.release_tree import ReleaseTree
+
+
+@pytest.fixture
+def tree(tmp_path) -> ReleaseTree:
+    path = tmp_path / "src"
+    path.mkdir()
+    return ReleaseTree(path)
+
+
+def ps(stack, tree) -> list[dict]:
+    result = stack.invoke("ps", "--json", cwd=tree.path)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def serving(stack, tree) -> tuple[set[str], list[dict]]:
+    """The releases the proxy routes new requests to, and the backend rows."""
+    rows = [r for r in ps(stack, tree) if r["service"] == "backend"]
+    routed = {r["release"] for r in rows if re.fullmatch(r"slot\d+ ready UP", r["proxy"] or "")}
+    return routed, rows
+
+
+def get(port: int, path: str = "/counters/1") -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def deploy_ok(stack, tree, **kwargs) -> subprocess.CompletedProcess:
+    result = stack.invoke("deploy", cwd=tree.path, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_a_changed_release_deployed_under_load_fails_no_request(make_stack, tree):
+    stack = make_stack(BACKEND_SLOW_REQUESTS="1")
+    first = deploy_ok(stack, tree)  # the first deploy, on an empty machine
+    assert "traffic moves from nothing to " + tree.sha in first.stdout
+    old = tree.sha
+    assert serving(stack, tree)[0] == {old}
+
+    new = tree.change()
+    port = stack.backend_port
+    with Wrk(f"http://127.0.0.1:{port}/counters/1", connections=8) as wrk, \
+            Clients(port, count=8) as clients, SlowRequests(port, seconds=2) as slow:
+        time.sleep(1.5)
+        second = stack.invoke("deploy", cwd=tree.path)
+        time.sleep(0.5)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"traffic moves from {old} to {new}" in second.stdout
+
+    load, slow_load = clients.tally(), slow.tally()
+    assert load.failures == [], load.failures[:20]
+    assert load.requests > 100
+    assert slow_load.failures == []
+    assert slow_load.requests >= 3
+    # A 2 s request was in flight on the old container at the switch: the drain waited.
+    drained = re.search(r"old slots drained in (\d+\.\d) s", second.stdout)
+    assert drained and float(drained.group(1)) > 0.0, second.stdout
+    assert wrk.report.requests > 100
+    assert (wrk.report.non_2xx, wrk.report.socket_errors) == (
+        0, {"connect": 0, "read": 0, "write": 0, "timeout": 0}), wrk.report.text
+
+    routed, rows = serving(stack, tree)
+    assert routed == {new}
+    assert [r["release"] for r in rows] == [new]  # the old container is gone
+
+    # A restarted proxy routes as before (its saved server state), with no deploy.
+    proxy_id = stack.compose("ps", "-q", "proxy").stdout.strip()
+    subprocess.run(["docker", "restart", proxy_id], check=True, capture_output=True)
+    deadline = time.monotonic() + 30
+    while serving(stack, tree)[0] != {new} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert serving(stack, tree)[0] == {new}
+    assert get(port) == 200
+
+    table = stack.invoke("ps", cwd=tree.path)
+    assert re.search(rf"backend\s+\S+\s+running\s+healthy\s+0\s+{new}\s+slot\d+ ready UP",
+                     table.stdout), table.stdout
+
+
+def test_a_new_release_that_never_becomes_healthy_leaves_the_old_one_serving(make_stack, tree):
+    stack = make_stack()
+    deploy_ok(stack, tree)
+    old = tree.sha
+    live_before = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                  f"{stack.project}-backend:live"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+    tree.change()
+    port = stack.backend_port
+    with Clients(port, count=8) as clients:
+        time.sleep(1)
+        bad = stack.invoke("deploy", cwd=tree.path,
+                           env={"BACKEND_FORCE_UNHEALTHY": "1", "BACKEND_START_PERIOD": "1s"})
+    assert bad.returncode == 1, bad.stdout[-3000:] + bad.stderr[-3000:]
+    assert "service failed: backend: unhealthy; last probe: " in bad.stderr
+    assert "BACKEND_FORCE_UNHEALTHY" in bad.stderr  # its probe output / state, shown
+    assert "== backend (" in bad.stderr
+    assert "<== wait-healthy (new) FAILED after" in bad.stdout
+    assert "the old release keeps serving; removing what this deploy started" in bad.stdout
+    assert "point of no return" not in bad.stdout
+
+    load = clients.tally()
+    assert load.failures == [], load.failures[:20]
+    assert load.requests > 50
+    routed, rows = serving(stack, tree)
+    assert routed == {old}
+    assert [r["release"] for r in rows] == [old]  # the new container was removed
+    live_after = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                                 f"{stack.project}-backend:live"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    assert live_after == live_before  # `live` moved back
+
+
+KILL_AT = ("build", "migrate", "tag live", "start new", "wait-healthy (new)", "proxy: prepare",
+           "switch", "drain + stop old")
+
+
+def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree):
+    stack = make_stack(BACKEND_SLOW_REQUESTS="1")
+    deploy_ok(stack, tree)
+    port = stack.backend_port
+    with Clients(port, count=4) as clients, SlowRequests(port, seconds=1) as slow:
+        for step in KILL_AT:
+            tree.change()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "deploy"],
+                cwd=tree.path, env=stack.env, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+            seen = []
+            for line in proc.stdout:
+                seen.append(line)
+                if line.startswith(f"==> {step}"):
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            proc.stdout.close()
+            proc.wait(timeout=60)
+            assert proc.returncode == -signal.SIGKILL, f"{step}: never reached\n{''.join(seen)}"
+            time.sleep(1)  # what the killed deploy left running settles
+            routed, rows = serving(stack, tree)
+            assert len(routed) == 1, (step, rows)
+            assert get(port) == 200, step
+            recovered = deploy_ok(stack, tree)
+            routed, rows = serving(stack, tree)
+            assert routed == {tree.sha}, (step, rows, recovered.stdout[-2000:])
+            assert [r["release"] for r in rows] == [tree.sha], (step, rows)
+    load = clients.tally()
+    assert load.failures == [], load.failures[:20]
+    assert slow.tally().failures == []

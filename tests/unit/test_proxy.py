@@ -1,0 +1,218 @@
+"""deploy/proxy.py: runtime-API commands, parsers of real HAProxy 2.6 output, the switch
+plan and the drain policy as data.
+
+tests/unit/haproxy/*.txt were captured from HAProxy 2.6.12 (Debian's package, the image of
+.ci/build-images) running deploy/stack/proxy/haproxy.cfg, through proxy.API_SCRIPT:
+fresh; slot1 just prepared (no check yet); slot1 serving with slot2 prepared and checked;
+after the flip (slot2 ready, slot1 drain); `show stat` after the flip; the answers to a
+prepare, a flip and a command naming a server that does not exist.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy import proxy
+from deploy.errors import DeployError
+
+CAPTURED = Path(__file__).parent / "haproxy"
+
+
+def captured(name: str) -> str:
+    return (CAPTURED / name).read_text()
+
+
+def by_name(servers):
+    return {s.name: s for s in servers}
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def test_every_api_command_is_a_docker_exec_of_one_constant_script():
+    argv = proxy.api("abc123", "show servers state app")
+
+    assert argv == ["docker", "exec", "abc123", "bash", "-c", proxy.API_SCRIPT, "bash",
+                    "show servers state app"]
+    assert "/dev/tcp/127.0.0.1/9999" in proxy.API_SCRIPT
+
+
+def test_the_api_script_sends_its_argument_as_data_and_prints_the_answer(tmp_path):
+    # The script itself, against a one-shot TCP server standing in for the stats socket.
+    import socket
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        got = []
+
+        def serve():
+            conn, _ = server.accept()
+            with conn:
+                got.append(conn.recv(1000))
+                conn.sendall(b"answer\n")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        script = proxy.API_SCRIPT.replace(str(proxy.API_PORT), str(port))
+        hostile = "show info; $(touch x) `touch y`"
+        out = subprocess.run(["bash", "-c", script, "bash", hostile], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=10)
+        thread.join()
+    assert out.stdout == "answer\n"
+    assert got == [hostile.encode() + b"\n"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_the_state_writes_the_answer_to_the_file_haproxy_loads():
+    argv = proxy.save_state("abc123")
+
+    assert argv[-2:] == ["show servers state", proxy.STATE_FILE]
+    assert proxy.STATE_FILE == "/var/lib/haproxy/server-state"
+
+
+def test_prepare_points_a_slot_at_a_container_with_no_traffic_yet():
+    assert proxy.prepare("slot3", "172.22.0.5") == (
+        "set server app/slot3 addr 172.22.0.5 port 8080; set server app/slot3 state drain")
+
+
+def test_the_flip_is_one_api_call_new_slots_ready_then_old_ones_drain():
+    assert proxy.flip(["slot2"], ["slot1"]) == (
+        "set server app/slot2 state ready; set server app/slot1 state drain")
+    assert proxy.flip(["slot2", "slot3"], []) == (
+        "set server app/slot2 state ready; set server app/slot3 state ready")
+
+
+@pytest.mark.parametrize("bad", ["slot0", "backend", "slot1; shutdown sessions", "slot", ""])
+def test_commands_refuse_anything_but_a_slot_name(bad):
+    with pytest.raises(ValueError, match="not a slot name"):
+        proxy.set_state([bad], "maint")
+
+
+@pytest.mark.parametrize("bad", ["172.22.0.5; set server", "backend", "", "300.1.1.1"])
+def test_prepare_refuses_anything_but_an_ip_address(bad):
+    with pytest.raises(ValueError):
+        proxy.prepare("slot1", bad)
+
+
+def test_an_unknown_server_state_is_refused():
+    with pytest.raises(ValueError, match="not a server state: 'up'"):
+        proxy.set_state(["slot1"], "up")
+
+
+# --- parsers of real output -------------------------------------------------------------
+
+
+def test_a_fresh_proxy_has_eight_empty_slots_in_maintenance_and_the_backup_up():
+    servers = proxy.parse_servers_state(captured("state-fresh.txt"))
+
+    slots = [s for s in servers if s.is_slot]
+    assert [s.name for s in slots] == proxy.slot_names()
+    assert all(s.maint and not s.assigned and not s.routed for s in slots)
+    backup = by_name(servers)["backend"]
+    assert (backup.is_slot, backup.up, backup.addr) == (False, True, "172.22.0.2")
+    assert proxy.routed(servers) == {}
+
+
+def test_a_prepared_slot_is_up_draining_but_not_yet_checked_at_its_new_address():
+    slot1 = by_name(proxy.parse_servers_state(captured("state-prepared-unchecked.txt")))["slot1"]
+
+    assert (slot1.addr, slot1.port, slot1.state) == ("172.22.0.2", 8080, "drain UP")
+    assert slot1.check_result != proxy.CHECK_PASSED
+    assert not slot1.routed
+
+
+def test_after_the_flip_the_new_slot_is_routed_and_the_old_one_drains():
+    servers = by_name(proxy.parse_servers_state(captured("state-flipped.txt")))
+
+    assert servers["slot2"].state == "ready UP" and servers["slot2"].routed
+    assert servers["slot1"].state == "drain UP" and not servers["slot1"].routed
+    assert list(proxy.routed(servers.values())) == ["172.22.0.3"]
+
+
+def test_show_stat_gives_the_current_sessions_of_each_server_of_the_backend():
+    sessions = proxy.parse_stat(captured("stat-flipped.txt"))
+
+    assert sessions == {**{s: 0 for s in proxy.slot_names()}, "backend": 0}
+    busy = captured("stat-flipped.txt").replace("app,slot1,0,0,0,0,", "app,slot1,0,0,3,5,")
+    assert proxy.parse_stat(busy)["slot1"] == 3
+
+
+def test_answers_to_prepare_and_flip_are_success_and_an_unknown_server_is_an_error():
+    proxy.check_answer(captured("answer-prepare.txt"), "prepare slot1")
+    proxy.check_answer(captured("answer-flip.txt"), "switch")
+    with pytest.raises(DeployError,
+                       match=r"^proxy: switch: HAProxy answered: No such server\.$"):
+        proxy.check_answer(captured("answer-no-such-server.txt"), "switch")
+
+
+def test_an_answer_that_is_not_a_state_table_is_an_error_quoting_it():
+    with pytest.raises(DeployError,
+                       match="unexpected answer to show servers state: \"Unknown command"):
+        proxy.parse_servers_state("Unknown command: 'show servers stat'\n")
+
+
+# --- the switch plan --------------------------------------------------------------------
+
+
+def test_the_first_switch_takes_a_free_slot_and_drains_nothing():
+    plan = proxy.plan_switch(proxy.parse_servers_state(captured("state-fresh.txt")),
+                             ["172.22.0.3"])
+
+    assert plan == proxy.SwitchPlan(new={"slot1": "172.22.0.3"}, old=[], stale=[])
+
+
+def test_a_switch_drains_the_serving_slot_and_uses_another_one():
+    servers = proxy.parse_servers_state(captured("state-flipped.txt"))
+
+    plan = proxy.plan_switch(servers, ["172.22.0.9"])
+
+    assert plan.old == ["slot2"]  # serving now
+    assert plan.stale == ["slot1"]  # still draining from the last switch: cleared first
+    assert plan.new == {"slot3": "172.22.0.9"}
+
+
+def test_a_prepared_slot_is_checked_only_once_it_passed_a_check_at_its_new_address():
+    plan = proxy.SwitchPlan(new={"slot1": "172.22.0.2"})
+    unchecked = proxy.parse_servers_state(captured("state-prepared-unchecked.txt"))
+    checked = proxy.parse_servers_state(captured("state-old-ready-new-prepared.txt"))
+
+    ok, missing = proxy.new_slots_up(unchecked, plan)
+    assert not ok and missing == ["slot1 (172.22.0.2): drain UP, check result 0"]
+    assert proxy.new_slots_up(checked, proxy.SwitchPlan(new={"slot2": "172.22.0.3"})) == (
+        True, [])
+    # The right slot at the wrong address is not up for this plan.
+    assert not proxy.new_slots_up(checked, proxy.SwitchPlan(new={"slot2": "172.22.0.4"}))[0]
+
+
+def test_more_new_containers_than_free_slots_is_an_error_naming_the_old_ones():
+    servers = [proxy.Server(f"slot{i}", f"10.0.0.{i}", 8080, proxy.OP_RUNNING, 4, 3)
+               for i in range(1, 8)]
+    servers.append(proxy.Server("slot8", "127.0.0.1", 1, 0, 5, 0))
+
+    with pytest.raises(DeployError, match=r"2 new container\(s\) need free slots, but only "
+                                          r"1 of 8 are free \(old: slot1, slot2"):
+        proxy.plan_switch(servers, ["10.0.1.1", "10.0.1.2"])
+
+
+# --- the drain policy, as data ------------------------------------------------------------
+
+
+def test_the_drain_policy_defaults_and_budget():
+    policy = proxy.DrainPolicy()
+
+    assert policy.drain_timeout == 30.0  # DRAIN_TIMEOUT's default
+    assert policy.stop_seconds == 35  # docker stop -t covers the backend's own drain
+    assert policy.longest_wait == 35
+    assert policy.total_budget == 15 + 30 + 35
+    assert policy.poll <= 0.1  # a drained slot is noticed within 0.1 s
+
+
+def test_the_stop_timeout_follows_drain_timeout_rounded_up():
+    assert proxy.DrainPolicy(drain_timeout=2.5).stop_seconds == 8
+    assert proxy.DrainPolicy(drain_timeout=120).total_budget == 15 + 120 + 125
