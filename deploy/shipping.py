@@ -84,9 +84,10 @@ def transfer(c, registry: Registry, published: Sequence[Published], *, out: Out 
         else:
             missing.append(p)
     if missing:
-        with _pull_from(c, registry) as (domain, config_dir, forward):
+        with _pull_from(c, registry) as (tunnel_port, config_dir, forward):
             for p in missing:
-                report.images.append(_pull(c, p, domain, config_dir, out))
+                name = pull_name(p, registry, tunnel_port)
+                report.images.append(_pull(c, p, name, config_dir, out))
         if forward is not None:  # closed: every byte it carried is counted
             report.sent, report.received = forward.bytes_out, forward.bytes_in
             out(f"   {c.host}: {report.sent:,} bytes through the tunnel to the host")
@@ -94,9 +95,16 @@ def transfer(c, registry: Registry, published: Sequence[Published], *, out: Out 
     return report
 
 
-def _pull(c, p: Published, domain: str, config_dir: str | None, out: Out) -> ImageResult:
+def pull_name(p: Published, registry: Registry, tunnel_port: int | None) -> str:
+    """What the host pulls: through the tunnel, the pushed path and tag at the host's
+    127.0.0.1:<tunnel port>; from DEPLOY_REGISTRY, the very name pushed there."""
+    if registry.tunnelled:
+        return p.at(f"127.0.0.1:{tunnel_port}")
+    return str(p.remote)
+
+
+def _pull(c, p: Published, name: str, config_dir: str | None, out: Out) -> ImageResult:
     started = time.monotonic()
-    name = p.at(domain)
     result = shell.run(c, images.pull(name, config_dir), check=False)
     if result.exited != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()
@@ -111,8 +119,9 @@ def _pull(c, p: Published, domain: str, config_dir: str | None, out: Out) -> Ima
 
 
 @contextmanager
-def _pull_from(c, registry: Registry) -> Iterator[tuple[str, str | None, object]]:
-    """(registry domain as the host sees it, client config dir or None, tunnel or None)."""
+def _pull_from(c, registry: Registry) -> Iterator[tuple[int | None, str | None, object]]:
+    """(the tunnel's port on the host, client config dir, the tunnel's Forward): None for
+    what this registry does not need."""
     if registry.tunnelled:
         import paramiko
 
@@ -127,16 +136,16 @@ def _pull_from(c, registry: Registry) -> Iterator[tuple[str, str | None, object]
                     f"{c.host}: the SSH server refused a reverse tunnel to the registry "
                     f"({exc}); allow it in the host's sshd_config: AllowTcpForwarding yes "
                     "(or remote)") from None
-            yield f"127.0.0.1:{forward.port}", None, forward
+            yield forward.port, None, forward
         return
     if not registry.user:
-        yield registry.address, None, None
+        yield None, None, None
         return
     made = shell.run(c, images.temp_dir(), what=f"{c.host}: mktemp")
     config_dir = made.stdout.strip()
     try:
         login(c, registry, where=c.host, config_dir=config_dir)
-        yield registry.address, config_dir, None
+        yield None, config_dir, None
     finally:
         shell.run(c, images.remove_dir(config_dir), check=False)
 

@@ -10,8 +10,9 @@ import pytest
 from deploy import images
 from deploy.errors import ConfigError
 from deploy.images import Ref, parse_ref, parse_registry, plan_prune
-from deploy.registry import Published, registry_config
+from deploy.registry import Published, Registry, registry_config
 from deploy.settings import load_settings
+from deploy.shipping import pull_name
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -67,9 +68,14 @@ def test_an_image_moves_under_a_registry_keeping_path_and_tag():
     assert there.in_registry("ghcr.io") == there
 
 
-def test_a_published_image_is_pulled_under_the_hosts_view_of_the_registry():
+def test_a_host_pulls_through_its_tunnel_port_or_the_name_pushed_to_deploy_registry():
     p = Published("app:1", A, parse_ref("127.0.0.1:32768/app:1"))
     assert p.at("127.0.0.1:40001") == "127.0.0.1:40001/app:1"
+    assert pull_name(p, Registry("127.0.0.1:32768", 32768), 40001) == "127.0.0.1:40001/app:1"
+    remote = Registry("ghcr.io/acme", None, "bot", "pw")
+    for plain in ("app:1", "ghcr.io/acme/app:1"):  # BACKEND_IMAGE may name the registry
+        pushed = parse_ref(plain).in_registry(remote.address)
+        assert pull_name(Published(plain, A, pushed), remote, None) == "ghcr.io/acme/app:1"
 
 
 @pytest.mark.parametrize(("text", "value"), [
