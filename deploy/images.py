@@ -212,6 +212,14 @@ def container_images(containers: Iterable[str]) -> list[str]:
 # --- parsers ------------------------------------------------------------------------------
 
 
+def error_line(stderr: str, exited: int) -> str:
+    """The line of a failed docker command that says why: its last line, minus the
+    "Run 'docker … --help'" hint the CLI appends to some errors."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()
+             and not re.match(r"^(See|Run) '.*--help'", line.strip())]
+    return lines[-1] if lines else f"exit code {exited}"
+
+
 def parse_image_id(output: str) -> str | None:
     value = output.strip()
     return value if IMAGE_ID_RE.match(value) else None

@@ -144,8 +144,7 @@ def login(c, registry: Registry, *, where: str, config_dir: str) -> None:
     result = shell.run(c, images.login(registry.address, registry.user, config_dir),
                        check=False, input=registry.password + "\n")
     if result.exited != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()
-        reason = detail[-1] if detail else f"exit code {result.exited}"
+        reason = images.error_line(result.stderr or result.stdout or "", result.exited)
         raise DeployError(f"{where}: docker login to {images.registry_domain(registry.address)}"
                           f" as {registry.user} failed: {redact(reason, registry.password)}")
 
@@ -166,10 +165,9 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
                                                       labels={LABEL: project}), check=False)
         try:
             if result.exited != 0:
-                detail = (result.stderr or "").strip().splitlines()
                 raise DeployError(
                     f"registry: cannot start {image} as {container}: "
-                    f"{detail[-1] if detail else f'exit code {result.exited}'}"
+                    f"{images.error_line(result.stderr or '', result.exited)}"
                     "; on a machine that cannot pull it, set REGISTRY_IMAGE to a local image "
                     "(bash .ci/build-images builds one)")
             port = images.parse_port(shell.run(local, images.container_port(container),

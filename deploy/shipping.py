@@ -107,9 +107,9 @@ def _pull(c, p: Published, name: str, config_dir: str | None, out: Out) -> Image
     started = time.monotonic()
     result = shell.run(c, images.pull(name, config_dir), check=False)
     if result.exited != 0:
-        detail = (result.stderr or result.stdout or "").strip().splitlines()
         raise DeployError(f"{c.host}: docker pull {name} failed: "
-                          f"{detail[-1] if detail else f'exit code {result.exited}'}")
+                          + images.error_line(result.stderr or result.stdout or "",
+                                              result.exited))
     if name != p.ref:
         shell.run(c, images.tag(name, p.ref), what=f"{c.host}: tag")
         shell.run(c, images.untag(name), what=f"{c.host}: untag")
@@ -188,8 +188,8 @@ def prune(c, repository: str, keep: int, *, protect: Iterable[str] = (),
     result = shell.run(c, images.remove_tags(refs), check=False)
     host = getattr(c, "host", None) or "here"
     if result.exited != 0:
-        detail = (result.stderr or "").strip().splitlines()
-        out(f"   {host}: could not remove every old image: {detail[-1] if detail else ''}")
+        out(f"   {host}: could not remove every old image: "
+            + images.error_line(result.stderr or "", result.exited))
     out(f"   {host}: removed {len(doomed)} old image(s) of {repository}, keeping {keep}: "
         + ", ".join(doomed))
     return doomed

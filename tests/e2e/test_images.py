@@ -315,3 +315,34 @@ def test_pruning_keeps_exactly_the_newest_releases_and_never_live_or_one_in_use(
         run(netns_hosts.docker_argv(host, "rm", "-f", made.stdout.strip()))
         run(netns_hosts.docker_argv(host, "image", "rm", "-f",
                                     *(f"{repo}:{t}" for t in [*ids, "live"])))
+
+
+def test_shipping_an_image_that_was_never_built_here_names_it(local, shipped_registry):
+    with pytest.raises(DeployError) as missing:
+        registry.publish(local, shipped_registry, ["deploy-e2e/never-built:1"])
+    assert str(missing.value) == ("image deploy-e2e/never-built:1 is not on this machine "
+                                  "(docker image inspect finds none): build or pull it before "
+                                  "shipping")
+    with pytest.raises(DeployError) as digest:
+        registry.publish(local, shipped_registry, ["app@sha256:" + "0" * 64])
+    assert digest.value.exit_code == 2
+    assert str(digest.value) == (f"image app@sha256:{'0' * 64}: a digest reference cannot be "
+                                 "re-tagged on a host; name the image by a tag")
+
+
+def test_a_registry_image_that_cannot_run_fails_clearly_and_leaves_no_container(
+        netns_hosts, local, project, app):
+    s = shipping_rig.settings_for(netns_hosts, project + "bad", REGISTRY_IMAGE=app.base)
+    container, volume = registry.names(project + "bad")
+    try:
+        with pytest.raises(DeployError) as failed:
+            with registry.open_registry(local, s, out=lambda _: None):
+                pass
+        message = str(failed.value)
+        assert message.startswith(f"registry: cannot start {app.base} as {container}: ")
+        assert message.endswith("; on a machine that cannot pull it, set REGISTRY_IMAGE to a "
+                                "local image (bash .ci/build-images builds one)")
+        assert "No command specified" in message
+        assert run(["docker", "ps", "-a", "-q", "--filter", f"name=^{container}$"]).stdout == ""
+    finally:
+        run(["docker", "volume", "rm", "-f", volume])

@@ -136,6 +136,15 @@ def test_list_builders_refuse_empty_lists_and_option_like_words(builder, args):
         builder(args)
 
 
+def test_a_failed_docker_command_is_summed_up_by_the_line_that_says_why():
+    stderr = ("docker: Error response from daemon: No command specified.\n"
+              "See 'docker run --help'.\n")
+    assert images.error_line(stderr, 125) == \
+        "docker: Error response from daemon: No command specified."
+    assert images.error_line("a\nRun 'docker run --help' for more information\n", 1) == "a"
+    assert images.error_line("", 125) == "exit code 125"
+
+
 def test_parsers_read_what_docker_prints():
     assert images.parse_port("127.0.0.1:32771\n") == 32771
     assert images.parse_port("0.0.0.0:1\n127.0.0.1:49153\n[::1]:49153\n") == 49153
