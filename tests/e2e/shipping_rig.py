@@ -158,6 +158,7 @@ class LoginRegistry:
         hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=6)).decode()
         (self.dir / "htpasswd").write_text(f"{self.user}:{hashed}\n")
         os.chmod(self.dir, 0o755)
+        self.made_certs_dir = not ROOT_CERTS.exists()
         self.root_certs = ROOT_CERTS / self.address
         self.root_certs.mkdir(parents=True, exist_ok=True)
         (self.root_certs / "ca.crt").write_text(pem)
@@ -195,6 +196,11 @@ class LoginRegistry:
     def stop(self) -> None:
         run(["docker", "rm", "--force", "--volumes", self.name])
         shutil.rmtree(getattr(self, "root_certs", self.dir / "none"), ignore_errors=True)
+        if getattr(self, "made_certs_dir", False):
+            try:
+                ROOT_CERTS.rmdir()  # only if empty: another run may be using it
+            except OSError:
+                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

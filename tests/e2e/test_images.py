@@ -63,6 +63,18 @@ def app(tmp_path_factory, project):
 
 
 @pytest.fixture(scope="module")
+def r1(app):
+    """The first release, built here: (name, image ID)."""
+    return app.repository + ":r1", app.build("r1", "release one")
+
+
+@pytest.fixture(scope="module")
+def r2(app, r1):
+    """The same app with its code (the top layer) changed."""
+    return app.repository + ":r2", app.build("r2", "release two")
+
+
+@pytest.fixture(scope="module")
 def shipped_registry(local, settings, registry_image):
     """The project's registry here, for the whole module (as for one deploy)."""
     lines: list[str] = []
@@ -82,8 +94,8 @@ def changed_layer_bytes(address: str, before, after) -> int:
 
 
 def test_both_hosts_hold_the_image_built_here_and_run_it_without_building(
-        netns_hosts, local, hosts, shipped_registry, app):
-    built = app.build("r1", "release one")
+        netns_hosts, local, hosts, shipped_registry, app, r1):
+    built = r1[1]
     lines: list[str] = []
     published = registry.publish(local, shipped_registry, [app.repository + ":r1"],
                                  out=lines.append)
@@ -107,10 +119,10 @@ def test_both_hosts_hold_the_image_built_here_and_run_it_without_building(
 
 
 def test_a_second_ship_of_the_same_image_sends_nothing(netns_hosts, local, hosts,
-                                                       shipped_registry, app):
-    published = registry.publish(local, shipped_registry, [app.repository + ":r1"],
-                                 out=lambda _: None)
+                                                       shipped_registry, r1):
+    published = registry.publish(local, shipped_registry, [r1[0]], out=lambda _: None)
     for c, h in zip(hosts, netns_hosts.hosts, strict=True):
+        shipping.ship(c, shipped_registry, published, out=lambda _: None)
         pulls_before = netns_hosts.commands(h).count("docker image pull")
         report = shipping.ship(c, shipped_registry, published, out=lambda _: None)
         assert [r.action for r in report.images] == ["present"]
@@ -119,10 +131,11 @@ def test_a_second_ship_of_the_same_image_sends_nothing(netns_hosts, local, hosts
 
 
 def test_a_code_only_change_sends_only_the_changed_layers(netns_hosts, local, hosts,
-                                                          shipped_registry, app):
-    first = registry.publish(local, shipped_registry, [app.repository + ":r1"],
-                             out=lambda _: None)
-    new_id = app.build("r2", "release two")
+                                                          shipped_registry, app, r1, r2):
+    first = registry.publish(local, shipped_registry, [r1[0]], out=lambda _: None)
+    for c in hosts:  # the hosts run release one
+        shipping.ship(c, shipped_registry, first, out=lambda _: None)
+    new_id = r2[1]
     second = registry.publish(local, shipped_registry, [app.repository + ":r2"],
                               out=lambda _: None)
     changed = changed_layer_bytes(shipped_registry.address, first[0].remote, second[0].remote)
@@ -161,9 +174,9 @@ def test_a_host_without_the_base_images_and_without_registry_access_gets_them(
 
 
 def test_another_image_under_the_same_name_on_a_host_is_replaced(netns_hosts, local, hosts,
-                                                                 shipped_registry, app):
+                                                                 shipped_registry, r1):
     host, c = netns_hosts.hosts[0], hosts[0]
-    ref = app.repository + ":r1"
+    ref = r1[0]
     stranger = netns_hosts.load_busybox(host, ref)  # the name, on another image
     published = registry.publish(local, shipped_registry, [ref], out=lambda _: None)
     assert stranger != published[0].id
@@ -173,9 +186,11 @@ def test_another_image_under_the_same_name_on_a_host_is_replaced(netns_hosts, lo
 
 
 def test_a_host_holding_another_image_than_the_one_built_here_fails_naming_both_ids(
-        netns_hosts, local, hosts, shipped_registry, app):
+        netns_hosts, local, hosts, shipped_registry, app, r1, r2):
     host, c = netns_hosts.hosts[1], hosts[1]
-    ref = app.repository + ":r2"
+    ref = r2[0]
+    shipping.ship(c, shipped_registry, registry.publish(local, shipped_registry, [r1[0]],
+                                                        out=lambda _: None), out=lambda _: None)
     published = registry.publish(local, shipped_registry, [ref], out=lambda _: None)
     shipping.transfer(c, shipped_registry, published, out=lambda _: None)
     # Between the pull and the check, the name is made to point at another image.
@@ -197,7 +212,7 @@ def test_a_host_holding_another_image_than_the_one_built_here_fails_naming_both_
 
 
 def test_the_registry_runs_only_during_the_deploy_and_keeps_its_layers(
-        netns_hosts, local, project, settings, app):
+        netns_hosts, local, project, settings, app, r1):
     container, volume = registry.names(project + "x")
     s = shipping_rig.settings_for(netns_hosts, project + "x",
                                   REGISTRY_IMAGE=settings.values["REGISTRY_IMAGE"])
@@ -207,7 +222,7 @@ def test_the_registry_runs_only_during_the_deploy_and_keeps_its_layers(
     try:
         lines: list[str] = []
         with registry.open_registry(local, s, out=lines.append) as reg:
-            published = registry.publish(local, reg, [app.repository + ":r1"], out=lines.append)
+            published = registry.publish(local, reg, [r1[0]], out=lines.append)
             ports = run(["docker", "port", container]).stdout
             assert re.fullmatch(r"5000/tcp -> 127\.0\.0\.1:\d+\n", ports), ports
             assert run(["docker", "inspect", "-f", "{{.Config.Image}}", container]
@@ -240,8 +255,8 @@ def test_the_reverse_tunnel_is_gone_after_shipping(netns_hosts, local, hosts,
 
 
 def test_deploy_registry_with_a_login_never_puts_the_password_on_a_command_line(
-        netns_hosts, local, hosts, app, registry_image, capfd):
-    ref = app.repository + ":r1"
+        netns_hosts, local, hosts, r1, registry_image, capfd):
+    ref = r1[0]
     with shipping_rig.login_registry(netns_hosts, registry_image) as reg:
         s = shipping_rig.settings_for(
             netns_hosts, "e2eimgdr", DEPLOY_REGISTRY=reg.address, DEPLOY_REGISTRY_USER=reg.user,
