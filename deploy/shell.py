@@ -60,14 +60,20 @@ def render(argv: Sequence[str], merge_stderr: bool = False) -> str:
 
 def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
         merge_stderr: bool = False, pty: bool = False, what: str | None = None,
-        stream=None):
+        stream=None, input: str | None = None):
     """Run argv through the context; raise CommandFailed with its stderr when check.
 
     ``stream``, when given, receives the output that is not hidden (e.g. a writer that
-    prefixes each line with its host).
+    prefixes each line with its host). ``input`` is written to the command's stdin, which
+    is then closed (on a host: over the SSH channel): the way a secret reaches a command
+    (`docker login --password-stdin`) without ever being on a command line.
     """
+    import io
+
     command = render(argv, merge_stderr)
     kwargs = {} if pty else {"in_stream": False}  # reading stdin breaks under pytest/CI
+    if input is not None:
+        kwargs.update(in_stream=io.StringIO(input), echo_stdin=False)
     if stream is not None and not hide:
         kwargs.update(out_stream=stream, err_stream=stream)
     _speed_up(c)

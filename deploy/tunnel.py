@@ -1,4 +1,8 @@
-"""A local port forwarded over an SSH transport, listening before anyone is told its port.
+"""Ports forwarded over an SSH transport, listening before anyone is told their port.
+
+`forward_local`: a port here, each connection a channel to an address the host reaches.
+`forward_remote`: a port on the host's loopback, each connection a channel back to an
+address here (how a host pulls from the registry on the deploying machine).
 
 Fabric's `Connection.forward_local` binds its listener in a thread it starts, after the
 caller picked the port; a client that connects at once may find nothing listening
@@ -13,6 +17,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -108,5 +113,63 @@ def forward_local(transport, remote_host: str, remote_port: int,
             pass
         listener.close()
         acceptor.join(timeout=2)
+        for pump in pumps:
+            pump.join(timeout=2)
+
+
+# Paramiko keeps one handler per transport for the channels the server opens back to us:
+# one reverse forward per transport at a time.
+_REMOTE_FORWARDS: weakref.WeakSet = weakref.WeakSet()
+
+
+@contextmanager
+def forward_remote(transport, local_host: str, local_port: int,
+                   remote_host: str = "127.0.0.1", remote_port: int = 0) -> Iterator[Forward]:
+    """Ask the SSH server to listen on remote_host:remote_port (0: the server picks a free
+    port); each connection made there arrives here as a channel and is piped to
+    local_host:local_port. Yields once the server listens, with `Forward.port` the port on
+    the host; bytes_out counts what went to the host. The forward is cancelled on exit.
+
+    Raises paramiko.SSHException when the server refuses (AllowTcpForwarding).
+    """
+    if transport in _REMOTE_FORWARDS:
+        raise RuntimeError("this SSH transport already has a reverse forward open")
+    forward = Forward(0)
+    stop = threading.Event()
+    pumps: list[threading.Thread] = []
+
+    def connect(channel) -> None:
+        try:
+            sock = socket.create_connection((local_host, local_port), timeout=10)
+        except OSError as exc:
+            forward.errors.append(f"{local_host}:{local_port}: {exc}")
+            channel.close()
+            return
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        forward.connections += 1
+        _pump(sock, channel, stop, forward)
+
+    def handler(channel, origin, server) -> None:
+        # Called in paramiko's transport thread, which must not block: connect elsewhere.
+        if stop.is_set():
+            channel.close()
+            return
+        pump = threading.Thread(target=connect, args=(channel,), daemon=True,
+                                name=f"rtunnel-{forward.port}")
+        pump.start()
+        pumps.append(pump)
+
+    forward.port = transport.request_port_forward(remote_host, remote_port, handler=handler)
+    _REMOTE_FORWARDS.add(transport)
+    try:
+        yield forward
+    finally:
+        stop.set()
+        try:
+            transport.cancel_port_forward(remote_host, forward.port)
+        except Exception:  # the connection is gone: so is the listener on the host
+            pass
+        _REMOTE_FORWARDS.discard(transport)
         for pump in pumps:
             pump.join(timeout=2)

@@ -178,7 +178,7 @@ def netns_hosts():
 
     See tests/e2e/netns.py for the API (hosts, addresses, user, port, key_file,
     known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, traffic,
-    commands, logs, load_busybox).
+    commands, logs, load_busybox, reach, trust_registry).
     """
     from tests.e2e import netns
 

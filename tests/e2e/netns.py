@@ -365,6 +365,25 @@ class NetnsHosts:
         stats = Path("/sys/class/net", self.host(host).veth, "statistics")
         return (int((stats / "tx_bytes").read_text()), int((stats / "rx_bytes").read_text()))
 
+    def reach(self, address: str) -> None:
+        """Let every host reach `address`, an address of this machine (e.g. another host's
+        veth end, where a shared service listens), through its own veth: a /32 route. The
+        routes go with the namespaces."""
+        for h in self.hosts:
+            if address != h.root_address:
+                run(["ip", "netns", "exec", h.netns, "ip", "route", "replace",
+                     f"{address}/32", "via", h.root_address])
+
+    def trust_registry(self, address: str, ca_pem: str) -> None:
+        """Every host's engine trusts this CA for the registry at address (host:port):
+        /etc/docker/certs.d/<address>/ca.crt in the host's own /etc/docker, which dockerd
+        reads at each pull (no restart). For a TLS registry on this machine, such as a
+        DEPLOY_REGISTRY stand-in, that the hosts reach with `reach`."""
+        for h in self.hosts:
+            certs = h.etc_docker / "certs.d" / address
+            certs.mkdir(parents=True, exist_ok=True)
+            (certs / "ca.crt").write_text(ca_pem)
+
     def host_public_key(self, host: Host | str) -> str:
         return self.host(host).sshd.public_key
 
