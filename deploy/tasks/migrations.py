@@ -23,7 +23,7 @@ def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False):
     with database(c, settings_for(c)) as settings:
         run_migrate(settings, wait=seconds("--wait", wait, 0.0),
                     lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0),
-                    dry_run=dry_run, accept_drift=accept_drift, out=print)
+                    dry_run=dry_run, accept_drift=accept_drift)
 
 
 @task(name="migrate-status", help={"json": "machine-readable output",
