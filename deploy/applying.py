@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from deploy import database as db
+from deploy.dberrors import exit_code_for
 from deploy.errors import DeployTimeout, MigrationError
 from deploy.interrupt import SignalGuard
 from deploy.locks import Blocker
@@ -347,7 +348,12 @@ class Applier:
             if state_now is not None and not state_now.valid:
                 lines.append(f"it left the INVALID index {state_now.name} behind: the next "
                              f"{self.command} drops and rebuilds it")
-        return MigrationError("\n".join(lines + self._lists()))
+        if failure.sqlstate == "42501":
+            lines.append("the role lacks a privilege this file needs: grant it, or run the "
+                         "migrations as the owner of the objects they change")
+        error = MigrationError("\n".join(lines + self._lists()))
+        error.exit_code = exit_code_for(failure.sqlstate)
+        return error
 
     def _gave_up(self, m: Migration, offset: int | None, gave_up: _GaveUp) -> DeployTimeout:
         retry = self.retry

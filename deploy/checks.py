@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import database as db
+from deploy.dberrors import translated
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
 from deploy.migrations import Migration, discover
 
@@ -76,7 +77,8 @@ def check_tables(url: str, migrations_dir: Path, *, prefix: str | None, schema: 
     if not schema:
         raise ConfigError("--schema: must not be empty")
     wanted = expected_tables(discover(migrations_dir), schema) if expected else None
-    with db.connect(url, application_name="deploy check-tables", wait=wait) as conn:
+    with translated("check-tables", schema, url), \
+            db.connect(url, application_name="deploy check-tables", wait=wait) as conn:
         if not db.schema_exists(conn, schema):
             raise ConfigError(f"--schema: schema {schema!r} does not exist in the database")
         tables = db.list_tables(conn, schema, prefix or "")

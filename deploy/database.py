@@ -1,6 +1,7 @@
 """psycopg: connect/wait, history table, apply, indexes, table inventory.
 
-The migration lock and lock-wait sampling are in deploy/locks.py.
+The migration lock and lock-wait sampling are in deploy/locks.py; turning psycopg errors
+into the project's errors in deploy/dberrors.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from deploy.settings import redact, redact_url
 
 # Connection errors that waiting will not fix: fail at once instead of retrying for --wait.
 _PERMANENT = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
-              "invalid sslmode", "invalid connection option", "invalid URI")
+              "invalid sslmode", "invalid connection option", "invalid URI",
+              "permission denied")
 
 
 class DatabaseUnavailable(DeployError):
@@ -69,6 +71,10 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
             )
         except psycopg.Error as exc:
             reason = _clean(exc, url)
+            if "permission denied for database" in reason:
+                from deploy.dberrors import connect_refused
+
+                raise connect_refused(reason, url) from None
             permanent = any(word in reason for word in _PERMANENT)
             if wait <= 0 or permanent:
                 raise DatabaseUnavailable(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy import database as db
+from deploy.dberrors import translates
 from deploy.errors import ConfigError, DriftError, Refused
 from deploy.migrations import (
     Migration,
@@ -148,6 +149,7 @@ def _watcher(settings: Settings, conn, out: Out, progress: Progress):
                    progress=progress)
 
 
+@translates("migrate")
 def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0,
             dry_run: bool = False, accept_drift: bool = False, out: Out | None = None,
             progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
@@ -241,6 +243,7 @@ def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
         out(f"migration {m.filename}: accepted drift, applying out of order")
 
 
+@translates("migrate-status")
 def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     migrations = discover(settings.migrations_dir)
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
@@ -269,6 +272,7 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
     return path
 
 
+@translates("redo-migration")
 def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
          out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
