@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="give up waiting for another runner's lock after SECONDS (60)")
     migrate.add_argument("--dry-run", action="store_true", help="print the plan, apply nothing")
     migrate.add_argument("--accept-drift", action="store_true",
-                         help="record changed checksums and apply out-of-order files")
+                         help="record changed checksums, keep rows of deleted files (marked "
+                              "removed), apply out-of-order files")
 
     status = sub.add_parser("migrate-status", help="every file: applied/pending/changed/missing")
     status.add_argument("--json", action="store_true", help="machine-readable output")

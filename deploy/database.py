@@ -110,7 +110,10 @@ def history_columns(conn: psycopg.Connection, table: str) -> set[str] | None:
     return columns or None
 
 
-HISTORY_COLUMNS = {"checksum": "TEXT", "execution_ms": "INTEGER", "applied_by": "TEXT"}
+# Columns added to a history table that lacks them (the legacy one, or an older version's).
+# missing_accepted_at: set by `migrate --accept-drift` on the row of a file that was deleted.
+HISTORY_COLUMNS = {"checksum": "TEXT", "execution_ms": "INTEGER", "applied_by": "TEXT",
+                   "missing_accepted_at": "TIMESTAMPTZ"}
 
 
 def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
@@ -125,7 +128,8 @@ def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
             " checksum TEXT,"
             " executed_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
             " execution_ms INTEGER,"
-            " applied_by TEXT)"
+            " applied_by TEXT,"
+            " missing_accepted_at TIMESTAMPTZ)"
         ).format(ident))
         return [f"created history table {table}"]
     missing = [name for name in HISTORY_COLUMNS if name not in columns]
@@ -149,7 +153,8 @@ def read_history(conn: psycopg.Connection, table: str,
         return []
     select = sql.SQL(", ").join(
         sql.Identifier(name) if name in columns else sql.SQL("NULL")
-        for name in ("filename", "checksum", "executed_at", "execution_ms", "applied_by")
+        for name in ("filename", "checksum", "executed_at", "execution_ms", "applied_by",
+                     "missing_accepted_at")
     )
     order = "executed_at, filename" if "executed_at" in columns else "filename"
     rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY " + order).format(
@@ -163,6 +168,12 @@ def record_checksums(conn: psycopg.Connection, table: str,
         for m in migrations:
             conn.execute(sql.SQL("UPDATE {} SET checksum = %s WHERE filename = %s").format(
                 _table_ident(table)), (m.checksum, m.filename))
+
+
+def accept_missing(conn: psycopg.Connection, table: str, filenames: list[str]) -> None:
+    """Record that these rows' files were deleted on purpose: no longer drift."""
+    conn.execute(sql.SQL("UPDATE {} SET missing_accepted_at = now() WHERE filename = ANY(%s)"
+                         ).format(_table_ident(table)), (filenames,))
 
 
 def delete_history_row(conn: psycopg.Connection, table: str, filename: str) -> int:

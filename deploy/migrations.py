@@ -38,6 +38,7 @@ class HistoryRow:
     executed_at: datetime | None = None
     execution_ms: int | None = None
     applied_by: str | None = None
+    missing_accepted_at: datetime | None = None  # its file's deletion was accepted
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Plan:
     missing: list[HistoryRow] = field(default_factory=list)
     out_of_order: list[Migration] = field(default_factory=list)
     unrecorded: list[tuple[Migration, HistoryRow]] = field(default_factory=list)
+    removed: list[HistoryRow] = field(default_factory=list)  # file gone, accepted: not drift
     last_applied_version: int | None = None
 
     @property
@@ -208,12 +210,17 @@ def plan_migrations(migrations: list[Migration], history: list[HistoryRow]) -> P
             plan.pending.append(m)
             if last is not None and m.version < last:
                 plan.out_of_order.append(m)
-    plan.missing = [row for row in history if row.filename not in on_disk]
+    for row in history:
+        if row.filename not in on_disk:
+            (plan.removed if row.missing_accepted_at else plan.missing).append(row)
     return plan
 
 
 def status_rows(migrations: list[Migration], plan: Plan) -> list[dict]:
-    """One row per file (in order), then one per history row without a file."""
+    """One row per file (in order), then one per history row without a file.
+
+    checksum is the file's now, recorded_checksum the history's: both differ for "changed";
+    "missing" rows (file gone: drift) and "removed" ones (gone, accepted) have no file."""
     rows_by_name = {m.filename: (m, "applied", row) for m, row in plan.applied}
     rows_by_name |= {m.filename: (m, "applied", row) for m, row in plan.unrecorded}
     rows_by_name |= {m.filename: (m, "changed", row) for m, row in plan.changed}
@@ -230,17 +237,25 @@ def status_rows(migrations: list[Migration], plan: Plan) -> list[dict]:
             "execution_ms": row.execution_ms if row else None,
             "applied_by": row.applied_by if row else None,
             "checksum": m.checksum,
+            "recorded_checksum": row.checksum if row else None,
         })
-    for row in plan.missing:
+    gone = [(row, "missing") for row in plan.missing] + [(row, "removed") for row in plan.removed]
+    for row, state in sorted(gone, key=lambda item: _version(item[0].filename)):
         rows.append({
             "filename": row.filename,
-            "state": "missing",
+            "state": state,
             "executed_at": row.executed_at.isoformat() if row.executed_at else None,
             "execution_ms": row.execution_ms,
             "applied_by": row.applied_by,
-            "checksum": row.checksum,
+            "checksum": None,
+            "recorded_checksum": row.checksum,
         })
     return rows
+
+
+def _version(filename: str) -> tuple[int, str]:
+    match = FILENAME_RE.match(filename)
+    return (int(match.group(1)) if match else -1, filename)
 
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from deploy import database as db
 from deploy.dberrors import translates
-from deploy.errors import ConfigError, DriftError, Refused
+from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
 from deploy.migrations import (
+    FILENAME_RE,
     Migration,
     Plan,
     discover,
@@ -114,7 +115,8 @@ def drift_error(plan: Plan) -> DriftError:
         "drift: the migration history and the files disagree; nothing was applied:\n"
         f"{body}\n"
         "See `invoke migrate-status`; `invoke migrate --accept-drift` records the current "
-        "checksums and applies out-of-order files."
+        "checksums, keeps the rows of deleted files (marked removed) and applies out-of-order "
+        "files; `invoke forget-migration FILE --yes` deletes one history row."
     )
 
 
@@ -237,8 +239,11 @@ def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
         for m, row in plan.changed:
             out(f"migration {m.filename}: accepted drift, recorded checksum {m.checksum[:12]} "
                 f"(was {row.checksum[:12]}); the file was NOT re-run")
-    for row in plan.missing:
-        out(f"migration {row.filename}: accepted drift, file is gone; history row kept")
+    if plan.missing:
+        db.accept_missing(conn, table, [row.filename for row in plan.missing])
+        for row in plan.missing:
+            out(f"migration {row.filename}: accepted drift, file is gone; history row kept and "
+                f"marked removed (`invoke forget-migration {row.filename} --yes` deletes it)")
     for m in plan.out_of_order:
         out(f"migration {m.filename}: accepted drift, applying out of order")
 
@@ -295,13 +300,51 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
                     progress=progress) as guard:
         guard.check(lambda: "before anything was applied")
         db.ensure_history_table(conn, table)
+        if not any(row.filename == m.filename for row in db.read_history(conn, table)):
+            raise CheckFailed(
+                f"redo-migration: {m.filename} has never been applied (no row in {table}); "
+                "nothing to redo: run `invoke migrate` to apply it in order")
         mode = "" if m.transactional else " (no-transaction)"
         out(f"migration {m.filename} re-running{mode}")
         with _watcher(settings, conn, out, progress) as watcher:
             applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
                               db.applied_by(), command="redo-migration")
             ms = applier.apply(m, replace_row=True)
-        out(f"migration {m.filename} re-applied in {ms} ms")
+        out(f"migration {m.filename} re-applied in {ms} ms (its history row was replaced)")
         guard.check(lambda: f": {m.filename} WAS re-applied (it committed before the cancel "
                             "took effect)")
     return ms
+
+
+@translates("forget-migration")
+def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
+           out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> None:
+    """Delete one history row on purpose (e.g. of a file deleted from the repository)."""
+    name = Path(filename).name
+    if not FILENAME_RE.match(name):
+        raise ConfigError(f"FILE: {filename!r} is not a migration file name (NNN_name.sql)")
+    if not yes:
+        raise Refused(f"forget-migration: deleting the history row of {name} makes the runner "
+                      "forget that it was applied (the schema it changed stays as it is); add "
+                      "--yes to confirm")
+    out = _serialized(out)
+    table = settings.migration_table
+    url = settings.database_url
+    with db.connect(url, application_name=_application_name("forget")) as conn, \
+            _locked(conn, settings, "forget-migration", lock_timeout=lock_timeout, out=out,
+                    progress=progress) as guard:
+        row = next((r for r in db.read_history(conn, table) if r.filename == name), None)
+        if row is None:
+            raise CheckFailed(f"forget-migration: {name} has no row in the history table "
+                              f"{table}; nothing to forget (see `invoke migrate-status`)")
+        guard.check(lambda: "before anything was changed")
+        db.delete_history_row(conn, table, name)
+    when = row.executed_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if row.executed_at else "?"
+    out(f"migration history: forgot {name} (applied {when} by {row.applied_by or 'unknown'}); "
+        "the schema it changed is left as it is")
+    path = settings.migrations_dir / name
+    if path.is_file():
+        out(f"migration {name}: its file {display_path(path)} is still there, so the next "
+            "migrate applies it again")
+
+

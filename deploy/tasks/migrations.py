@@ -13,7 +13,8 @@ from deploy.tasks.common import database, exits, print_lines, seconds, settings_
     "wait": "retry the database connection for up to N seconds (default 0)",
     "lock_timeout": "seconds to wait for another runner's lock before exit 4 (default 60)",
     "dry_run": "print the plan; apply nothing",
-    "accept_drift": "record changed checksums, keep rows of missing files, apply out-of-order",
+    "accept_drift": "record changed checksums, keep rows of deleted files (marked removed), "
+                    "apply out-of-order files",
 })
 @exits
 def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False):
@@ -91,6 +92,21 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
     with database(c, settings_for(c)) as settings:
         redo(settings, filename, yes=yes,
              lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+
+
+@task(name="forget-migration", help={
+    "filename": "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
+    "yes": "confirm: delete that history row",
+    "lock_timeout": "seconds to wait for the migration lock (default 60)",
+})
+@exits
+def forget_migration(c, filename, yes=False, lock_timeout=None):
+    """Delete one history row on purpose; the schema it changed is left as it is."""
+    from deploy.runner import forget
+
+    with database(c, settings_for(c)) as settings:
+        forget(settings, filename, yes=yes,
+               lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
 
 
 @task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})

@@ -80,6 +80,10 @@ def test_every_history_command_names_the_privilege_it_lacks(project, role):
          "GRANT SELECT ON migration_history"),
         (project.invoke("migrate-status", env=env), "migrate-status",
          "GRANT SELECT ON migration_history"),
+        (project.invoke("redo-migration", "001_a.sql", "--yes", env=env), "redo-migration",
+         "GRANT SELECT, INSERT, DELETE ON migration_history"),
+        (project.invoke("forget-migration", "001_a.sql", "--yes", env=env), "forget-migration",
+         "GRANT SELECT, DELETE ON migration_history"),
     ]
     for result, command, grant in cases:
         assert result.returncode == 2, (command, result.stderr)
