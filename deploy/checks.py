@@ -113,6 +113,7 @@ def format_report(report: TablesReport) -> tuple[list[str], CheckFailed | None]:
     lines.append(f"{len(report.expected) - len(missing)} of {len(report.expected)} expected "
                  f"table(s) exist in schema {report.schema}")
     if missing:
-        names = ", ".join(f"{e['table']} ({e['file']})" for e in missing)
-        return lines, CheckFailed(f"check-tables: missing table(s): {names}")
+        names = "\n".join(f"  {e['table']} (created by {e['file']})" for e in missing)
+        return lines, CheckFailed(f"check-tables: {len(missing)} expected table(s) missing in "
+                                  f"schema {report.schema}:\n{names}")
     return lines, None

@@ -94,10 +94,13 @@ def checksum(data: bytes) -> str:
 def parse_file(path: Path, data: bytes) -> Migration:
     """One file's bytes → Migration; InvalidMigrations names the file and line."""
     name = path.name
+    def shown() -> str:  # only on errors: resolving paths costs at 5,000 files
+        return display_path(path)
+
     match = FILENAME_RE.match(name)
     if not match:
         raise InvalidMigrations(
-            f"{path}: file name must look like NNN_lower_snake_name.sql "
+            f"{shown()}: file name must look like NNN_lower_snake_name.sql "
             f"(digits, '_', then a-z, 0-9 and '_')"
         )
     try:
@@ -105,13 +108,13 @@ def parse_file(path: Path, data: bytes) -> Migration:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InvalidMigrations(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset "
+            f"{shown()}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset "
             f"{exc.start}); save the file as UTF-8"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not _has_sql(text):
-        raise InvalidMigrations(f"{path}: empty file (no SQL, only blank lines or comments)")
+        raise InvalidMigrations(f"{shown()}: empty file (no SQL, only blank lines or comments)")
     transactional = True
     in_header = True
     rollback = []
@@ -123,12 +126,12 @@ def parse_file(path: Path, data: bytes) -> Migration:
             value = directive.group(1)
             if not in_header:
                 raise InvalidMigrations(
-                    f"{path}:{lineno}: '-- migrate:' directives belong in the comments "
+                    f"{shown()}:{lineno}: '-- migrate:' directives belong in the comments "
                     "before the first statement"
                 )
             if value not in DIRECTIVE_VALUES:
                 raise InvalidMigrations(
-                    f"{path}:{lineno}: unknown directive value {value!r} "
+                    f"{shown()}:{lineno}: unknown directive value {value!r} "
                     f"(expected one of: {', '.join(DIRECTIVE_VALUES)})"
                 )
             transactional = value == "transaction"
@@ -159,7 +162,7 @@ def _has_sql(text: str) -> bool:
 def discover(directory: Path) -> list[Migration]:
     """Every migration in directory, ordered by integer prefix; all problems at once."""
     if not directory.is_dir():
-        raise ConfigError(f"MIGRATIONS_DIR: {directory} is not a directory")
+        raise ConfigError(f"MIGRATIONS_DIR: {display_path(directory)} is not a directory")
     problems: list[str] = []
     migrations: list[Migration] = []
     # scandir and plain open(): at 5,000 files, Path.iterdir/is_file/read_bytes cost ~70 ms.
@@ -179,7 +182,8 @@ def discover(directory: Path) -> list[Migration]:
     for version, group in sorted(by_version.items()):
         if len(group) > 1:
             names = ", ".join(m.filename for m in group)
-            problems.append(f"{directory}: number {version} is used by more than one file: {names}")
+            problems.append(f"{display_path(directory)}: number {version} is used by more than "
+                            f"one file: {names}")
     if problems:
         count = f"{len(problems)} invalid migration file{'s' if len(problems) > 1 else ''}"
         raise InvalidMigrations(f"{count}; nothing was applied:\n" + "\n".join(problems))

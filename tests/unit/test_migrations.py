@@ -189,3 +189,13 @@ def test_status_rows_show_both_checksums_of_a_changed_file(tmp_path):
     assert rows["005_gone.sql"]["state"] == "missing"
     assert (rows["005_gone.sql"]["checksum"], rows["005_gone.sql"]["recorded_checksum"]) == (
         None, "1" * 64)
+
+
+def test_invalid_files_are_shown_relative_to_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "migrations").mkdir()
+    message = invalid(tmp_path / "migrations", {"001_empty.sql": ""})
+    assert "\nmigrations/001_empty.sql: empty file" in message
+    with pytest.raises(ConfigError) as info:
+        discover(tmp_path / "nope")
+    assert str(info.value) == "MIGRATIONS_DIR: nope is not a directory"
