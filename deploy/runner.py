@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +60,32 @@ def lock_retry(settings: Settings) -> LockRetry:
                      retries=settings.migration_lock_retries,
                      budget=settings.migration_lock_budget,
                      statement_timeout=settings.migration_statement_timeout)
+
+
+def with_flags(settings: Settings, *, migration_lock_timeout: float | None = None,
+               lock_retries: int | None = None, lock_budget: float | None = None,
+               statement_timeout: float | None = None) -> Settings:
+    """Command-line flags over the MIGRATION_* settings; errors name the flag."""
+    changes: dict = {}
+    if migration_lock_timeout is not None:
+        if not migration_lock_timeout > 0:
+            raise ConfigError(f"--migration-lock-timeout: must be greater than 0 "
+                              f"(got {migration_lock_timeout:g})")
+        changes["migration_lock_timeout"] = migration_lock_timeout
+    if lock_retries is not None:
+        if lock_retries < 0:
+            raise ConfigError(f"--lock-retries: must be 0 or more (got {lock_retries})")
+        changes["migration_lock_retries"] = lock_retries
+    if lock_budget is not None:
+        if not lock_budget > 0:
+            raise ConfigError(f"--lock-budget: must be greater than 0 (got {lock_budget:g})")
+        changes["migration_lock_budget"] = lock_budget
+    if statement_timeout is not None:
+        if statement_timeout < 0:
+            raise ConfigError(f"--statement-timeout: must be 0 (none) or more seconds "
+                              f"(got {statement_timeout:g})")
+        changes["migration_statement_timeout"] = statement_timeout or None
+    return replace(settings, **changes) if changes else settings
 
 
 def _application_name(command: str) -> str:

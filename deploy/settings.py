@@ -223,6 +223,23 @@ def _positive_int(src: _Source, name: str, default: int) -> int:
     return int(raw)
 
 
+def _whole_number(src: _Source, name: str, default: int) -> int:
+    raw = src.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise src.error(name, f"{raw!r} is not a whole number (0 or more)")
+    return int(raw)
+
+
+def _optional_seconds(src: _Source, name: str) -> float | None:
+    """Seconds, or None when unset or 0 (no limit)."""
+    raw = src.get(name)
+    if raw is None or raw.strip() in ("0", "0.0"):
+        return None
+    return _positive_float(src, name, 0.0)
+
+
 def load_settings(environ: Mapping[str, str] | None = None,
                   env_file: str | os.PathLike | None = None,
                   cwd: str | os.PathLike | None = None,
@@ -280,6 +297,11 @@ def load_settings(environ: Mapping[str, str] | None = None,
         hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
         db_error=db_error,
+        migration_lock_timeout=_positive_float(src, "MIGRATION_LOCK_TIMEOUT",
+                                               DEFAULT_LOCK_TIMEOUT),
+        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES", DEFAULT_LOCK_RETRIES),
+        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET", DEFAULT_LOCK_BUDGET),
+        migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
     )
 
 

@@ -121,3 +121,63 @@ def test_concurrently_statements_are_recognised_by_the_parser(sql, expected):
 ])
 def test_other_statements_are_not_concurrently_ones(sql):
     assert concurrent(sql) is None
+
+
+# The MIGRATION_* settings that feed the policy (deploy/settings.py).
+def test_migration_lock_settings_default_to_the_policy_and_read_the_environment(tmp_path):
+    from deploy.runner import lock_retry
+    from deploy.settings import load_settings
+
+    default = lock_retry(load_settings(environ={}, cwd=tmp_path))
+    assert default == LockRetry()
+    s = load_settings(environ={"MIGRATION_LOCK_TIMEOUT": "0.2", "MIGRATION_LOCK_RETRIES": "0",
+                               "MIGRATION_LOCK_BUDGET": "15",
+                               "MIGRATION_STATEMENT_TIMEOUT": "30"}, cwd=tmp_path)
+    assert lock_retry(s) == LockRetry(lock_timeout=0.2, retries=0, budget=15.0,
+                                      statement_timeout=30.0)
+    none = load_settings(environ={"MIGRATION_STATEMENT_TIMEOUT": "0"}, cwd=tmp_path)
+    assert none.migration_statement_timeout is None
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MIGRATION_LOCK_TIMEOUT", "500ms", "MIGRATION_LOCK_TIMEOUT: '500ms' is not a number of "
+                                        "seconds (set in the environment)"),
+    ("MIGRATION_LOCK_TIMEOUT", "0", "MIGRATION_LOCK_TIMEOUT: must be greater than 0 (got 0)"),
+    ("MIGRATION_LOCK_RETRIES", "-1", "MIGRATION_LOCK_RETRIES: '-1' is not a whole number"),
+    ("MIGRATION_LOCK_RETRIES", "three", "MIGRATION_LOCK_RETRIES: 'three' is not a whole number"),
+    ("MIGRATION_LOCK_BUDGET", "-5", "MIGRATION_LOCK_BUDGET: must be greater than 0 (got -5)"),
+    ("MIGRATION_STATEMENT_TIMEOUT", "1m", "MIGRATION_STATEMENT_TIMEOUT: '1m' is not a number"),
+])
+def test_a_bad_migration_lock_setting_is_named(tmp_path, name, value, message):
+    from deploy.errors import ConfigError
+    from deploy.settings import load_settings
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={name: value}, cwd=tmp_path)
+    assert message in str(info.value)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"migration_lock_timeout": 0.0}, "--migration-lock-timeout: must be greater than 0 (got 0)"),
+    ({"lock_retries": -2}, "--lock-retries: must be 0 or more (got -2)"),
+    ({"lock_budget": 0.0}, "--lock-budget: must be greater than 0 (got 0)"),
+    ({"statement_timeout": -1.0}, "--statement-timeout: must be 0 (none) or more seconds"),
+])
+def test_flags_over_the_settings_are_checked_and_named(tmp_path, flags, message):
+    from deploy.errors import ConfigError
+    from deploy.runner import with_flags
+    from deploy.settings import load_settings
+
+    with pytest.raises(ConfigError) as info:
+        with_flags(load_settings(environ={}, cwd=tmp_path), **flags)
+    assert str(info.value).startswith(message)
+
+
+def test_flags_win_over_the_settings(tmp_path):
+    from deploy.runner import lock_retry, with_flags
+    from deploy.settings import load_settings
+
+    s = load_settings(environ={"MIGRATION_LOCK_TIMEOUT": "2"}, cwd=tmp_path)
+    flagged = with_flags(s, migration_lock_timeout=0.1, lock_retries=3, statement_timeout=0.0)
+    assert lock_retry(flagged) == LockRetry(lock_timeout=0.1, retries=3, statement_timeout=None)
