@@ -187,15 +187,14 @@ class Applier:
             except _GaveUp as gave_up:
                 raise self._gave_up(m, statement.start, gave_up) from None
         ms = round((time.perf_counter() - started) * 1000)
+        unrecorded = (f": {m.filename}: every statement ran but its history row was not "
+                      "written; the next migrate re-runs it from the top")
         try:
-            with self.guard.statement(self.conn):
+            with self.guard.statement(self.conn, lambda: unrecorded + self._kept()):
                 db.record_applied(self.conn, self.table, m, self.who, ms)
         except db.ApplyFailed as exc:
             if self.guard.signum is not None:
-                raise self.guard.error(
-                    f": {m.filename}: every statement ran but its history row was not "
-                    "written; the next migrate re-runs it from the top" + self._kept()
-                ) from None
+                raise self.guard.error(unrecorded + self._kept()) from None
             raise self._failed(m, exc) from None
         return ms
 
@@ -240,7 +239,9 @@ class Applier:
             attempt += 1
             attempt_started = self.clock()
             try:
-                with self.guard.statement(self.conn):
+                with self.guard.statement(self.conn, lambda: (
+                        f"before {m.filename}: nothing of it applied" + self._kept()
+                        if m.transactional else self._stopped(m, offset, before=True))):
                     return run()
             except db.ApplyFailed as exc:
                 if self.guard.signum is not None or exc.failure.sqlstate != LOCK_NOT_AVAILABLE:

@@ -284,7 +284,11 @@ def session_sql(conn: psycopg.Connection, settings: list[tuple[str, str]]) -> st
 
 
 def set_lock_timeout(conn: psycopg.Connection, value: str) -> None:
-    conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(value)))
+    """Raises ApplyFailed, like the statements it surrounds (a cancel may land on it)."""
+    try:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(value)))
+    except psycopg.Error as exc:
+        raise ApplyFailed(_failure(exc)) from None
 
 
 @dataclass(frozen=True)

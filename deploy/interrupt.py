@@ -4,6 +4,11 @@ Before the runner holds the migration lock there is nothing to undo: the handler
 Interrupted at once. Once it holds the lock, the handler only records the signal and, if a
 statement is running, asks the server to cancel it (the file's transaction then rolls back);
 the runner stops at its next checkpoint and says exactly what happened to the file.
+
+A signal can land between a checkpoint and the moment the statement reaches the server,
+when a cancel request would be ignored: the watcher thread calls poll() every few tens of
+milliseconds, which cancels a statement that started after the signal. One cancel per
+statement, never more (a statement may catch the cancel, and the next one must then run).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from psycopg import pq
 
 from deploy.errors import DeployError
 
@@ -41,6 +48,9 @@ class SignalGuard:
         self.phase = "before anything was applied"
         self._deferred = False
         self._running = None  # the connection whose statement a signal cancels
+        self._statement = 0  # counts statements, so each is cancelled at most once
+        self._cancelled = 0
+        self._cancel_lock = threading.Lock()
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> SignalGuard:
@@ -57,14 +67,28 @@ class SignalGuard:
     def _handle(self, signum: int, frame) -> None:
         if self.signum is None:
             self.signum = signum
-        conn = self._running
-        if conn is not None:
+        if self._running is not None:
+            self._cancel_running()
+        elif not self._deferred:
+            raise self.error(self.phase)
+
+    def _cancel_running(self) -> None:
+        with self._cancel_lock:
+            conn, statement = self._running, self._statement
+            if conn is None or self._cancelled == statement:
+                return
+            if conn.pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+                return  # not on the server yet: a cancel now would be ignored; poll() retries
+            self._cancelled = statement
             try:
                 conn.cancel_safe(timeout=CANCEL_TIMEOUT)
             except Exception:  # the statement then ends on its own
                 pass
-        elif not self._deferred:
-            raise self.error(self.phase)
+
+    def poll(self) -> None:
+        """From another thread: cancel a statement that started after the signal."""
+        if self.signum is not None and self._running is not None:
+            self._cancel_running()
 
     def error(self, what: str) -> Interrupted:
         signum = self.signum or signal.SIGTERM
@@ -82,10 +106,13 @@ class SignalGuard:
             self._deferred = False
 
     @contextmanager
-    def statement(self, conn) -> Iterator[None]:
-        """A statement runs on conn: a signal cancels it on the server."""
+    def statement(self, conn, before: Callable[[], str]) -> Iterator[None]:
+        """A statement runs on conn: a signal cancels it on the server. After a signal,
+        it does not start: stop with the line before() describes."""
+        self._statement += 1
         self._running = conn
         try:
+            self.check(before)
             yield
         finally:
             self._running = None

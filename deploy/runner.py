@@ -168,13 +168,13 @@ def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out:
             yield guard
 
 
-def _watcher(settings: Settings, conn, out: Out, progress: Progress):
+def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
     from deploy.watcher import Watcher
 
     url = settings.database_url
     return Watcher(lambda: db.connect(url, application_name=_application_name("watcher")),
                    conn.info.backend_pid, out, lock_timeout=settings.migration_lock_timeout,
-                   progress=progress)
+                   progress=progress, on_tick=guard.poll)
 
 
 @translates("migrate")
@@ -243,7 +243,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
         if plan.pending:
             from deploy.applying import Applier
 
-            with _watcher(settings, conn, out, progress) as watcher:
+            with _watcher(settings, conn, out, progress, guard) as watcher:
                 applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
                                   db.applied_by())
                 applier.run(plan.pending)
@@ -332,7 +332,7 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
                 "nothing to redo: run `invoke migrate` to apply it in order")
         mode = "" if m.transactional else " (no-transaction)"
         out(f"migration {m.filename} re-running{mode}")
-        with _watcher(settings, conn, out, progress) as watcher:
+        with _watcher(settings, conn, out, progress, guard) as watcher:
             applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
                               db.applied_by(), command="redo-migration")
             ms = applier.apply(m, replace_row=True)

@@ -22,8 +22,10 @@ Out = Callable[[str], None]
 class Watcher:
     def __init__(self, connect: Callable[[], object], pid: int, out: Out, *,
                  lock_timeout: float, progress: Progress = DEFAULT_PROGRESS,
+                 on_tick: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic):
         self._connect = connect
+        self._on_tick = on_tick  # SignalGuard.poll: cancels a statement begun after a signal
         self._pid = pid
         self._out = out
         self._progress = progress
@@ -33,6 +35,7 @@ class Watcher:
         self._file: tuple[str, float] | None = None  # (label, started): set by the main thread
         self._conn = None
         self._failed = False
+        self._opening = False
         self._lock = threading.Lock()
         self._sample: tuple[float, list[Blocker]] | None = None  # the last non-empty one
         self._stop = threading.Event()
@@ -54,13 +57,11 @@ class Watcher:
 
     def connect_now(self) -> None:
         """Open the sampling connection now (after a first lock timeout), not when due."""
-        with self._lock:
-            if self._conn is None and not self._failed:
-                self._open()
+        self._open()
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=1)  # a daemon: one stuck in a slow connect is left behind
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -73,16 +74,31 @@ class Watcher:
         self.close()
 
     # --- the thread ---------------------------------------------------------------------------
-    def _open(self) -> None:  # with self._lock held
+    def _open(self) -> None:
+        """Connect (without holding the lock: close() must not wait for a slow connect)."""
+        with self._lock:
+            if self._conn is not None or self._failed or self._opening:
+                return
+            self._opening = True
+        conn = None
         try:
-            self._conn = self._connect()
+            conn = self._connect()
         except Exception:  # no sampling then; the lock-timeout message says so
-            self._failed = True
+            pass
+        with self._lock:
+            self._opening = False
+            if conn is None:
+                self._failed = True
+            elif self._stop.is_set():
+                conn.close()
+            else:
+                self._conn = conn
 
     def _loop(self) -> None:
         current: tuple[str, float] | None = None
         next_progress = 0.0
         while not self._stop.wait(self._sample_every if self._conn else self._watch_after / 2):
+            self._on_tick()
             watched = self._file
             if watched is None:
                 continue
@@ -92,9 +108,8 @@ class Watcher:
             elapsed = now - watched[1]
             if elapsed < self._watch_after:
                 continue
+            self._open()
             with self._lock:
-                if self._conn is None and not self._failed:
-                    self._open()
                 found = self._blockers()
                 if found:
                     self._sample = (now, found)

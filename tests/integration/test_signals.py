@@ -204,3 +204,36 @@ def test_the_container_entrypoint_forwards_the_stop_signal_to_the_runner(project
     assert gone_within(project.url, backend, 5) is not None
     assert project.tables() == {"migration_history"}
     assert not re.search(r"starting the server\n", out)
+
+
+def test_a_statement_that_reached_the_server_after_the_signal_is_cancelled_once(project):
+    # The handler ran before the statement was sent (so its cancel would have been ignored):
+    # the watcher's poll() cancels the statement once it is on the server, and only once.
+    import threading
+
+    from deploy.interrupt import Interrupted, SignalGuard
+
+    guard = SignalGuard("migrate")  # not entered: the signal is simulated
+    with psycopg.connect(project.url, autocommit=True) as conn, guard.deferred():
+        def late_signal():
+            time.sleep(0.3)
+            guard.signum = signal.SIGTERM
+            for _ in range(10):  # as the watcher does, every few tens of milliseconds
+                guard.poll()
+                time.sleep(0.05)
+
+        threading.Thread(target=late_signal, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with guard.statement(conn, lambda: "unused"):
+                conn.execute("DO $$ BEGIN PERFORM pg_sleep(10); EXCEPTION WHEN query_canceled "
+                             "THEN PERFORM pg_sleep(0.8); RAISE; END $$")
+        # Cancelled at 0.3 s; the block caught it and slept 0.8 s more without a second
+        # cancel (which would have ended it sooner), then re-raised.
+        assert 1.0 < time.monotonic() - started < 4
+        with pytest.raises(Interrupted) as info:  # after a signal, no statement starts
+            with guard.statement(conn, lambda: "before 002_x.sql: nothing of it applied"):
+                conn.execute("SELECT 1")
+    assert str(info.value) == ("migrate: interrupted (SIGTERM) before 002_x.sql: nothing of it "
+                               "applied")
+    assert info.value.exit_code == 143
