@@ -50,7 +50,7 @@ class SignalGuard:
         self._running = None  # the connection whose statement a signal cancels
         self._statement = 0  # counts statements, so each is cancelled at most once
         self._cancelled = 0
-        self._cancel_lock = threading.Lock()
+        self._cancel_lock = threading.RLock()  # a second signal may arrive inside the handler
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> SignalGuard:
