@@ -154,7 +154,7 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
                    lock_wait: float = 300.0, policy: ReadyPolicy = READY
                    ) -> Iterator[Registry]:
     """Start the project's registry here; remove the container (never the volume) after."""
-    from deploy.locks import LocalLock
+    from deploy.deploy_locks import LocalLock
 
     container, volume = names(project)
     with LocalLock(lock_path(project), lock_wait, out):

@@ -33,8 +33,8 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None):
     if hosts:
         _on_hosts(hosts, "deploy", n_parallel, build=not no_build, lock_wait=wait)
         return
+    from deploy.deploy_locks import LocalLock, local_lock_path
     from deploy.lifecycle import deploy as run_deploy
-    from deploy.locks import LocalLock, local_lock_path
 
     settings = settings_for(c)
     with LocalLock(local_lock_path(settings.project_name), wait):

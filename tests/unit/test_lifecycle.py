@@ -10,9 +10,9 @@ import pytest
 from invoke import MockContext, Result
 
 from deploy import shell
+from deploy.deploy_locks import LocalLock, describe_holder
 from deploy.errors import DeployTimeout, Refused
 from deploy.lifecycle import confirm_reset
-from deploy.locks import LocalLock, describe_holder
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +127,7 @@ def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, 
 def test_a_waiting_deploy_repeats_who_holds_the_lock_every_few_seconds(tmp_path):
     import fcntl
 
-    from deploy import locks
+    from deploy import deploy_locks as locks
 
     path = tmp_path / "deploy.lock"
     path.write_text(locks.holder_record("20261128T170000Z-abc1234"))
