@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg import sql
 
-from deploy.errors import DeployError, DeployTimeout, MigrationError
+from deploy.errors import ConfigError, DeployError, DeployTimeout, MigrationError
 from deploy.migrations import HistoryRow, Migration
 from deploy.policy import CLIENT_KEEPALIVES
 from deploy.settings import redact, redact_url
@@ -55,6 +55,17 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _hint(reason: str) -> str:
+    if "password authentication failed" in reason:
+        return ("; check the password (POSTGRES_PASSWORD, or DATABASE_URL when set): a stack's "
+                "database keeps the password it was first created with")
+    if "does not exist" in reason:
+        return "; check POSTGRES_USER/POSTGRES_DB (or DATABASE_URL when set)"
+    if "no pg_hba.conf entry" in reason:
+        return "; the server's pg_hba.conf does not let this user in from here"
+    return "; check DATABASE_URL"
+
+
 def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
             clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep) -> psycopg.Connection:
@@ -75,8 +86,11 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
                 from deploy.dberrors import connect_refused
 
                 raise connect_refused(reason, url) from None
-            permanent = any(word in reason for word in _PERMANENT)
-            if wait <= 0 or permanent:
+            if any(word in reason for word in _PERMANENT):
+                # Waiting will not fix these: the settings are wrong (exit 2).
+                raise ConfigError(f"database: cannot connect to {redact_url(url)}: {reason}"
+                                  f"{_hint(reason)}") from None
+            if wait <= 0:
                 raise DatabaseUnavailable(
                     f"database: cannot connect to {redact_url(url)}: {reason}"
                 ) from None

@@ -98,12 +98,8 @@ def translate(exc: psycopg.Error, *, command: str, table: str, url: str) -> Depl
     message = redact(message, password, url)
     state = f" ({sqlstate})" if sqlstate else ""
     if sqlstate == INVALID_SCHEMA_NAME and "." in table:
-        schema = table.split(".", 1)[0]
-        if f'"{schema}"' in message:
-            return ConfigError(
-                f"MIGRATION_TABLE: schema {schema!r} of {table} does not exist in the database; "
-                f"create it (CREATE SCHEMA {schema}) or set MIGRATION_TABLE to a table in an "
-                "existing schema (the default is migration_history)")
+        if f'"{table.split(".", 1)[0]}"' in message:
+            return missing_schema(table)
     if sqlstate == INSUFFICIENT_PRIVILEGE:
         return ConfigError(f"{command}: {message}{state}: "
                            f"{privilege_hint(command, message, url, table)}")
@@ -112,6 +108,14 @@ def translate(exc: psycopg.Error, *, command: str, table: str, url: str) -> Depl
         return DeployError(f"{command}: lost the database connection ({message}{state}) at "
                            f"{redact_url(url)}")
     return DeployError(f"{command}: database error: {message}{state}")
+
+
+def missing_schema(table: str) -> ConfigError:
+    schema = table.split(".", 1)[0]
+    return ConfigError(
+        f"MIGRATION_TABLE: schema {schema!r} of {table} does not exist in the database; "
+        f"create it (CREATE SCHEMA {schema}) or set MIGRATION_TABLE to a table in an "
+        "existing schema (the default is migration_history)")
 
 
 @contextmanager

@@ -277,8 +277,14 @@ def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
 @translates("migrate-status")
 def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     migrations = discover(settings.migrations_dir)
+    table = settings.migration_table
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
-        history = db.read_history(conn, settings.migration_table)
+        if "." in table and not db.schema_exists(conn, table.split(".", 1)[0]):
+            # Not "every file pending": the setting names a place that does not exist.
+            from deploy.dberrors import missing_schema
+
+            raise missing_schema(table)
+        history = db.read_history(conn, table)
     plan = plan_migrations(migrations, history)
     return status_rows(migrations, plan), plan
 

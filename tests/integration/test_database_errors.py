@@ -46,7 +46,9 @@ def test_a_missing_schema_in_migration_table_is_a_configuration_error(project):
                 "create it (CREATE SCHEMA nosuch) or set MIGRATION_TABLE to a table in an "
                 "existing schema (the default is migration_history)")
     for result in (project.run("migrate", env={"MIGRATION_TABLE": "nosuch.hist"}),
-                   project.invoke("migrate", env={"MIGRATION_TABLE": "nosuch.hist"})):
+                   project.invoke("migrate", env={"MIGRATION_TABLE": "nosuch.hist"}),
+                   project.run("migrate-status", env={"MIGRATION_TABLE": "nosuch.hist"}),
+                   project.invoke("migrate-status", env={"MIGRATION_TABLE": "nosuch.hist"})):
         assert result.returncode == 2
         assert one_line(result) == expected
     assert project.tables() == set()

@@ -321,11 +321,15 @@ def test_no_password_reaches_output_on_failures(project):
     wrong = project.url.replace(PASSWORD, PASSWORD + "x")
     project.write("001_a.sql", "SELECT 1;\n")
     bad_auth = project.run("migrate", env={"DATABASE_URL": wrong})
-    assert bad_auth.returncode == 1
+    assert bad_auth.returncode == 2  # a setting is wrong: waiting will not fix it
     assert "password authentication failed" in bad_auth.stderr
+    assert bad_auth.stderr.strip().endswith(
+        "check the password (POSTGRES_PASSWORD, or DATABASE_URL when set): a stack's database "
+        "keeps the password it was first created with")
     no_db = project.run("migrate-status", env={"DATABASE_URL": project.url + "_nope"})
-    assert no_db.returncode == 1
-    assert "does not exist" in no_db.stderr
+    assert no_db.returncode == 2
+    assert "does not exist; check POSTGRES_USER/POSTGRES_DB (or DATABASE_URL when set)" in \
+        no_db.stderr
     refused = project.run("check-tables", env={
         "DATABASE_URL": f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"})
     assert refused.returncode == 1
