@@ -34,6 +34,8 @@ BACKEND = "backend"
 BASE_SERVICES = ("postgres", proxy.SERVICE)
 LIVE = "live"
 POINT_OF_NO_RETURN = "switch"
+# The tables the team checks by hand after a deploy (`check-tables --prefix ai_`).
+AI_PREFIX = "ai_"
 # Where the backend image is built from, relative to the compose file (as its `build:`).
 BUILD_CONTEXT = "../.."
 DOCKERFILE = "backend/Dockerfile"
@@ -425,6 +427,8 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         f"was {', '.join(old_releases) or 'none'}")
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
+            "ai_tables": sorted(e["table"] for e in (report.expected or []) if report
+                                and e["table"].startswith(AI_PREFIX)),
             "total": result.total_applied if result else 0, "release": release}
 
 

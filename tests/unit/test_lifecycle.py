@@ -153,3 +153,24 @@ def test_a_holder_is_described_in_words():
         "ci@runner pid 7, release r1, since T"
     assert describe_holder("") == "an unknown process"
     assert describe_holder("not json") == "not json"
+
+
+def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
+    from deploy.lifecycle import LIST_AT_MOST, print_summary
+
+    said = []
+    names = [f"ai_table_{i:02d}" for i in range(12)]
+    print_summary({"applied": ["005_a.sql", "006_b.sql"], "tables": 40, "ai_tables": names},
+                  said.append)
+    assert said[:3] == ["deploy: migrations applied (2):", "   005_a.sql", "   006_b.sql"]
+    assert said[3:5] == ["deploy: 40 expected table(s) verified", "deploy: 12 ai_ table(s) exist:"]
+    assert " ".join(said[5:]).replace(",", " ").split() == names
+    assert max(len(line) for line in said) <= 92
+
+    said.clear()
+    many = [f"ai_{i}" for i in range(LIST_AT_MOST + 1)]
+    print_summary({"applied": [], "tables": 40, "ai_tables": many}, said.append)
+    assert said == ["deploy: migrations applied: none (schema already up to date)",
+                    "deploy: 40 expected table(s) verified",
+                    f"deploy: {LIST_AT_MOST + 1} ai_ tables exist; list them with "
+                    "`invoke check-tables --prefix ai_`"]
