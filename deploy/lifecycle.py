@@ -277,7 +277,7 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> di
 
 
 # Up to this many names are listed after a deploy; more are counted, with the command.
-LIST_AT_MOST = 24
+LIST_AT_MOST = 40
 
 
 def print_summary(summary: dict, out: Out) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -421,8 +422,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
                 out("   " + line)
             raise failure
     total = time.perf_counter() - started
-    out(f"deploy: done in {total:.1f} s "
-        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    out(f"deploy: done in {total:.1f} s; each step:")
+    for line in textwrap.wrap(", ".join(f"{n} {t:.1f} s" for n, t in timer.timings), 88):
+        out(f"   {line}")
     out(f"deploy: release {release} serving ({target}); "
         f"was {', '.join(old_releases) or 'none'}")
     return {"applied": list(result.applied) if result else [],

@@ -23,7 +23,7 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
                  "wait-healthy (new)", "switch", "drain + stop old", "check-tables --expected"):
         assert f"==> {step}" in out
         assert re.search(rf"<== {re.escape(step)}.* done in \d+\.\d s", out), step
-    assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
+    assert re.search(r"deploy: done in \d+\.\d s; each step:\n   docker \d+\.\d s, ", out)
     # Every file applied, listed one per line after the count (never one long line).
     lines = out.splitlines()
     start = lines.index(f"deploy: migrations applied ({len(EXAMPLE_FILES)}):")
