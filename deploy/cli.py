@@ -7,12 +7,20 @@ Installed when the task collection is imported (deploy/tasks/__init__.py), so `i
   exit 141, as a program killed by SIGPIPE does, instead of a BrokenPipeError traceback.
 - Argument errors that Invoke's parser finds (an unknown flag or task, a missing
   argument) exit 2, the code docs/design.md gives bad arguments; Invoke itself exits 1.
+
+And for each task (deploy/tasks/common.py `exits`): SIGTERM, like Ctrl-C, unwinds the task
+(what a deploy started before its switch is undone on the way) and ends it with one line
+and exit 143 (130 for SIGINT), instead of dying where it stood.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 CLOSED_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 BAD_ARGUMENTS_EXIT = 2
@@ -64,3 +72,32 @@ def install() -> None:
     if not getattr(sys.excepthook, "_deploy", False):
         sys.excepthook = _excepthook(sys.excepthook)
     _parse_errors_exit_2()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the task stands, unwinding it as Ctrl-C does (psycopg, too,
+    cancels the running statement on the server for a KeyboardInterrupt)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextmanager
+def terminate_unwinds() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated (main thread only: signals are
+    delivered there); the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_exit(task: str, exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The one line and the exit code of a task stopped by SIGTERM or SIGINT."""
+    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    return f"{task}: interrupted ({signal.Signals(signum).name})", 128 + signum

@@ -209,12 +209,16 @@ class StepTimer:
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def step(self, name: str, fn, *args, **kwargs):
-        self.out(f"==> {name}")
         started = time.perf_counter()
         try:
+            # Inside the try: a signal that lands right after this line still gets its
+            # closing line below.
+            self.out(f"==> {name}")
             result = fn(*args, **kwargs)
-        except DeployError:
-            self.out(f"<== {name} FAILED after {time.perf_counter() - started:.1f} s")
+        except (DeployError, KeyboardInterrupt) as exc:
+            stopped = isinstance(exc, KeyboardInterrupt) or exc.exit_code in (130, 143)
+            how = "INTERRUPTED" if stopped else "FAILED"
+            self.out(f"<== {name} {how} after {time.perf_counter() - started:.1f} s")
             raise
         elapsed = time.perf_counter() - started
         self.timings.append((name, elapsed))

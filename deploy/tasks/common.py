@@ -12,14 +12,23 @@ from deploy.settings import Settings, load_settings
 
 
 def exits(fn):
-    """Convert the project's errors into invoke.Exit(message, code) in one place."""
+    """Convert the project's errors into invoke.Exit(message, code) in one place; SIGTERM
+    and Ctrl-C end the task with one line and 143/130 (deploy/cli.py)."""
+
+    task = fn.__name__.replace("_", "-")
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        try:
-            return fn(c, *args, **kwargs)
-        except DeployError as exc:
-            raise Exit(str(exc), code=exc.exit_code) from None
+        from deploy import cli
+
+        with cli.terminate_unwinds():
+            try:
+                return fn(c, *args, **kwargs)
+            except DeployError as exc:
+                raise Exit(str(exc), code=exc.exit_code) from None
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli.Terminated)
+                message, code = cli.interrupted_exit(task, exc)
+                raise Exit(message, code=code) from None
 
     return wrapper
 

@@ -173,3 +173,40 @@ def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree
     load = clients.tally()
     assert load.failures == [], load.failures[:20]
     assert slow.tally().failures == []
+
+
+@pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"),
+                                                   (signal.SIGINT, 130, "SIGINT")])
+def test_a_deploy_stopped_by_a_signal_undoes_itself_and_says_so_in_one_line(make_stack, tree,
+                                                                            sig, code, name):
+    stack = make_stack()
+    deploy_ok(stack, tree)
+    old = tree.sha
+    port = stack.backend_port
+    with Clients(port, count=4) as clients:
+        for step in ("wait-healthy (new)", "migrate (the old release keeps serving)"):
+            tree.change()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "deploy"],
+                cwd=tree.path, env=stack.env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            seen = []
+            for line in proc.stdout:
+                seen.append(line)
+                if line.startswith(f"==> {step}"):
+                    proc.send_signal(sig)
+                    break
+            rest, err = proc.communicate(timeout=120)
+            out = "".join(seen) + rest
+            assert proc.returncode == code, f"{step}:\n{out}\n{err}"
+            # Compose's own progress goes to stderr too; ours is its one last line.
+            assert err.strip().splitlines()[-1] == f"deploy: interrupted ({name})", err
+            assert "Traceback" not in out + err
+            if step.startswith("wait-healthy"):
+                assert f"<== {step} INTERRUPTED after " in out
+                assert "the old release keeps serving; removing what this deploy started" in out
+            routed, rows = serving(stack, tree)
+            assert routed == {old}, (step, rows)
+            assert [r["release"] for r in rows] == [old], (step, rows)  # nothing left behind
+            assert get(port) == 200
+    assert clients.tally().failures == []

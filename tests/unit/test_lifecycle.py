@@ -12,7 +12,7 @@ from invoke import MockContext, Result
 from deploy import shell
 from deploy.deploy_locks import LocalLock, describe_holder
 from deploy.errors import DeployTimeout, Refused
-from deploy.lifecycle import confirm_reset
+from deploy.lifecycle import StepTimer, confirm_reset
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +174,33 @@ def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
                     "deploy: 40 expected table(s) verified",
                     f"deploy: {LIST_AT_MOST + 1} ai_ tables exist; list them with "
                     "`invoke check-tables --prefix ai_`"]
+
+
+def test_sigterm_unwinds_a_task_like_ctrl_c_and_names_the_signal():
+    import os
+    import signal
+
+    from deploy import cli
+
+    with pytest.raises(cli.Terminated) as info:
+        with cli.terminate_unwinds():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert isinstance(info.value, KeyboardInterrupt)  # psycopg cancels on the server for it
+    assert cli.interrupted_exit("deploy", info.value) == ("deploy: interrupted (SIGTERM)", 143)
+    assert cli.interrupted_exit("logs", KeyboardInterrupt()) == ("logs: interrupted (SIGINT)",
+                                                                 130)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored afterwards
+
+
+def test_a_step_stopped_by_a_signal_is_reported_as_interrupted():
+    said = []
+    timer = StepTimer(said.append)
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        timer.step("wait-healthy (new)", stopped)
+    assert said[0] == "==> wait-healthy (new)"
+    assert said[1].startswith("<== wait-healthy (new) INTERRUPTED after ")
