@@ -17,14 +17,13 @@ their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from deploy import compose, docker, health, proxy
+from deploy import compose, docker, health, proxy, revision
 from deploy.compose import ContainerState
 from deploy.errors import ConfigError, DeployError
 from deploy.lifecycle import Stack, StepTimer
@@ -39,37 +38,6 @@ BUILD_CONTEXT = "../.."
 DOCKERFILE = "backend/Dockerfile"
 
 Out = Callable[[str], None]
-
-
-# --- release identity ------------------------------------------------------------------
-
-
-def release_id(cwd: Path | None = None) -> str:
-    """The short git sha; with uncommitted changes ``<sha>-dirty-<hash of them>``, so a
-    dirty tree never passes for the commit, and two different dirty trees differ."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30)
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-    except OSError:
-        return "nogit"
-    sha = head.stdout.decode().strip().lower()
-    if head.returncode != 0 or not sha:
-        return "nogit"
-    status = git("status", "--porcelain", "--untracked-files=normal")
-    if not status.stdout.strip():
-        return sha
-    digest = hashlib.sha256(git("diff", "HEAD", "--binary").stdout)
-    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
-    for name in sorted(n for n in untracked if n):
-        digest.update(name + b"\0")
-        path = (cwd or Path.cwd()) / name.decode(errors="replace")
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            pass
-    return f"{sha}-dirty-{digest.hexdigest()[:8]}"
 
 
 # --- the backend image ------------------------------------------------------------------
@@ -94,21 +62,48 @@ def proxy_image(settings: Settings) -> str:
     return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
 
 
+def proxy_context(settings: Settings) -> PurePosixPath:
+    return PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+
+
+def proxy_source(settings: Settings) -> str:
+    """What the proxy image is built from, as a short hash: every file of its build context
+    here (haproxy.cfg, Dockerfile, entrypoint) and PROXY_IMAGE. Built images carry it as a
+    label, so an image made from another haproxy.cfg is never taken for this tree's."""
+    context = Path(str(proxy_context(settings)))
+    digest = hashlib.sha256(settings.proxy_image.encode() + b"\0")
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def build_proxy(stack: Stack) -> None:
     settings = stack.settings
-    context = PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+    context = proxy_context(settings)
+    # The source label only where the files are this machine's (a host has no copy here).
+    labels = {} if hasattr(stack.c, "forward_local") else {
+        docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
     stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
-                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels={}),
+                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels=labels),
               what="build proxy")
 
 
-def base_up(stack: Stack, build: bool) -> None:
+def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
     """postgres and the proxy, never the backend. A running proxy is recreated only when
     its image changed (haproxy.cfg or PROXY_IMAGE): Compose v1 would otherwise recreate it
-    whenever the release directory (its build context) moves, as it does on a host."""
-    if build or image_id(stack, proxy_image(stack.settings)) is None:
+    whenever the release directory (its build context) moves, as it does on a host.
+
+    ``may_build=False`` (a host: its images were shipped): a missing proxy image is an
+    error, never a build."""
+    ref = proxy_image(stack.settings)
+    built = None if build else image_id(stack, ref)
+    if built is None:
+        if not (build or may_build):
+            raise DeployError(f"proxy: no image {ref} on {stack.c.host}; the deploy ships it "
+                              "(nothing is built on a host)")
         build_proxy(stack)
-    built = image_id(stack, proxy_image(stack.settings))
+        built = image_id(stack, ref)
     running = [s for s in stack.states() if s.service == proxy.SERVICE and s.status == "running"]
     services = ["postgres"]
     if not running or any(s.image_id != built for s in running):
@@ -332,12 +327,14 @@ def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: floa
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
            release: str | None = None, database=None, schema: bool = True,
-           on_switch: Callable[[], None] | None = None) -> dict:
+           on_switch: Callable[[], None] | None = None, shipped: bool = False) -> dict:
     """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
 
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
     stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
-    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`)."""
+    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`).
+    ``shipped=True`` (a host): the images were shipped there; nothing is ever built, and
+    a missing image is an error."""
     from deploy.checks import check_tables, format_report
     from deploy.runner import migrate
 
@@ -346,9 +343,14 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     timer = StepTimer(out)
     policy = policy_for(settings)
     timer.step("docker", stack.check_docker)
-    release = release or release_id()
+    release = release or revision.revision().tag
     target = image(settings, release)
-    if build:
+    if shipped:
+        if image_id(stack, target) is None:
+            raise DeployError(f"no image {target} on {c.host}; a deploy ships it there "
+                              "before this step (nothing is built on a host)")
+        timer.step("postgres + proxy up", base_up, stack, False, False)
+    elif build:
         timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
                    stack, release)
     elif image_id(stack, target) is None:
