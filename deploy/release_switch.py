@@ -20,7 +20,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from deploy import compose, docker, health, proxy, revision
@@ -131,13 +131,19 @@ class Proxy:
     policy: proxy.DrainPolicy
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    _container: str | None = field(default=None, init=False, repr=False)
 
     def container(self) -> str:
-        running = [s for s in self.stack.states()
-                   if s.service == proxy.SERVICE and s.status == "running"]
-        if not running:
-            raise DeployError("proxy: the proxy service is not running (`invoke up` starts it)")
-        return running[0].id
+        """The running proxy container, looked up once: a deploy never recreates it after
+        this object exists (base_up comes first), and a restart keeps its ID."""
+        if self._container is None:
+            running = [s for s in self.stack.states()
+                       if s.service == proxy.SERVICE and s.status == "running"]
+            if not running:
+                raise DeployError("proxy: the proxy service is not running (`invoke up` "
+                                  "starts it)")
+            self._container = running[0].id
+        return self._container
 
     def call(self, command: str, what: str) -> str:
         result = self.stack.run(proxy.api(self.container(), command), check=False)
@@ -345,11 +351,16 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     timer.step("docker", stack.check_docker)
     release = release or revision.revision().tag
     target = image(settings, release)
+    # A rollback on a host whose base services are fine touches the backend only.
+    skip_base = shipped and not schema and _base_ready(stack)
     if shipped:
         if image_id(stack, target) is None:
             raise DeployError(f"no image {target} on {c.host}; a deploy ships it there "
                               "before this step (nothing is built on a host)")
-        timer.step("postgres + proxy up", base_up, stack, False, False)
+        if skip_base:
+            out("   postgres and the proxy are up and healthy: only the backend changes")
+        else:
+            timer.step("postgres + proxy up", base_up, stack, False, False)
     elif build:
         timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
                    stack, release)
@@ -365,8 +376,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         timer.step("postgres + proxy up", base_up, stack, build)
     else:
         timer.step("postgres + proxy up", base_up, stack, build)
-    timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
-               settings.health_timeout)
+    if not skip_base:
+        timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack,
+                   BASE_SERVICES, settings.health_timeout)
     db = database or (lambda: nullcontext(settings))
     result = None
     if schema:
@@ -428,6 +440,16 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
             "total": result.total_applied if result else 0, "release": release}
+
+
+def _base_ready(stack: Stack) -> bool:
+    """A rollback's shortcut: postgres and the proxy running and healthy, the proxy on the
+    image the host has for it (a rollback never changes either)."""
+    states = [s for s in stack.states() if s.service in BASE_SERVICES and not s.one_off]
+    proxy_id = image_id(stack, proxy_image(stack.settings))
+    return ({s.service for s in states} == set(BASE_SERVICES)
+            and all(s.status == "running" and health.is_ready(s) for s in states)
+            and all(s.image_id == proxy_id for s in states if s.service == proxy.SERVICE))
 
 
 def _build_and_base_up(stack: Stack, release: str) -> None:
