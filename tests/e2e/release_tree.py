@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import ROOT
 
-COPIED = ("deploy", "migrations", "tasks.py", ".dockerignore", "pyproject.toml")
+COPIED = ("deploy", "migrations", "tasks.py", "fabfile.py", ".dockerignore", "pyproject.toml")
 
 
 class ReleaseTree:
