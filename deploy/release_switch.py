@@ -47,14 +47,15 @@ def image(settings: Settings, tag: str) -> str:
     return f"{settings.backend_image}:{tag}"
 
 
-def build_backend(stack: Stack, release: str, hide: bool = False) -> None:
+def build_backend(stack: Stack, release: str, hide: bool = False,
+                  no_cache: bool = False) -> None:
     settings = stack.settings
     compose_dir = PurePosixPath(str(settings.compose_file)).parent
     argv = docker.build(
         image(settings, release), str(compose_dir / DOCKERFILE),
         str(compose_dir / BUILD_CONTEXT),
         build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
-        labels={docker.RELEASE_LABEL: release})
+        labels={docker.RELEASE_LABEL: release}, no_cache=no_cache)
     stack.run(argv, hide=hide, what="build")
 
 

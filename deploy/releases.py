@@ -291,19 +291,27 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
     return target
 
 
+_LIST_MIGRATIONS = 'ls -1 "$1" 2>/dev/null; echo "--"; ls -1 "$2" 2>/dev/null; true'
+
+
 def _rollback_notes(c, settings: Settings, newer: str, older: str) -> list:
+    """The `-- ROLLBACK:` notes of the migrations `newer` has and `older` lacks (one command
+    lists both; the files are read only when there are such migrations)."""
     from deploy.migrations import parse_file
 
     root = PurePosixPath(settings.deploy_path) / "releases"
+    listing = shell.run(c, ["sh", "-c", _LIST_MIGRATIONS, "sh",
+                            str(root / newer / "migrations"), str(root / older / "migrations")],
+                        check=False).stdout
+    new_part, _, old_part = listing.partition("--")
 
-    def files(release: str) -> set[str]:
-        out = shell.run(c, ["ls", "-1", str(root / release / "migrations")], check=False)
-        return {n for n in out.stdout.split() if n.endswith(".sql")}
+    def sql(text: str) -> set[str]:
+        return {n for n in text.split() if n.endswith(".sql")}
 
-    added = sorted(files(newer) - files(older), key=lambda n: int(n.split("_")[0])
+    added = sorted(sql(new_part) - sql(old_part), key=lambda n: int(n.split("_")[0])
                    if n.split("_")[0].isdigit() else -1)
     notes = []
-    sftp = c.sftp()
+    sftp = c.sftp() if added else None
     for name in added:
         path = root / newer / "migrations" / name
         with sftp.open(str(path), "r") as fh:
