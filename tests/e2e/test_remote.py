@@ -5,10 +5,10 @@ access (tests/e2e/netns.py). Whatever runs there after a deploy came from here.
 h1 uses the shared settings; h2 has an overlay with its own Compose project name and
 ports (tests/e2e/fleet_rig.py). The tests run in file order and build on each other:
 
-    1. fab deploy, both hosts (first release)      5. dirty tree refused; --allow-dirty; lock
-    2. a code-only change, --parallel 2            6. a failing first host stops the rollout
-    3. rollback of h1 under load                   7. rolling deploy under load on both hosts
-    4. --no-build without the image                8. … plain `fab up`, host keys, secrets
+    1. fab deploy, both hosts (first release)   5. dirty tree refused; --allow-dirty; lock
+    2. a code-only change, --parallel 2         6. a failing first host stops the rollout
+    3. rollback of h1 under load                7. rolling deploy under load on both hosts
+    4. --no-build without the image             8. plain `fab up`, host keys, secrets
 """
 
 from __future__ import annotations
@@ -196,12 +196,15 @@ def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_th
     h2, addr = fleet.hosts[1], fleet.names[1]
     app = fleet.tree.path / "deploy/stack/backend/app.py"
     app.write_text(app.read_text() + "# not committed\n")
+    (fleet.tree.path / "migrations/024_fleet_notes.sql").write_text(
+        "-- ROLLBACK: DROP TABLE IF EXISTS fleet_notes;\n"
+        "CREATE TABLE IF NOT EXISTS fleet_notes (id INTEGER PRIMARY KEY);\n")
     releases = fleet.releases(h2)
     refused = fleet.invoke("deploy", "--hosts", fleet.spec(h2))
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert (f"deploy: refusing to ship uncommitted changes to hosts: the working tree differs "
-            f"from commit {fleet.tree.sha} in 1 file(s) (deploy/stack/backend/app.py)"
-            in refused.stderr)
+            f"from commit {fleet.tree.sha} in 2 file(s) (deploy/stack/backend/app.py, "
+            "migrations/024_fleet_notes.sql)" in refused.stderr)
     assert "or pass --allow-dirty to ship this tree as " in refused.stderr
     assert fleet.releases(h2) == releases
 
@@ -230,6 +233,13 @@ def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_th
     assert RELEASE_RE.match(dirty) and fleet.releases(h2) == [*releases, dirty]
     assert "deploy: --allow-dirty: shipping this tree as " in out
     fleet.tree.commit("the change that was shipped dirty")
+    # Back to the release before it: the schema stays, and its documented undo is shown.
+    back = fleet.invoke("rollback", "--hosts", fleet.spec(h2))
+    ok(back)
+    assert fleet.current(h2) == releases[-1]
+    assert (f"[{addr}] rollback: documented undo (-- ROLLBACK:) of the migrations added since:\n"
+            f"[{addr}]    024_fleet_notes.sql: DROP TABLE IF EXISTS fleet_notes;\n"
+            in back.stdout), back.stdout
 
 
 def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_serving(fleet):
