@@ -146,6 +146,12 @@ class Proxy:
             self._container = running[0].id
         return self._container
 
+    def remember(self, states: list[ContainerState]) -> None:
+        """Take the proxy container from states just read (one query fewer)."""
+        running = [s for s in states if s.service == proxy.SERVICE and s.status == "running"]
+        if running and self._container is None:
+            self._container = running[0].id
+
     def call(self, command: str, what: str) -> str:
         result = self.stack.run(proxy.api(self.container(), command), check=False)
         if result.exited != 0:
@@ -349,11 +355,13 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     stack = Stack(c, settings, out, stream)
     timer = StepTimer(out)
     policy = policy_for(settings)
-    timer.step("docker", stack.check_docker)
+    if not shipped:  # shipping (or a rollback's listing) has talked to the engine already
+        timer.step("docker", stack.check_docker)
     release = release or revision.revision().tag
     target = image(settings, release)
     # A rollback on a host whose base services are fine touches the backend only.
-    skip_base = shipped and not schema and _base_ready(stack)
+    states = stack.states() if shipped and not schema else None
+    skip_base = states is not None and _base_ready(stack, states)
     if shipped:
         if image_id(stack, target) is None:
             raise DeployError(f"no image {target} on {c.host}; a deploy ships it there "
@@ -388,7 +396,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
                                 wait=30.0, out=out)
 
     switcher = Proxy(stack, policy)
-    serving, leftovers = classify(stack.states(), switcher.servers())
+    states = states if skip_base else stack.states()  # nothing changed since, if skipped
+    switcher.remember(states)
+    serving, leftovers = classify(states, switcher.servers())
     if leftovers:
         out(f"   removing {len(leftovers)} backend container(s) of an unfinished deploy: "
             + ", ".join(s.name for s in leftovers))
@@ -401,7 +411,7 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     try:
         timer.step(f"tag {LIVE}", stack.run, docker.tag(target, image(settings, LIVE)),
                    what="tag")
-        before = {s.id for s in backends(stack.states())}
+        before = {s.id for s in serving}  # the leftovers are gone: only these remain
         timer.step(f"start new ({count} beside {len(serving)} old)", stack.run,
                    compose.scale_up(stack.compose, BACKEND, len(serving) + count),
                    hide=False, what="start new")
@@ -443,10 +453,10 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
             "total": result.total_applied if result else 0, "release": release}
 
 
-def _base_ready(stack: Stack) -> bool:
+def _base_ready(stack: Stack, states: list[ContainerState]) -> bool:
     """A rollback's shortcut: postgres and the proxy running and healthy, the proxy on the
     image the host has for it (a rollback never changes either)."""
-    states = [s for s in stack.states() if s.service in BASE_SERVICES and not s.one_off]
+    states = [s for s in states if s.service in BASE_SERVICES and not s.one_off]
     proxy_id = image_id(stack, proxy_image(stack.settings))
     return ({s.service for s in states} == set(BASE_SERVICES)
             and all(s.status == "running" and health.is_ready(s) for s in states)

@@ -238,9 +238,8 @@ def release_images(c, settings: Settings, state: HostReleases | None = None
                    ) -> list[ReleaseImage]:
     """Each release kept on the host with its backend image and that image's ID there."""
     state = state or list_releases(c, settings)
-    listing = shell.run(c, images.list_tags(settings.backend_image), what="image list",
-                        check=False)
-    ids = dict(images.parse_tags(listing.stdout)) if listing.exited == 0 else {}
+    listing = shell.run(c, images.list_tags(settings.backend_image), what="image list")
+    ids = dict(images.parse_tags(listing.stdout))
     live = ids.get(images.LIVE)
     rows = []
     for name in state.names:
