@@ -346,8 +346,8 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
     stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
     nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`).
-    ``shipped=True`` (a host): the images were shipped there; nothing is ever built, and
-    a missing image is an error."""
+    ``shipped=True`` (a host): the caller made sure the images are there (shipping.ship
+    verifies them by ID, a rollback lists them); nothing is ever built."""
     from deploy.checks import check_tables, format_report
     from deploy.runner import migrate
 
@@ -363,9 +363,6 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     states = stack.states() if shipped and not schema else None
     skip_base = states is not None and _base_ready(stack, states)
     if shipped:
-        if image_id(stack, target) is None:
-            raise DeployError(f"no image {target} on {c.host}; a deploy ships it there "
-                              "before this step (nothing is built on a host)")
         if skip_base:
             out("   postgres and the proxy are up and healthy: only the backend changes")
         else:
