@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--dry-run", action="store_true", help="print the plan, apply nothing")
     migrate.add_argument("--accept-drift", action="store_true",
                          help="record changed checksums and apply out-of-order files")
+    migrate.add_argument("--allow-ahead", action="store_true",
+                         help="history rows above every file here (applied by a newer "
+                              "release, as after a rollback) are not drift")
 
     status = sub.add_parser("migrate-status", help="every file: applied/pending/changed/missing")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -49,7 +52,8 @@ def run(argv: list[str]) -> int:
         from deploy.runner import migrate
 
         migrate(settings, wait=args.wait, lock_timeout=args.lock_timeout,
-                dry_run=args.dry_run, accept_drift=args.accept_drift)
+                dry_run=args.dry_run, accept_drift=args.accept_drift,
+                allow_ahead=args.allow_ahead)
         return 0
     if args.command == "migrate-status":
         from deploy.runner import format_status, status

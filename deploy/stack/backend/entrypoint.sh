@@ -6,7 +6,9 @@
 #   2. exec the server, so it replaces this shell and gets the stop signal (Compose's
 #      `init: true` puts tini in front of it as PID 1).
 # A failed migration stops the container with the runner's exit code: it never serves
-# traffic on a schema older than its code.
+# traffic on a schema older than its code. A schema newer than its code (migrations a
+# newer release applied, as after `invoke rollback`) is fine: every migration keeps the
+# release before it working (README, "Deploy-safe migrations"), so --allow-ahead.
 set -eu
 
 if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
@@ -15,9 +17,9 @@ if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
     exit 1
 fi
 
-echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60)"
+echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60 --allow-ahead)"
 status=0
-python3 -m deploy migrate --wait 60 || status=$?
+python3 -m deploy migrate --wait 60 --allow-ahead || status=$?
 if [ "$status" -ne 0 ]; then
     echo "backend: migrations failed (exit $status); not starting the server" >&2
     exit "$status"
