@@ -24,7 +24,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="give up waiting for another runner's lock after SECONDS (60)")
     migrate.add_argument("--dry-run", action="store_true", help="print the plan, apply nothing")
     migrate.add_argument("--accept-drift", action="store_true",
-                         help="record changed checksums and apply out-of-order files")
+                         help="record changed checksums, keep rows of deleted files (marked "
+                              "removed), apply out-of-order files")
+    migrate.add_argument("--migration-lock-timeout", type=float, default=None, metavar="SECONDS",
+                         help="how long each statement may wait for a table lock "
+                              "(MIGRATION_LOCK_TIMEOUT, 0.5)")
+    migrate.add_argument("--lock-retries", type=int, default=None, metavar="N",
+                         help="retries of a file that timed out on a lock (MIGRATION_LOCK_RETRIES, "
+                              "10)")
+    migrate.add_argument("--lock-budget", type=float, default=None, metavar="SECONDS",
+                         help="all attempts of one file together (MIGRATION_LOCK_BUDGET, 60)")
+    migrate.add_argument("--statement-timeout", type=float, default=None, metavar="SECONDS",
+                         help="end any statement running longer (MIGRATION_STATEMENT_TIMEOUT; "
+                              "default none)")
     migrate.add_argument("--allow-ahead", action="store_true",
                          help="history rows above every file here (applied by a newer "
                               "release, as after a rollback) are not drift")
@@ -49,8 +61,11 @@ def run(argv: list[str]) -> int:
 
     settings = load_settings()
     if args.command == "migrate":
-        from deploy.runner import migrate
+        from deploy.runner import migrate, with_flags
 
+        settings = with_flags(settings, migration_lock_timeout=args.migration_lock_timeout,
+                              lock_retries=args.lock_retries, lock_budget=args.lock_budget,
+                              statement_timeout=args.statement_timeout)
         migrate(settings, wait=args.wait, lock_timeout=args.lock_timeout,
                 dry_run=args.dry_run, accept_drift=args.accept_drift,
                 allow_ahead=args.allow_ahead)

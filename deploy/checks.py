@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import database as db
+from deploy.dberrors import translated
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
 from deploy.migrations import Migration, discover
 
@@ -76,7 +77,8 @@ def check_tables(url: str, migrations_dir: Path, *, prefix: str | None, schema: 
     if not schema:
         raise ConfigError("--schema: must not be empty")
     wanted = expected_tables(discover(migrations_dir), schema) if expected else None
-    with db.connect(url, application_name="deploy check-tables", wait=wait) as conn:
+    with translated("check-tables", schema, url), \
+            db.connect(url, application_name="deploy check-tables", wait=wait) as conn:
         if not db.schema_exists(conn, schema):
             raise ConfigError(f"--schema: schema {schema!r} does not exist in the database")
         tables = db.list_tables(conn, schema, prefix or "")
@@ -111,6 +113,7 @@ def format_report(report: TablesReport) -> tuple[list[str], CheckFailed | None]:
     lines.append(f"{len(report.expected) - len(missing)} of {len(report.expected)} expected "
                  f"table(s) exist in schema {report.schema}")
     if missing:
-        names = ", ".join(f"{e['table']} ({e['file']})" for e in missing)
-        return lines, CheckFailed(f"check-tables: missing table(s): {names}")
+        names = "\n".join(f"  {e['table']} (created by {e['file']})" for e in missing)
+        return lines, CheckFailed(f"check-tables: {len(missing)} expected table(s) missing in "
+                                  f"schema {report.schema}:\n{names}")
     return lines, None

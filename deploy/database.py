@@ -1,4 +1,8 @@
-"""psycopg: connect/wait, advisory lock, history table, apply, table inventory."""
+"""psycopg: connect/wait, history table, apply, indexes, table inventory.
+
+The migration lock and lock-wait sampling are in deploy/locks.py; turning psycopg errors
+into the project's errors in deploy/dberrors.py.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,21 @@ import getpass
 import os
 import socket
 import time
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
 
-from deploy.errors import DeployError, DeployTimeout, MigrationError
+from deploy.errors import ConfigError, DeployError, DeployTimeout, MigrationError
 from deploy.migrations import HistoryRow, Migration
+from deploy.policy import CLIENT_KEEPALIVES
 from deploy.settings import redact, redact_url
 
-LOCK_CLASS = 0x6D696772  # "migr": the first key of our two-int advisory lock
-LOCK_POLL = 0.1
 # Connection errors that waiting will not fix: fail at once instead of retrying for --wait.
 _PERMANENT = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
-              "invalid sslmode", "invalid connection option", "invalid URI")
+              "invalid sslmode", "invalid connection option", "invalid URI",
+              "permission denied")
 
 
 class DatabaseUnavailable(DeployError):
@@ -53,6 +55,17 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _hint(reason: str) -> str:
+    if "password authentication failed" in reason:
+        return ("; check the password (POSTGRES_PASSWORD, or DATABASE_URL when set): a stack's "
+                "database keeps the password it was first created with")
+    if "does not exist" in reason:
+        return "; check POSTGRES_USER/POSTGRES_DB (or DATABASE_URL when set)"
+    if "no pg_hba.conf entry" in reason:
+        return "; the server's pg_hba.conf does not let this user in from here"
+    return "; check DATABASE_URL"
+
+
 def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
             clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep) -> psycopg.Connection:
@@ -65,12 +78,19 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
         try:
             return psycopg.connect(
                 url, autocommit=True, application_name=application_name[:63],
-                connect_timeout=max(2, min(10, int(remaining) + 1)),
+                connect_timeout=max(2, min(10, int(remaining) + 1)), **CLIENT_KEEPALIVES,
             )
         except psycopg.Error as exc:
             reason = _clean(exc, url)
-            permanent = any(word in reason for word in _PERMANENT)
-            if wait <= 0 or permanent:
+            if "permission denied for database" in reason:
+                from deploy.dberrors import connect_refused
+
+                raise connect_refused(reason, url) from None
+            if any(word in reason for word in _PERMANENT):
+                # Waiting will not fix these: the settings are wrong (exit 2).
+                raise ConfigError(f"database: cannot connect to {redact_url(url)}: {reason}"
+                                  f"{_hint(reason)}") from None
+            if wait <= 0:
                 raise DatabaseUnavailable(
                     f"database: cannot connect to {redact_url(url)}: {reason}"
                 ) from None
@@ -82,66 +102,6 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
         # One last attempt lands on the deadline rather than giving up early.
         sleep(max(0.0, min(delay, deadline - clock())))
         delay = min(delay * 2, 2.0)
-
-
-def lock_key(table: str) -> int:
-    return zlib.crc32(table.encode()) & 0x7FFFFFFF
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    pid: int
-    application_name: str
-    user: str
-    client: str | None
-    since: object
-
-    def __str__(self) -> str:
-        where = f" from {self.client}" if self.client else ""
-        return (f"pid {self.pid} (application_name {self.application_name!r}, user "
-                f"{self.user}{where}, holding it since {self.since})")
-
-
-def lock_holder(conn: psycopg.Connection, key: int) -> LockHolder | None:
-    row = conn.execute(
-        """
-        SELECT a.pid, a.application_name, a.usename, a.client_addr::text,
-               date_trunc('second', a.state_change)
-        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-          AND l.classid::bigint = %s AND l.objid::bigint = %s
-        """,
-        (LOCK_CLASS, key),
-    ).fetchone()
-    return LockHolder(*row) if row else None
-
-
-@contextmanager
-def advisory_lock(url: str, table: str, *, timeout: float,
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
-    """Hold the migration lock on a dedicated connection; closing it releases the lock.
-
-    A dedicated connection because a no-transaction file runs in autocommit on the main
-    one, and because a killed runner's session (and so its lock) dies with its socket.
-    """
-    key = lock_key(table)
-    conn = connect(url, application_name=f"deploy migrate lock {applied_by()} pid {os.getpid()}")
-    try:
-        deadline = clock() + timeout
-        try_lock = "SELECT pg_try_advisory_lock(%s, %s)"
-        while not conn.execute(try_lock, (LOCK_CLASS, key)).fetchone()[0]:
-            if clock() >= deadline:
-                holder = lock_holder(conn, key)
-                who = str(holder) if holder else "a session that has since let go"
-                raise DeployTimeout(
-                    f"lock: waited {timeout:g}s for the migration lock on {table}; "
-                    f"it is held by {who}"
-                )
-            sleep(LOCK_POLL)
-        yield
-    finally:
-        conn.close()
 
 
 def _table_ident(table: str) -> sql.Identifier:
@@ -164,7 +124,10 @@ def history_columns(conn: psycopg.Connection, table: str) -> set[str] | None:
     return columns or None
 
 
-HISTORY_COLUMNS = {"checksum": "TEXT", "execution_ms": "INTEGER", "applied_by": "TEXT"}
+# Columns added to a history table that lacks them (the legacy one, or an older version's).
+# missing_accepted_at: set by `migrate --accept-drift` on the row of a file that was deleted.
+HISTORY_COLUMNS = {"checksum": "TEXT", "execution_ms": "INTEGER", "applied_by": "TEXT",
+                   "missing_accepted_at": "TIMESTAMPTZ"}
 
 
 def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
@@ -179,7 +142,8 @@ def ensure_history_table(conn: psycopg.Connection, table: str) -> list[str]:
             " checksum TEXT,"
             " executed_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
             " execution_ms INTEGER,"
-            " applied_by TEXT)"
+            " applied_by TEXT,"
+            " missing_accepted_at TIMESTAMPTZ)"
         ).format(ident))
         return [f"created history table {table}"]
     missing = [name for name in HISTORY_COLUMNS if name not in columns]
@@ -203,7 +167,8 @@ def read_history(conn: psycopg.Connection, table: str,
         return []
     select = sql.SQL(", ").join(
         sql.Identifier(name) if name in columns else sql.SQL("NULL")
-        for name in ("filename", "checksum", "executed_at", "execution_ms", "applied_by")
+        for name in ("filename", "checksum", "executed_at", "execution_ms", "applied_by",
+                     "missing_accepted_at")
     )
     order = "executed_at, filename" if "executed_at" in columns else "filename"
     rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY " + order).format(
@@ -217,6 +182,12 @@ def record_checksums(conn: psycopg.Connection, table: str,
         for m in migrations:
             conn.execute(sql.SQL("UPDATE {} SET checksum = %s WHERE filename = %s").format(
                 _table_ident(table)), (m.checksum, m.filename))
+
+
+def accept_missing(conn: psycopg.Connection, table: str, filenames: list[str]) -> None:
+    """Record that these rows' files were deleted on purpose: no longer drift."""
+    conn.execute(sql.SQL("UPDATE {} SET missing_accepted_at = now() WHERE filename = ANY(%s)"
+                         ).format(_table_ident(table)), (filenames,))
 
 
 def delete_history_row(conn: psycopg.Connection, table: str, filename: str) -> int:
@@ -264,41 +235,107 @@ class ApplyFailed(Exception):
         self.statement_offset = statement_offset
 
 
+def _history_insert(conn: psycopg.Connection, table: str, m: Migration, who: str,
+                    ms: int | None = None) -> str:
+    # execution_ms: given, or measured by the server from the message's receipt.
+    took = (sql.Literal(ms) if ms is not None else sql.SQL(
+        "round(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::int"))
+    return sql.SQL(
+        "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES ({}, {}, {}, {})"
+    ).format(_table_ident(table), sql.Literal(m.filename), sql.Literal(m.checksum), took,
+             sql.Literal(who)).as_string(conn)
+
+
 def apply_migration(conn: psycopg.Connection, m: Migration, table: str, who: str,
-                    split: Callable[[str], list] | None = None) -> int:
-    """Apply one file with its history row; return milliseconds. Raises ApplyFailed."""
+                    replace_row: bool = False) -> int:
+    """Apply one transactional file with its history row; return milliseconds.
+
+    replace_row: delete the file's existing row in the same transaction (redo-migration).
+    Raises ApplyFailed.
+    """
     start = time.perf_counter()
-    if m.transactional:
-        # The file and its history row as ONE simple-query message: PostgreSQL runs the
-        # statements of such a message as one implicit transaction, so either both commit
-        # or neither does, in a single round trip (4 with BEGIN/file/INSERT/COMMIT).
-        # No parameters, so the file runs as written and error positions are file offsets;
-        # the row's execution_ms is measured by the server, from message receipt.
-        record = sql.SQL(
-            "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES "
-            "({}, {}, round(extract(epoch FROM clock_timestamp() - statement_timestamp())"
-            " * 1000)::int, {})"
-        ).format(_table_ident(table), sql.Literal(m.filename), sql.Literal(m.checksum),
-                 sql.Literal(who)).as_string(conn)
-        try:
-            # "\n;" ends a last statement without a semicolon, or a trailing -- comment.
-            conn.execute(m.text + "\n;\n" + record)
-        except psycopg.Error as exc:
-            failure = _failure(exc)
-            if failure.offset is not None and failure.offset >= len(m.text):
-                failure = replace(failure, offset=None)  # inside our INSERT, not the file
-            raise ApplyFailed(failure) from None
-        return round((time.perf_counter() - start) * 1000)
-    for statement in split(m.text):
-        try:
-            conn.execute(statement.text)
-        except psycopg.Error as exc:
-            raise ApplyFailed(_failure(exc, statement.start), statement.start) from None
-    ms = round((time.perf_counter() - start) * 1000)
-    conn.execute(sql.SQL(
-        "INSERT INTO {} (filename, checksum, execution_ms, applied_by) VALUES (%s, %s, %s, %s)"
-    ).format(_table_ident(table)), (m.filename, m.checksum, ms, who))
-    return ms
+    # The file and its history row as ONE simple-query message: PostgreSQL runs the
+    # statements of such a message as one implicit transaction, so either both commit
+    # or neither does, in a single round trip (4 with BEGIN/file/INSERT/COMMIT).
+    # No parameters, so the file runs as written and error positions are file offsets;
+    # the row's execution_ms is measured by the server, from message receipt.
+    record = _history_insert(conn, table, m, who)
+    if replace_row:
+        record = sql.SQL("DELETE FROM {} WHERE filename = {};\n").format(
+            _table_ident(table), sql.Literal(m.filename)).as_string(conn) + record
+    try:
+        # "\n;" ends a last statement without a semicolon, or a trailing -- comment.
+        conn.execute(m.text + "\n;\n" + record)
+    except psycopg.Error as exc:
+        failure = _failure(exc)
+        if failure.offset is not None and failure.offset >= len(m.text):
+            failure = replace(failure, offset=None)  # inside our INSERT, not the file
+        raise ApplyFailed(failure) from None
+    return round((time.perf_counter() - start) * 1000)
+
+
+def run_statement(conn: psycopg.Connection, text: str, start: int) -> None:
+    """One statement of a no-transaction file (autocommit). Raises ApplyFailed."""
+    try:
+        conn.execute(text)
+    except psycopg.Error as exc:
+        raise ApplyFailed(_failure(exc, start), start) from None
+
+
+def record_applied(conn: psycopg.Connection, table: str, m: Migration, who: str,
+                   ms: int) -> None:
+    """The history row of a no-transaction file, once all its statements ran."""
+    try:
+        conn.execute(_history_insert(conn, table, m, who, ms))
+    except psycopg.Error as exc:
+        raise ApplyFailed(_failure(exc)) from None
+
+
+def session_sql(conn: psycopg.Connection, settings: list[tuple[str, str]]) -> str:
+    """SET statements for (name, value) pairs, as one string."""
+    return "; ".join(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+                     .as_string(conn) for name, value in settings)
+
+
+def set_lock_timeout(conn: psycopg.Connection, value: str) -> None:
+    """Raises ApplyFailed, like the statements it surrounds (a cancel may land on it)."""
+    try:
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(value)))
+    except psycopg.Error as exc:
+        raise ApplyFailed(_failure(exc)) from None
+
+
+@dataclass(frozen=True)
+class IndexState:
+    name: str  # schema-qualified as regclass prints it
+    valid: bool
+    building_pid: int | None  # a session building it right now (pg_stat_progress_create_index)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def index_state(conn: psycopg.Connection, schema: str | None, table: str,
+                index: str) -> IndexState | None:
+    """The index `index` in the schema of `table` (as the search path resolves it)."""
+    target = (quote_ident(schema) + "." if schema else "") + quote_ident(table)
+    row = conn.execute(
+        """
+        SELECT c.oid::regclass::text, i.indisvalid,
+               (SELECT p.pid FROM pg_stat_progress_create_index p
+                WHERE p.index_relid = c.oid LIMIT 1)
+        FROM pg_class t
+        JOIN pg_class c ON c.relnamespace = t.relnamespace AND c.relname = %s
+        JOIN pg_index i ON i.indexrelid = c.oid
+        WHERE t.oid = to_regclass(%s)
+        """, (index, target)).fetchone()
+    return IndexState(*row) if row else None
+
+
+def drop_index_concurrently(conn: psycopg.Connection, name: str) -> None:
+    # name is regclass's own output (IndexState.name): already quoted where needed.
+    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.SQL(name)))
 
 
 def locate_failed_statement(conn: psycopg.Connection, m: Migration,

@@ -276,12 +276,30 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> di
     return summary
 
 
+# Up to this many names are listed after a deploy; more are counted, with the command.
+LIST_AT_MOST = 40
+
+
 def print_summary(summary: dict, out: Out) -> None:
-    if summary["applied"]:
-        out(f"deploy: migrations applied: {', '.join(summary['applied'])}")
+    """What the deploy did to the schema, one item per line: never a 700-character line."""
+    applied = summary["applied"]
+    if applied:
+        out(f"deploy: migrations applied ({len(applied)}):")
+        for name in applied:
+            out(f"   {name}")
     else:
         out("deploy: migrations applied: none (schema already up to date)")
     out(f"deploy: {summary['tables']} expected table(s) verified")
+    ai = summary.get("ai_tables") or []
+    if len(ai) > LIST_AT_MOST:
+        out(f"deploy: {len(ai)} ai_ tables exist; list them with "
+            "`invoke check-tables --prefix ai_`")
+    elif ai:
+        import textwrap
+
+        out(f"deploy: {len(ai)} ai_ table(s) exist:")
+        for line in textwrap.wrap(", ".join(ai), width=88):
+            out(f"   {line}")
 
 
 def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,

@@ -38,6 +38,7 @@ class HistoryRow:
     executed_at: datetime | None = None
     execution_ms: int | None = None
     applied_by: str | None = None
+    missing_accepted_at: datetime | None = None  # its file's deletion was accepted
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Plan:
     ahead: list[HistoryRow] = field(default_factory=list)
     out_of_order: list[Migration] = field(default_factory=list)
     unrecorded: list[tuple[Migration, HistoryRow]] = field(default_factory=list)
+    removed: list[HistoryRow] = field(default_factory=list)  # file gone, accepted: not drift
     last_applied_version: int | None = None
 
     @property
@@ -95,10 +97,13 @@ def checksum(data: bytes) -> str:
 def parse_file(path: Path, data: bytes) -> Migration:
     """One file's bytes → Migration; InvalidMigrations names the file and line."""
     name = path.name
+    def shown() -> str:  # only on errors: resolving paths costs at 5,000 files
+        return display_path(path)
+
     match = FILENAME_RE.match(name)
     if not match:
         raise InvalidMigrations(
-            f"{path}: file name must look like NNN_lower_snake_name.sql "
+            f"{shown()}: file name must look like NNN_lower_snake_name.sql "
             f"(digits, '_', then a-z, 0-9 and '_')"
         )
     try:
@@ -106,13 +111,13 @@ def parse_file(path: Path, data: bytes) -> Migration:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InvalidMigrations(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset "
+            f"{shown()}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset "
             f"{exc.start}); save the file as UTF-8"
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not _has_sql(text):
-        raise InvalidMigrations(f"{path}: empty file (no SQL, only blank lines or comments)")
+        raise InvalidMigrations(f"{shown()}: empty file (no SQL, only blank lines or comments)")
     transactional = True
     in_header = True
     rollback = []
@@ -124,12 +129,12 @@ def parse_file(path: Path, data: bytes) -> Migration:
             value = directive.group(1)
             if not in_header:
                 raise InvalidMigrations(
-                    f"{path}:{lineno}: '-- migrate:' directives belong in the comments "
+                    f"{shown()}:{lineno}: '-- migrate:' directives belong in the comments "
                     "before the first statement"
                 )
             if value not in DIRECTIVE_VALUES:
                 raise InvalidMigrations(
-                    f"{path}:{lineno}: unknown directive value {value!r} "
+                    f"{shown()}:{lineno}: unknown directive value {value!r} "
                     f"(expected one of: {', '.join(DIRECTIVE_VALUES)})"
                 )
             transactional = value == "transaction"
@@ -160,7 +165,7 @@ def _has_sql(text: str) -> bool:
 def discover(directory: Path) -> list[Migration]:
     """Every migration in directory, ordered by integer prefix; all problems at once."""
     if not directory.is_dir():
-        raise ConfigError(f"MIGRATIONS_DIR: {directory} is not a directory")
+        raise ConfigError(f"MIGRATIONS_DIR: {display_path(directory)} is not a directory")
     problems: list[str] = []
     migrations: list[Migration] = []
     # scandir and plain open(): at 5,000 files, Path.iterdir/is_file/read_bytes cost ~70 ms.
@@ -180,7 +185,8 @@ def discover(directory: Path) -> list[Migration]:
     for version, group in sorted(by_version.items()):
         if len(group) > 1:
             names = ", ".join(m.filename for m in group)
-            problems.append(f"{directory}: number {version} is used by more than one file: {names}")
+            problems.append(f"{display_path(directory)}: number {version} is used by more than "
+                            f"one file: {names}")
     if problems:
         count = f"{len(problems)} invalid migration file{'s' if len(problems) > 1 else ''}"
         raise InvalidMigrations(f"{count}; nothing was applied:\n" + "\n".join(problems))
@@ -214,20 +220,28 @@ def plan_migrations(migrations: list[Migration], history: list[HistoryRow],
             plan.pending.append(m)
             if last is not None and m.version < last:
                 plan.out_of_order.append(m)
-    gone = [row for row in history if row.filename not in on_disk]
     newest = max((m.version for m in migrations), default=None)
 
     def newer(row: HistoryRow) -> bool:
         match = FILENAME_RE.match(row.filename)
         return bool(match) and (newest is None or int(match.group(1)) > newest)
 
-    plan.ahead = [row for row in gone if allow_ahead and newer(row)]
-    plan.missing = [row for row in gone if row not in plan.ahead]
+    for row in history:
+        if row.filename not in on_disk:
+            if row.missing_accepted_at:
+                plan.removed.append(row)
+            elif allow_ahead and newer(row):
+                plan.ahead.append(row)
+            else:
+                plan.missing.append(row)
     return plan
 
 
 def status_rows(migrations: list[Migration], plan: Plan) -> list[dict]:
-    """One row per file (in order), then one per history row without a file."""
+    """One row per file (in order), then one per history row without a file.
+
+    checksum is the file's now, recorded_checksum the history's: both differ for "changed";
+    "missing" rows (file gone: drift) and "removed" ones (gone, accepted) have no file."""
     rows_by_name = {m.filename: (m, "applied", row) for m, row in plan.applied}
     rows_by_name |= {m.filename: (m, "applied", row) for m, row in plan.unrecorded}
     rows_by_name |= {m.filename: (m, "changed", row) for m, row in plan.changed}
@@ -244,17 +258,25 @@ def status_rows(migrations: list[Migration], plan: Plan) -> list[dict]:
             "execution_ms": row.execution_ms if row else None,
             "applied_by": row.applied_by if row else None,
             "checksum": m.checksum,
+            "recorded_checksum": row.checksum if row else None,
         })
-    for row in plan.missing:
+    gone = [(row, "missing") for row in plan.missing] + [(row, "removed") for row in plan.removed]
+    for row, state in sorted(gone, key=lambda item: _version(item[0].filename)):
         rows.append({
             "filename": row.filename,
-            "state": "missing",
+            "state": state,
             "executed_at": row.executed_at.isoformat() if row.executed_at else None,
             "execution_ms": row.execution_ms,
             "applied_by": row.applied_by,
-            "checksum": row.checksum,
+            "checksum": None,
+            "recorded_checksum": row.checksum,
         })
     return rows
+
+
+def _version(filename: str) -> tuple[int, str]:
+    match = FILENAME_RE.match(filename)
+    return (int(match.group(1)) if match else -1, filename)
 
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")

@@ -164,7 +164,7 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
     """
     import fcntl
 
-    from deploy.locks import LocalLock
+    from deploy.deploy_locks import LocalLock
 
     container, _ = names(project)
     users = open(users_path(project), "a+")  # held until the deploy ends

@@ -17,6 +17,7 @@ their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs
 from __future__ import annotations
 
 import hashlib
+import textwrap
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,6 +34,8 @@ BACKEND = "backend"
 BASE_SERVICES = ("postgres", proxy.SERVICE)
 LIVE = "live"
 POINT_OF_NO_RETURN = "switch"
+# The tables the team checks by hand after a deploy (`check-tables --prefix ai_`).
+AI_PREFIX = "ai_"
 # Where the backend image is built from, relative to the compose file (as its `build:`).
 BUILD_CONTEXT = "../.."
 DOCKERFILE = "backend/Dockerfile"
@@ -441,12 +444,15 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
                 out("   " + line)
             raise failure
     total = time.perf_counter() - started
-    out(f"deploy: done in {total:.1f} s "
-        f"({', '.join(f'{n} {t:.1f} s' for n, t in timer.timings)})")
+    out(f"deploy: done in {total:.1f} s; each step:")
+    for line in textwrap.wrap(", ".join(f"{n} {t:.1f} s" for n, t in timer.timings), 88):
+        out(f"   {line}")
     out(f"deploy: release {release} serving ({target}); "
         f"was {', '.join(old_releases) or 'none'}")
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
+            "ai_tables": sorted(e["table"] for e in (report.expected or []) if report
+                                and e["table"].startswith(AI_PREFIX)),
             "total": result.total_applied if result else 0, "release": release}
 
 

@@ -240,7 +240,7 @@ def host_lock(c, settings: Settings, *, wait: float, release: str,
     """
     import math
 
-    from deploy.locks import PROGRESS_EVERY, describe_holder, holder_record
+    from deploy.deploy_locks import PROGRESS_EVERY, describe_holder, holder_record
 
     root = settings.deploy_path
     argv = ["sh", "-c", _LOCK_SCRIPT, "sh", root, f"{root}/.deploy.lock",

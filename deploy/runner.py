@@ -1,35 +1,95 @@
-"""The migration runner: plan without the lock, apply under it.
+"""The migration runner's commands: plan without the lock, apply under it.
 
 Shared by the Invoke tasks and `python -m deploy`; output goes through `out` so each
-front end decides where lines go. Invoke and Fabric are never imported here.
+front end decides where lines go. Invoke and Fabric are never imported here. How a file
+is applied (lock-timeout retries, signals, invalid indexes) is in deploy/applying.py.
 """
 
 from __future__ import annotations
 
-import re
+import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy import database as db
-from deploy.errors import ConfigError, DriftError, MigrationError, Refused
+from deploy.dberrors import translates
+from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
 from deploy.migrations import (
+    FILENAME_RE,
     Migration,
     Plan,
     discover,
     display_path,
-    line_col,
     new_migration_filename,
     plan_migrations,
     render_template,
     status_rows,
 )
+from deploy.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
 from deploy.settings import Settings
 
+if TYPE_CHECKING:  # imported where used: the no-op path never needs them
+    from deploy.interrupt import SignalGuard
+
 Out = Callable[[str], None]
-_DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)  # progress must reach a pipe (CI, docker logs) as it happens
+
+
+def _serialized(out: Out | None) -> Out:
+    """The watcher thread prints too: one line at a time."""
+    out = out or _print
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            out(line)
+
+    return locked
+
+
+def lock_retry(settings: Settings) -> LockRetry:
+    return LockRetry(lock_timeout=settings.migration_lock_timeout,
+                     retries=settings.migration_lock_retries,
+                     budget=settings.migration_lock_budget,
+                     statement_timeout=settings.migration_statement_timeout)
+
+
+def with_flags(settings: Settings, *, migration_lock_timeout: float | None = None,
+               lock_retries: int | None = None, lock_budget: float | None = None,
+               statement_timeout: float | None = None) -> Settings:
+    """Command-line flags over the MIGRATION_* settings; errors name the flag."""
+    changes: dict = {}
+    if migration_lock_timeout is not None:
+        if not migration_lock_timeout > 0:
+            raise ConfigError(f"--migration-lock-timeout: must be greater than 0 "
+                              f"(got {migration_lock_timeout:g})")
+        changes["migration_lock_timeout"] = migration_lock_timeout
+    if lock_retries is not None:
+        if lock_retries < 0:
+            raise ConfigError(f"--lock-retries: must be 0 or more (got {lock_retries})")
+        changes["migration_lock_retries"] = lock_retries
+    if lock_budget is not None:
+        if not lock_budget > 0:
+            raise ConfigError(f"--lock-budget: must be greater than 0 (got {lock_budget:g})")
+        changes["migration_lock_budget"] = lock_budget
+    if statement_timeout is not None:
+        if statement_timeout < 0:
+            raise ConfigError(f"--statement-timeout: must be 0 (none) or more seconds "
+                              f"(got {statement_timeout:g})")
+        changes["migration_statement_timeout"] = statement_timeout or None
+    return replace(settings, **changes) if changes else settings
+
+
+def _application_name(command: str) -> str:
+    return f"deploy {command} {db.applied_by()} pid {os.getpid()}"[:63]
 
 
 class _Background:
@@ -75,72 +135,52 @@ class MigrateResult:
     planned: list[str] = field(default_factory=list)
 
 
-def _split(text: str):
-    from deploy.sqltools import split_statements  # pglast only when a file needs it
-
-    return split_statements(text)
-
-
-def failure_position(m: Migration, failure: db.Failure,
-                     statement_offset: int | None) -> tuple[int, int] | None:
-    """Map the server's error position back to a line and column of the file."""
-    text = m.text
-    if failure.offset is not None:
-        return line_col(text, failure.offset)
-    if statement_offset is None:
-        return None
-    if failure.plpgsql_line is not None:
-        # PL/pgSQL counts lines from the character after the opening dollar quote.
-        quote = _DOLLAR_QUOTE.search(text, statement_offset)
-        if quote:
-            body_line, _ = line_col(text, quote.end())
-            line = body_line + failure.plpgsql_line - 1
-            lines = text.splitlines()
-            source = lines[line - 1] if line - 1 < len(lines) else ""
-            col = len(source) - len(source.lstrip()) + 1
-            if failure.internal_query:
-                found = source.find(failure.internal_query.split("\n", 1)[0])
-                if found >= 0:
-                    col = found + (failure.internal_position or 1)
-            return line, col
-    return line_col(text, statement_offset)
-
-
-def _migration_error(m: Migration, exc: db.ApplyFailed, applied_now: list[str],
-                     later: list[Migration], conn) -> MigrationError:
-    failure = exc.failure
-    statement_offset = exc.statement_offset
-    if failure.offset is None and statement_offset is None and m.transactional:
-        statement_offset = db.locate_failed_statement(conn, m, _split)
-    position = failure_position(m, failure, statement_offset)
-    where = display_path(m.path) + (f":{position[0]}:{position[1]}" if position else "")
-    state = f" ({failure.sqlstate})" if failure.sqlstate else ""
-    if m.transactional:
-        undone = "rolled back: nothing from this file was applied and no history row written"
-    else:
-        undone = ("no-transaction file: statements before the failing one stay applied, "
-                  "no history row written; it is re-run from the top next time")
-    lines = [f"{where}: {failure.message}{state}", f"migration {m.filename} failed; {undone}."]
-    if applied_now:
-        lines.append(f"applied in this run and kept: {', '.join(applied_now)}")
-    if later:
-        lines.append(f"not run: {', '.join(x.filename for x in later)}")
-    return MigrationError("\n".join(lines))
-
-
 def drift_error(plan: Plan) -> DriftError:
     body = "\n".join(f"  {line}" for line in plan.drift_lines())
     return DriftError(
         "drift: the migration history and the files disagree; nothing was applied:\n"
         f"{body}\n"
         "See `invoke migrate-status`; `invoke migrate --accept-drift` records the current "
-        "checksums and applies out-of-order files."
+        "checksums, keeps the rows of deleted files (marked removed) and applies out-of-order "
+        "files; `invoke forget-migration FILE --yes` deletes one history row."
     )
 
 
+@contextmanager
+def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out: Out,
+            progress: Progress) -> Iterator[SignalGuard]:
+    """Take the migration lock on conn, the connection that then runs the files, and SET
+    the session's timeouts and dead-client detection with the first try (deploy/policy.py).
+
+    SIGTERM/SIGINT: while waiting for the lock they stop the command at once; once it is
+    held they are handled at the guard's checkpoints (deploy/interrupt.py). Before this,
+    nothing has been changed, and the default handling (the process ends) is right."""
+    from deploy import locks
+    from deploy.interrupt import SignalGuard
+
+    with SignalGuard(command) as guard:
+        guard.phase = "while waiting for the migration lock: nothing applied"
+        session = db.session_sql(conn, session_settings(conn.info.server_version,
+                                                        lock_retry(settings)))
+        locks.acquire(conn, settings.migration_table, timeout=lock_timeout, out=out,
+                      session_sql=session, progress=progress)
+        with guard.deferred():
+            yield guard
+
+
+def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
+    from deploy.watcher import Watcher
+
+    url = settings.database_url
+    return Watcher(lambda: db.connect(url, application_name=_application_name("watcher")),
+                   conn.info.backend_pid, out, lock_timeout=settings.migration_lock_timeout,
+                   progress=progress, on_tick=guard.poll)
+
+
+@translates("migrate")
 def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0,
             dry_run: bool = False, accept_drift: bool = False, allow_ahead: bool = False,
-            out: Out = print) -> MigrateResult:
+            out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
     """Apply every pending migration exactly once. ``allow_ahead``: history rows above
     every file here were applied by a newer release; say so, and do not call it drift (the
     backend's start-up, so that a rolled-back release starts on the newer schema)."""
@@ -148,54 +188,82 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
         raise ConfigError(f"--lock-timeout: must be greater than 0 (got {lock_timeout:g})")
     if wait < 0:
         raise ConfigError(f"--wait: must be 0 or more seconds (got {wait:g})")
-    table = settings.migration_table
+    out = _serialized(out)
     url = settings.database_url
     # Connecting (a network round trip or several) overlaps reading and hashing the files.
-    connecting = _Background(lambda: db.connect(url, application_name="deploy migrate",
-                                                wait=wait))
+    connecting = _Background(lambda: db.connect(
+        url, application_name=_application_name("migrate"), wait=wait))
     try:
         migrations = discover(settings.migrations_dir)
+        conn = connecting.result()
     except BaseException:
         connecting.discard()
         raise
+    with conn:
+        return _migrate(conn, settings, migrations, lock_timeout=lock_timeout,
+                        dry_run=dry_run, accept_drift=accept_drift, out=out,
+                        progress=progress, allow_ahead=allow_ahead)
+
+
+def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_timeout: float,
+             dry_run: bool, accept_drift: bool, out: Out, progress: Progress,
+             allow_ahead: bool = False) -> MigrateResult:
+    table = settings.migration_table
     result = MigrateResult()
-    with connecting.result() as conn:
-        columns = db.history_columns(conn, table)
-        plan = plan_migrations(migrations, db.read_history(conn, table, columns), allow_ahead)
+    columns = db.history_columns(conn, table)
+    plan = plan_migrations(migrations, db.read_history(conn, table, columns), allow_ahead)
+    if plan.drift and not accept_drift:
+        raise drift_error(plan)
+    if plan.ahead:
+        out(f"migrations: the database is ahead of these files: "
+            f"{', '.join(r.filename for r in plan.ahead)} applied by a newer release "
+            "(this release runs on its schema, as after a rollback)")
+    if dry_run:
+        result.planned = [m.filename for m in plan.pending]
+        for m in plan.pending:
+            mode = "" if m.transactional else " (no-transaction)"
+            out(f"migration {m.filename} would be applied{mode}")
+        out(f"migrations: dry run, {len(plan.pending)} pending, nothing applied")
+        return result
+    needs_lock = (columns is None or not set(db.HISTORY_COLUMNS) <= columns
+                  or plan.pending or plan.unrecorded or (accept_drift and plan.drift))
+    if not needs_lock:
+        result.total_applied = len(plan.applied)
+        out(f"migrations: up to date, nothing to apply ({result.total_applied} applied)")
+        return result
+    with _locked(conn, settings, "migrate", lock_timeout=lock_timeout, out=out,
+                 progress=progress) as guard:
+        guard.check(lambda: "before anything was applied")
+        for line in db.ensure_history_table(conn, table):
+            out(f"migration history: {line}")
+        # Another runner may have applied files while we waited for the lock.
+        plan = plan_migrations(migrations, db.read_history(conn, table, db.ALL_COLUMNS),
+                               allow_ahead)
         if plan.drift and not accept_drift:
             raise drift_error(plan)
-        if plan.ahead:
-            out(f"migrations: the database is ahead of these files: "
-                f"{', '.join(r.filename for r in plan.ahead)} applied by a newer release "
-                "(this release runs on its schema, as after a rollback)")
-        if dry_run:
-            result.planned = [m.filename for m in plan.pending]
-            for m in plan.pending:
-                mode = "" if m.transactional else " (no-transaction)"
-                out(f"migration {m.filename} would be applied{mode}")
-            out(f"migrations: dry run, {len(plan.pending)} pending, nothing applied")
-            return result
-        needs_lock = (columns is None or not set(db.HISTORY_COLUMNS) <= columns
-                      or plan.pending or plan.unrecorded or (accept_drift and plan.drift))
-        if not needs_lock:
-            result.total_applied = len(plan.applied)
-            out(f"migrations: up to date, nothing to apply ({result.total_applied} applied)")
-            return result
-        with db.advisory_lock(url, table, timeout=lock_timeout):
-            for line in db.ensure_history_table(conn, table):
-                out(f"migration history: {line}")
-            # Another runner may have applied files while we waited for the lock.
-            plan = plan_migrations(migrations, db.read_history(conn, table, db.ALL_COLUMNS),
-                                   allow_ahead)
-            if plan.drift and not accept_drift:
-                raise drift_error(plan)
-            if plan.unrecorded:
-                db.record_checksums(conn, table, [m for m, _ in plan.unrecorded])
-                out(f"migration history: recorded checksums of {len(plan.unrecorded)} "
-                    f"file(s) applied by the previous runner")
-            if accept_drift:
-                _accept_drift(conn, table, plan, out)
-            result = _apply_pending(conn, table, plan, out)
+        if plan.unrecorded:
+            db.record_checksums(conn, table, [m for m, _ in plan.unrecorded])
+            out(f"migration history: recorded checksums of {len(plan.unrecorded)} "
+                f"file(s) applied by the previous runner")
+        if accept_drift:
+            _accept_drift(conn, table, plan, out)
+        started = time.perf_counter()
+        if plan.pending:
+            from deploy.applying import Applier
+
+            with _watcher(settings, conn, out, progress, guard) as watcher:
+                applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
+                                  db.applied_by())
+                applier.run(plan.pending)
+            result.applied = applier.applied
+    done = (len(plan.applied) + len(plan.changed) + len(plan.unrecorded)
+            + len(result.applied))
+    result.total_applied = done
+    if result.applied:
+        out(f"migrations: applied {len(result.applied)} file(s) in "
+            f"{time.perf_counter() - started:.2f} s ({done} applied in total)")
+    else:
+        out(f"migrations: up to date, nothing to apply ({done} applied)")
     return result
 
 
@@ -205,40 +273,26 @@ def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
         for m, row in plan.changed:
             out(f"migration {m.filename}: accepted drift, recorded checksum {m.checksum[:12]} "
                 f"(was {row.checksum[:12]}); the file was NOT re-run")
-    for row in plan.missing:
-        out(f"migration {row.filename}: accepted drift, file is gone; history row kept")
+    if plan.missing:
+        db.accept_missing(conn, table, [row.filename for row in plan.missing])
+        for row in plan.missing:
+            out(f"migration {row.filename}: accepted drift, file is gone; history row kept and "
+                f"marked removed (`invoke forget-migration {row.filename} --yes` deletes it)")
     for m in plan.out_of_order:
         out(f"migration {m.filename}: accepted drift, applying out of order")
 
 
-def _apply_pending(conn, table: str, plan: Plan, out: Out) -> MigrateResult:
-    result = MigrateResult()
-    who = db.applied_by()
-    started = time.perf_counter()
-    for index, m in enumerate(plan.pending):
-        try:
-            ms = db.apply_migration(conn, m, table, who,
-                                    split=None if m.transactional else _split)
-        except db.ApplyFailed as exc:
-            raise _migration_error(m, exc, result.applied, plan.pending[index + 1:], conn) from None
-        result.applied.append(m.filename)
-        mode = "" if m.transactional else " (no-transaction)"
-        out(f"migration {m.filename} applied in {ms} ms{mode}")
-    done = len(plan.applied) + len(plan.changed) + len(plan.unrecorded) + len(result.applied)
-    result.total_applied = done
-    elapsed = time.perf_counter() - started
-    if result.applied:
-        out(f"migrations: applied {len(result.applied)} file(s) in {elapsed:.2f} s "
-            f"({done} applied in total)")
-    else:
-        out(f"migrations: up to date, nothing to apply ({done} applied)")
-    return result
-
-
+@translates("migrate-status")
 def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     migrations = discover(settings.migrations_dir)
+    table = settings.migration_table
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
-        history = db.read_history(conn, settings.migration_table)
+        if "." in table and not db.schema_exists(conn, table.split(".", 1)[0]):
+            # Not "every file pending": the setting names a place that does not exist.
+            from deploy.dberrors import missing_schema
+
+            raise missing_schema(table)
+        history = db.read_history(conn, table)
     plan = plan_migrations(migrations, history)
     return status_rows(migrations, plan), plan
 
@@ -263,9 +317,12 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
     return path
 
 
+@translates("redo-migration")
 def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
-         out: Out = print) -> int:
-    """Delete one history row and re-run its file, in one transaction when the file allows."""
+         out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> int:
+    """Re-run one applied file: its history row replaced in the file's own transaction."""
+    from deploy.applying import Applier
+
     migrations = discover(settings.migrations_dir)
     by_name = {m.filename: m for m in migrations}
     m = by_name.get(Path(filename).name)
@@ -275,21 +332,59 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
     if not yes:
         raise Refused(f"redo-migration: re-running {m.filename} changes the database; "
                       "add --yes to confirm")
+    out = _serialized(out)
     table = settings.migration_table
-    with db.connect(settings.database_url, application_name="deploy redo") as conn, \
-            db.advisory_lock(settings.database_url, table, timeout=lock_timeout):
+    url = settings.database_url
+    with db.connect(url, application_name=_application_name("redo")) as conn, \
+            _locked(conn, settings, "redo-migration", lock_timeout=lock_timeout, out=out,
+                    progress=progress) as guard:
+        guard.check(lambda: "before anything was applied")
         db.ensure_history_table(conn, table)
-        try:
-            if m.transactional:
-                with conn.transaction():
-                    removed = db.delete_history_row(conn, table, m.filename)
-                    ms = db.apply_migration(conn, m, table, db.applied_by())
-            else:
-                removed = db.delete_history_row(conn, table, m.filename)
-                ms = db.apply_migration(conn, m, table, db.applied_by(), split=_split)
-        except db.ApplyFailed as exc:
-            raise _migration_error(m, exc, [], [], conn) from None
-    was = "its history row was replaced" if removed else "it had no history row"
-    out(f"migration {m.filename} re-applied in {ms} ms ({was})")
+        if not any(row.filename == m.filename for row in db.read_history(conn, table)):
+            raise CheckFailed(
+                f"redo-migration: {m.filename} has never been applied (no row in {table}); "
+                "nothing to redo: run `invoke migrate` to apply it in order")
+        mode = "" if m.transactional else " (no-transaction)"
+        out(f"migration {m.filename} re-running{mode}")
+        with _watcher(settings, conn, out, progress, guard) as watcher:
+            applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
+                              db.applied_by(), command="redo-migration")
+            ms = applier.apply(m, replace_row=True)
+        out(f"migration {m.filename} re-applied in {ms} ms (its history row was replaced)")
+        guard.check(lambda: f": {m.filename} WAS re-applied (it committed before the cancel "
+                            "took effect)")
     return ms
+
+
+@translates("forget-migration")
+def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
+           out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> None:
+    """Delete one history row on purpose (e.g. of a file deleted from the repository)."""
+    name = Path(filename).name
+    if not FILENAME_RE.match(name):
+        raise ConfigError(f"FILE: {filename!r} is not a migration file name (NNN_name.sql)")
+    if not yes:
+        raise Refused(f"forget-migration: deleting the history row of {name} makes the runner "
+                      "forget that it was applied (the schema it changed stays as it is); add "
+                      "--yes to confirm")
+    out = _serialized(out)
+    table = settings.migration_table
+    url = settings.database_url
+    with db.connect(url, application_name=_application_name("forget")) as conn, \
+            _locked(conn, settings, "forget-migration", lock_timeout=lock_timeout, out=out,
+                    progress=progress) as guard:
+        row = next((r for r in db.read_history(conn, table) if r.filename == name), None)
+        if row is None:
+            raise CheckFailed(f"forget-migration: {name} has no row in the history table "
+                              f"{table}; nothing to forget (see `invoke migrate-status`)")
+        guard.check(lambda: "before anything was changed")
+        db.delete_history_row(conn, table, name)
+    when = row.executed_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if row.executed_at else "?"
+    out(f"migration history: forgot {name} (applied {when} by {row.applied_by or 'unknown'}); "
+        "the schema it changed is left as it is")
+    path = settings.migrations_dir / name
+    if path.is_file():
+        out(f"migration {name}: its file {display_path(path)} is still there, so the next "
+            "migrate applies it again")
+
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from deploy.errors import ConfigError
+from deploy.policy import DEFAULT_LOCK_BUDGET, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT
 
 DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
@@ -54,6 +55,11 @@ class Settings:
     drain_timeout: float = 30.0
     backend_image: str = "app-backend"
     proxy_image: str = "haproxy:2.6"
+    # How migration statements wait for table locks (deploy/policy.py explains the defaults).
+    migration_lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    migration_lock_retries: int = DEFAULT_LOCK_RETRIES
+    migration_lock_budget: float = DEFAULT_LOCK_BUDGET
+    migration_statement_timeout: float | None = None
 
     @property
     def database_url(self) -> str:
@@ -224,6 +230,23 @@ def _positive_int(src: _Source, name: str, default: int) -> int:
     return int(raw)
 
 
+def _whole_number(src: _Source, name: str, default: int) -> int:
+    raw = src.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise src.error(name, f"{raw!r} is not a whole number (0 or more)")
+    return int(raw)
+
+
+def _optional_seconds(src: _Source, name: str) -> float | None:
+    """Seconds, or None when unset or 0 (no limit)."""
+    raw = src.get(name)
+    if raw is None or raw.strip() in ("0", "0.0"):
+        return None
+    return _positive_float(src, name, 0.0)
+
+
 def load_settings(environ: Mapping[str, str] | None = None,
                   env_file: str | os.PathLike | None = None,
                   cwd: str | os.PathLike | None = None,
@@ -284,6 +307,11 @@ def load_settings(environ: Mapping[str, str] | None = None,
         drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", 30.0),
         backend_image=_image(src, "BACKEND_IMAGE", f"{project}-backend", tag=False),
         proxy_image=_image(src, "PROXY_IMAGE", "haproxy:2.6", tag=True),
+        migration_lock_timeout=_positive_float(src, "MIGRATION_LOCK_TIMEOUT",
+                                               DEFAULT_LOCK_TIMEOUT),
+        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES", DEFAULT_LOCK_RETRIES),
+        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET", DEFAULT_LOCK_BUDGET),
+        migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
     )
 
 

@@ -10,6 +10,7 @@ from deploy import cli
 from deploy.tasks.hosts import deploy, releases, rollback
 from deploy.tasks.migrations import (
     check_tables,
+    forget_migration,
     lint_migrations,
     migrate,
     migrate_status,
@@ -19,7 +20,7 @@ from deploy.tasks.migrations import (
 from deploy.tasks.stack import build, down, logs, ps, psql, reset, up, wait_healthy
 
 ns = Collection(migrate, migrate_status, check_tables, new_migration, redo_migration,
-                lint_migrations, deploy, build, up, down, wait_healthy, ps, logs, reset, psql,
-                rollback, releases)
+                forget_migration, lint_migrations, deploy, build, up, down, wait_healthy, ps,
+                logs, reset, psql, rollback, releases)
 
 cli.install()

@@ -42,8 +42,8 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
         _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
                       lock_wait=wait)
         return
+    from deploy.deploy_locks import LocalLock, local_lock_path
     from deploy.lifecycle import deploy as run_deploy
-    from deploy.locks import LocalLock, local_lock_path
 
     settings = settings_for(c)
     with LocalLock(local_lock_path(settings.project_name), wait):

@@ -6,24 +6,42 @@ import json
 
 from invoke import task
 
-from deploy.tasks.common import database, exits, print_lines, seconds, settings_for
+from deploy.tasks.common import count, database, exits, print_lines, seconds, settings_for
 
 
 @task(help={
     "wait": "retry the database connection for up to N seconds (default 0)",
     "lock_timeout": "seconds to wait for another runner's lock before exit 4 (default 60)",
     "dry_run": "print the plan; apply nothing",
-    "accept_drift": "record changed checksums, keep rows of missing files, apply out-of-order",
+    "accept_drift": "record changed checksums, keep rows of deleted files (marked removed), "
+                    "apply out-of-order files",
+    "migration_lock_timeout": "seconds each statement may wait for a table lock "
+                              "(MIGRATION_LOCK_TIMEOUT, default 0.5)",
+    "lock_retries": "retries of a file that timed out on a lock (MIGRATION_LOCK_RETRIES, "
+                    "default 10)",
+    "lock_budget": "seconds for all attempts of one file (MIGRATION_LOCK_BUDGET, default 60)",
+    "statement_timeout": "end any statement running longer than N seconds "
+                         "(MIGRATION_STATEMENT_TIMEOUT, default none)",
 })
 @exits
-def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False):
+def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
+            migration_lock_timeout=None, lock_retries=None, lock_budget=None,
+            statement_timeout=None):
     """Apply pending SQL migrations, each exactly once, under an advisory lock."""
     from deploy.runner import migrate as run_migrate
+    from deploy.runner import with_flags
 
+    flags = {
+        "migration_lock_timeout": seconds("--migration-lock-timeout", migration_lock_timeout,
+                                          None),
+        "lock_retries": count("--lock-retries", lock_retries, None),
+        "lock_budget": seconds("--lock-budget", lock_budget, None),
+        "statement_timeout": seconds("--statement-timeout", statement_timeout, None),
+    }
     with database(c, settings_for(c)) as settings:
-        run_migrate(settings, wait=seconds("--wait", wait, 0.0),
+        run_migrate(with_flags(settings, **flags), wait=seconds("--wait", wait, 0.0),
                     lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0),
-                    dry_run=dry_run, accept_drift=accept_drift, out=print)
+                    dry_run=dry_run, accept_drift=accept_drift)
 
 
 @task(name="migrate-status", help={"json": "machine-readable output",
@@ -91,6 +109,21 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
     with database(c, settings_for(c)) as settings:
         redo(settings, filename, yes=yes,
              lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+
+
+@task(name="forget-migration", help={
+    "filename": "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
+    "yes": "confirm: delete that history row",
+    "lock_timeout": "seconds to wait for the migration lock (default 60)",
+})
+@exits
+def forget_migration(c, filename, yes=False, lock_timeout=None):
+    """Delete one history row on purpose; the schema it changed is left as it is."""
+    from deploy.runner import forget
+
+    with database(c, settings_for(c)) as settings:
+        forget(settings, filename, yes=yes,
+               lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
 
 
 @task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})

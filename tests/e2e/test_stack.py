@@ -23,13 +23,20 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
                  "wait-healthy (new)", "switch", "drain + stop old", "check-tables --expected"):
         assert f"==> {step}" in out
         assert re.search(rf"<== {re.escape(step)}.* done in \d+\.\d s", out), step
-    assert re.search(r"deploy: done in \d+\.\d s \(docker ", out)
-    # The backend migrated at start-up, before it could report healthy.
-    applied_line = next(line for line in out.splitlines()
-                        if line.startswith("deploy: migrations applied: "))
-    for name in EXAMPLE_FILES:
-        assert name in applied_line
+    assert re.search(r"deploy: done in \d+\.\d s; each step:\n   docker \d+\.\d s, ", out)
+    # Every file applied, listed one per line after the count (never one long line).
+    lines = out.splitlines()
+    start = lines.index(f"deploy: migrations applied ({len(EXAMPLE_FILES)}):")
+    assert [line.strip() for line in lines[start + 1:start + 1 + len(EXAMPLE_FILES)]] == \
+        EXAMPLE_FILES
     assert re.search(r"deploy: \d+ expected table\(s\) verified", out)
+    # It ends with the AI tables, the check the team used to do by hand.
+    ai_start = next(i for i, line in enumerate(lines)
+                    if re.fullmatch(r"deploy: \d+ ai_ table\(s\) exist:", line))
+    listed_ai = " ".join(lines[ai_start + 1:]).replace(",", " ").split()
+    assert AI_TABLES_SAMPLE <= set(listed_ai)
+    assert all(name.startswith("ai_") for name in listed_ai)
+    assert max(len(line) for line in lines) < 200
     assert stack.password not in first.stdout + first.stderr
 
     history = stack.psql("SELECT count(*) FROM migration_history")

@@ -75,8 +75,9 @@ def test_a_failing_file_mid_batch_keeps_earlier_files_and_leaves_later_ones_unto
     assert first_line.endswith(
         "migrations/002_broken.sql:6:13: type \"nosuchtype\" does not exist (42704)")
     assert "rolled back: nothing from this file was applied" in result.stderr
-    assert "applied in this run and kept: 001_first.sql" in result.stderr
-    assert "not run: 003_later.sql" in result.stderr
+    # Lists one item per line (issue 7 §6).
+    assert "\napplied in this run and kept:\n  001_first.sql\nnot run:\n  003_later.sql\n" \
+        in result.stderr
     assert project.history() == ["001_first.sql"]
     tables = project.tables()
     assert "first_t" in tables
@@ -305,7 +306,7 @@ def test_a_failing_statement_in_a_no_transaction_file_reports_its_own_line(proje
 
 def test_a_held_lock_times_out_with_exit_4_naming_the_holder(project):
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
-    from deploy.database import LOCK_CLASS, lock_key
+    from deploy.locks import LOCK_CLASS, lock_key
 
     with psycopg.connect(project.url, autocommit=True,
                          application_name="someone else's runner") as holder:
@@ -342,11 +343,15 @@ def test_no_password_reaches_output_on_failures(project):
     wrong = project.url.replace(PASSWORD, PASSWORD + "x")
     project.write("001_a.sql", "SELECT 1;\n")
     bad_auth = project.run("migrate", env={"DATABASE_URL": wrong})
-    assert bad_auth.returncode == 1
+    assert bad_auth.returncode == 2  # a setting is wrong: waiting will not fix it
     assert "password authentication failed" in bad_auth.stderr
+    assert bad_auth.stderr.strip().endswith(
+        "check the password (POSTGRES_PASSWORD, or DATABASE_URL when set): a stack's database "
+        "keeps the password it was first created with")
     no_db = project.run("migrate-status", env={"DATABASE_URL": project.url + "_nope"})
-    assert no_db.returncode == 1
-    assert "does not exist" in no_db.stderr
+    assert no_db.returncode == 2
+    assert "does not exist; check POSTGRES_USER/POSTGRES_DB (or DATABASE_URL when set)" in \
+        no_db.stderr
     refused = project.run("check-tables", env={
         "DATABASE_URL": f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"})
     assert refused.returncode == 1

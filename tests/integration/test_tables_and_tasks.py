@@ -45,7 +45,8 @@ def test_check_tables_expected_names_each_missing_table_and_the_file_that_create
     assert ("MISSING ai_cost_thresholds  (created by 020_ai_cost_management_system.sql)"
             in result.stdout)
     assert result.stderr.strip() == (
-        "check-tables: missing table(s): ai_cost_thresholds (020_ai_cost_management_system.sql)")
+        "check-tables: 1 expected table(s) missing in schema public:\n"
+        "  ai_cost_thresholds (created by 020_ai_cost_management_system.sql)")
     as_json = json.loads(project.run("check-tables", "--expected", "--json").stdout)
     assert as_json["missing"] == ["ai_cost_thresholds"]
     db.execute((EXAMPLE_MIGRATIONS / "020_ai_cost_management_system.sql").read_text())

@@ -10,9 +10,9 @@ import pytest
 from invoke import MockContext, Result
 
 from deploy import shell
+from deploy.deploy_locks import LocalLock, describe_holder
 from deploy.errors import DeployTimeout, Refused
 from deploy.lifecycle import confirm_reset
-from deploy.locks import LocalLock, describe_holder
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +127,7 @@ def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, 
 def test_a_waiting_deploy_repeats_who_holds_the_lock_every_few_seconds(tmp_path):
     import fcntl
 
-    from deploy import locks
+    from deploy import deploy_locks as locks
 
     path = tmp_path / "deploy.lock"
     path.write_text(locks.holder_record("20261128T170000Z-abc1234"))
@@ -153,3 +153,24 @@ def test_a_holder_is_described_in_words():
         "ci@runner pid 7, release r1, since T"
     assert describe_holder("") == "an unknown process"
     assert describe_holder("not json") == "not json"
+
+
+def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
+    from deploy.lifecycle import LIST_AT_MOST, print_summary
+
+    said = []
+    names = [f"ai_table_{i:02d}" for i in range(12)]
+    print_summary({"applied": ["005_a.sql", "006_b.sql"], "tables": 40, "ai_tables": names},
+                  said.append)
+    assert said[:3] == ["deploy: migrations applied (2):", "   005_a.sql", "   006_b.sql"]
+    assert said[3:5] == ["deploy: 40 expected table(s) verified", "deploy: 12 ai_ table(s) exist:"]
+    assert " ".join(said[5:]).replace(",", " ").split() == names
+    assert max(len(line) for line in said) <= 92
+
+    said.clear()
+    many = [f"ai_{i}" for i in range(LIST_AT_MOST + 1)]
+    print_summary({"applied": [], "tables": 40, "ai_tables": many}, said.append)
+    assert said == ["deploy: migrations applied: none (schema already up to date)",
+                    "deploy: 40 expected table(s) verified",
+                    f"deploy: {LIST_AT_MOST + 1} ai_ tables exist; list them with "
+                    "`invoke check-tables --prefix ai_`"]

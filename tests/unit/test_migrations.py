@@ -15,6 +15,7 @@ from deploy.migrations import (
     parse_file,
     plan_migrations,
     render_template,
+    status_rows,
 )
 
 SQL = "CREATE TABLE IF NOT EXISTS t (id int);\n"
@@ -175,3 +176,42 @@ def test_the_template_is_idempotent_and_has_a_rollback_note(tmp_path):
     assert "-- ROLLBACK: DROP TABLE IF EXISTS user_roles_system;" in text
     m = parse_file(tmp_path / "023_user_roles_system.sql", text.encode())
     assert m.rollback == ("DROP TABLE IF EXISTS user_roles_system;",)
+
+
+def test_a_deleted_file_whose_deletion_was_accepted_is_removed_not_drift(tmp_path):
+    from datetime import UTC, datetime
+
+    ms = _migrations(tmp_path, ["001_a.sql"])
+    accepted = datetime(2026, 1, 2, tzinfo=UTC)
+    history = [HistoryRow("001_a.sql", ms[0].checksum),
+               HistoryRow("002_gone.sql", "1" * 64, missing_accepted_at=accepted),
+               HistoryRow("003_gone_too.sql", "2" * 64)]
+    plan = plan_migrations(ms, history)
+    assert [r.filename for r in plan.removed] == ["002_gone.sql"]
+    assert [r.filename for r in plan.missing] == ["003_gone_too.sql"]
+    assert plan.drift  # 003 only
+    del history[2]
+    assert not plan_migrations(ms, history).drift
+
+
+def test_status_rows_show_both_checksums_of_a_changed_file(tmp_path):
+    ms = _migrations(tmp_path, ["001_a.sql", "002_b.sql"])
+    history = [HistoryRow("001_a.sql", "0" * 64), HistoryRow("005_gone.sql", "1" * 64)]
+    rows = {r["filename"]: r for r in status_rows(ms, plan_migrations(ms, history))}
+    assert rows["001_a.sql"]["state"] == "changed"
+    assert rows["001_a.sql"]["checksum"] == ms[0].checksum
+    assert rows["001_a.sql"]["recorded_checksum"] == "0" * 64
+    assert rows["002_b.sql"]["recorded_checksum"] is None  # pending: no row
+    assert rows["005_gone.sql"]["state"] == "missing"
+    assert (rows["005_gone.sql"]["checksum"], rows["005_gone.sql"]["recorded_checksum"]) == (
+        None, "1" * 64)
+
+
+def test_invalid_files_are_shown_relative_to_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "migrations").mkdir()
+    message = invalid(tmp_path / "migrations", {"001_empty.sql": ""})
+    assert "\nmigrations/001_empty.sql: empty file" in message
+    with pytest.raises(ConfigError) as info:
+        discover(tmp_path / "nope")
+    assert str(info.value) == "MIGRATIONS_DIR: nope is not a directory"

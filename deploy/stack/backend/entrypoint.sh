@@ -18,8 +18,23 @@ if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
 fi
 
 echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60 --allow-ahead)"
-status=0
-python3 -m deploy migrate --wait 60 --allow-ahead || status=$?
+# The runner runs in the background and is waited for, so that the stop signal reaches it:
+# `docker stop` sends SIGTERM to tini, which forwards it to this shell only; a shell waiting
+# for a foreground child would die and leave the runner to be SIGKILLed with the container.
+# Forwarded, the runner cancels its statement on the server, rolls the file back and exits
+# 143 (130 for SIGINT) with one line saying so.
+python3 -m deploy migrate --wait 60 --allow-ahead &
+migrate_pid=$!
+trap 'kill -TERM "$migrate_pid" 2>/dev/null || true' TERM
+trap 'kill -INT "$migrate_pid" 2>/dev/null || true' INT
+while :; do
+    status=0
+    wait "$migrate_pid" || status=$?
+    # A trapped signal ends `wait` early (status > 128) while the runner is still finishing
+    # its rollback: wait again for the runner's own exit status.
+    kill -0 "$migrate_pid" 2>/dev/null || break
+done
+trap - TERM INT
 if [ "$status" -ne 0 ]; then
     echo "backend: migrations failed (exit $status); not starting the server" >&2
     exit "$status"
