@@ -451,8 +451,8 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         f"was {', '.join(old_releases) or 'none'}")
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
-            "ai_tables": sorted(e["table"] for e in (report.expected or []) if report
-                                and e["table"].startswith(AI_PREFIX)),
+            "ai_tables": sorted(e["table"] for e in ((report.expected or []) if report else [])
+                                if e["table"].startswith(AI_PREFIX)),
             "total": result.total_applied if result else 0, "release": release}
 
 
