@@ -156,6 +156,10 @@ def netns_hosts():
     known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, traffic,
     commands, logs, load_busybox, reach, trust_registry).
     """
+    yield from _netns_rig(2)
+
+
+def _netns_rig(count: int):
     from tests.e2e import netns
 
     if os.geteuid() != 0:
@@ -166,7 +170,7 @@ def netns_hosts():
                  "(iproute2, util-linux, docker.io, openssh-server)")
     problem = None
     try:
-        with netns.running_netns_hosts(2) as rig:
+        with netns.running_netns_hosts(count) as rig:
             yield rig
     except netns.NetnsError as e:
         problem = str(e)
@@ -176,13 +180,20 @@ def netns_hosts():
 
 
 @pytest.fixture(scope="session")
-def fleet(netns_hosts, docker_ready, tmp_path_factory):
+def fleet_hosts():
+    """Two more network-namespace hosts, for the fleet alone: its deploys leave stacks,
+    images and command logs that other tests of `netns_hosts` must not meet."""
+    yield from _netns_rig(2)
+
+
+@pytest.fixture(scope="session")
+def fleet(fleet_hosts, docker_ready, tmp_path_factory):
     """Two network-namespace hosts to deploy to with the real `invoke`/`fab`, from a git
     copy of this project (tests/e2e/fleet_rig.py). Shared by the remote tests, which run
     in file order and build on each other's deploys."""
     from tests.e2e.fleet_rig import Fleet
 
-    fleet = Fleet(netns_hosts, tmp_path_factory.mktemp("fleet"))
+    fleet = Fleet(fleet_hosts, tmp_path_factory.mktemp("fleet"))
     yield fleet
     fleet.teardown()
 

@@ -16,9 +16,8 @@ from deploy.errors import DeployError
 from deploy.images import parse_ref
 from tests.e2e import shipping_rig
 from tests.e2e.conftest import _missing
+from tests.e2e.fleet_rig import BUILD
 from tests.e2e.shipping_rig import AppImages, connect, image_id, run
-
-BUILD = re.compile(r"docker(-compose)? .*\bbuild\b|compose .*\bbuild\b|--build\b")
 
 
 @pytest.fixture(scope="module")
