@@ -85,6 +85,7 @@ from tests.e2e.shipping_rig import local_images, run  # noqa: E402
 CODE_TARGET = 1.2
 ROLLBACK_TARGET = 5.0
 DONE = re.compile(r"^<== (.+) done in ([\d.]+) s$")
+LOAD: list[str] = []  # the load average when the benchmark started
 
 
 def log(message: str) -> None:
@@ -95,6 +96,7 @@ def log(message: str) -> None:
 class HostRun:
     seconds: float = 0.0  # the host's whole deploy (connect to done)
     wire: int = 0  # bytes sent to the host on its veth, whole deploy
+    sessions: int = 0  # SSH sessions the host's sshd started (commands, SFTP, the lock)
     upload: float = 0.0
     ship: float = 0.0  # shipping: the image transfer
     ship_wire: int = 0  # shipping: veth bytes while the images were shipped
@@ -128,6 +130,12 @@ class PathResult:
     rollback: list[float]
     changed: int = 0  # shipping: compressed bytes of the changed layers
     total: int = 0  # shipping: compressed bytes of the backend image
+
+
+def sessions(rig, host) -> int:
+    """Sessions the host's sshd has started so far (its log, LogLevel VERBOSE)."""
+    log = rig.host(host).sshd.log
+    return log.read_text(errors="replace").count("Starting session: ") if log.exists() else 0
 
 
 def steps(lines: list[str]) -> dict[str, float]:
@@ -194,7 +202,7 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
     started = time.monotonic()
     for h in rig.hosts:
         host = HostRun()
-        sent = rig.traffic(h)[0]
+        sent, opened = rig.traffic(h)[0], sessions(rig, h)
         mark = time.monotonic()
         lines: list[str] = []
         c = connection(rig, h, settings)
@@ -212,6 +220,7 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
             c.close()
         host.seconds = time.monotonic() - mark
         host.wire = rig.traffic(h)[0] - sent
+        host.sessions = sessions(rig, h) - opened
         host.build = next(t for name, t in steps(lines).items() if name.startswith("build "))
         result.hosts.append(host)
     result.wall = time.monotonic() - started
@@ -277,7 +286,7 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
             result.before_hosts = time.monotonic() - started
             for h in rig.hosts:
                 host = HostRun()
-                sent = rig.traffic(h)[0]
+                sent, opened = rig.traffic(h)[0], sessions(rig, h)
                 mark = time.monotonic()
                 lines: list[str] = []
                 c = remote.connection(remote.parse_hosts(rig.spec(h))[0], settings)
@@ -287,6 +296,7 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
                     c.close()
                 host.seconds = time.monotonic() - mark
                 host.wire = rig.traffic(h)[0] - sent
+                host.sessions = sessions(rig, h) - opened
                 done = steps(lines)
                 host.upload = next(t for n, t in done.items() if n.startswith("upload "))
                 host.ship = done["ship images"]
@@ -375,6 +385,12 @@ def mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
 
 
+def span(values) -> str:
+    """`12` or `12–14`: the range of a per-host count."""
+    low, high = min(values := list(values)), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -405,9 +421,9 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
     print("\nBuild once, ship, in detail (per host: averages; \"before hosts\" = build, "
           "registry start and push, once per deploy):\n")
     print("| hosts | deploy | before hosts | transfer per host "
-          "(upload + ship) | switch per host | images through the tunnel | veth while "
-          "shipping (worst) | changed layers | ratio |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "(upload + ship) | switch per host | SSH sessions per host | images through the "
+          "tunnel | veth while shipping (worst) | changed layers | ratio |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, by_path in rows:
         r = by_path["ship"]
         for kind, run_ in (("first", r.first), ("code-only", r.code)):
@@ -419,10 +435,12 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
             cells = (f"{mb(r.changed)} | {ship_wire / r.changed:.3f}×" if kind == "code-only"
                      else f"all ({mb(r.total)} backend) | —")
             print(f"| {n} | {kind} | {run_.before_hosts:.1f} s | {transfer:.1f} s | "
-                  f"{switch:.1f} s | {mb(tunnel)} | {mb(ship_wire)} | {cells} |")
+                  f"{switch:.1f} s | {span(h.sessions for h in run_.hosts)} | "
+                  f"{mb(tunnel)} | {mb(ship_wire)} | {cells} |")
     print("\nBuild on each host, in detail (per host: averages):\n")
-    print("| hosts | deploy | upload | build + postgres/proxy up (on the host) | the rest |")
-    print("|---:|---|---:|---:|---:|")
+    print("| hosts | deploy | upload | build + postgres/proxy up (on the host) | the rest | "
+          "SSH sessions per host |")
+    print("|---:|---|---:|---:|---:|---:|")
     for n, by_path in rows:
         r = by_path["host"]
         for kind, run_ in (("first", r.first), ("code-only", r.code)):
@@ -430,7 +448,8 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
             up = sum(h.upload for h in run_.hosts) / k
             build = sum(h.build for h in run_.hosts) / k
             rest = sum(h.seconds for h in run_.hosts) / k - up - build
-            print(f"| {n} | {kind} | {up:.1f} s | {build:.1f} s | {rest:.1f} s |")
+            print(f"| {n} | {kind} | {up:.1f} s | {build:.1f} s | {rest:.1f} s | "
+                  f"{span(h.sessions for h in run_.hosts)} |")
 
     print("\n## Targets\n")
     print("| target | measured | result |")
@@ -456,7 +475,9 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
     worst = max(t for _, by_path in rows for t in by_path["ship"].rollback)
     print(f"| rollback ≤ {ROLLBACK_TARGET:g} s per host | worst host {worst:.1f} s | "
           f"{verdict(worst <= ROLLBACK_TARGET)} |")
-    print(f"\nTotal benchmark time: {time.monotonic() - started:.0f} s.")
+    print(f"\nLoad average (1/5/15 min) at the start: {LOAD[0]}; at the end: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. "
+          f"Total benchmark time: {time.monotonic() - started:.0f} s.")
 
 
 def main() -> int:
@@ -485,6 +506,7 @@ def main() -> int:
         signal.signal(sig, lambda *_: sys.exit(130))
 
     started = time.monotonic()
+    LOAD.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     projects: list[str] = []
     rows = []
