@@ -101,7 +101,6 @@ class Rollout:
                 f"{self.rev.sha or 'any commit'})")
         self.tag = self.rev.tag
         self.timer = StepTimer(out)
-        self.built: list[str] = []  # images built here by this run
         self.registry: registry.Registry | None = None
         self._backend: str | None = None
         self._ready: set[str] = set()  # names made or checked here
@@ -138,7 +137,6 @@ class Rollout:
             if self.build:
                 self.timer.step(f"build {ref} here (once, for every host)",
                                 release_switch.build_backend, stack, self.tag, True)
-                self.built.append(ref)
             elif release_switch.image_id(stack, ref) is None:
                 raise ConfigError(no_build_message(ref, self.rev))
             else:
@@ -156,7 +154,6 @@ class Rollout:
         elif self.build:
             self.timer.step(f"build {ref} here", release_switch.build_proxy,
                             Stack(self.local, settings, self.out))
-            self.built.append(ref)
         else:
             found = self._run(docker.image_label(ref, docker.PROXY_SOURCE_LABEL), "inspect",
                               check=False)
