@@ -66,6 +66,7 @@ if str(REPO) not in sys.path:
 import invoke  # noqa: E402
 
 from deploy import (  # noqa: E402
+    builds,
     fleet,
     images,
     registry,
@@ -278,8 +279,8 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
         rev = revision(tree)
         if cold:  # the first deploy's build, as cold as the hosts' first builds
             stack = Stack(local, settings, quiet)
-            release_switch.build_backend(stack, rev.tag, True, no_cache=True)
-            release_switch.build_proxy(stack)
+            builds.build_backend(stack, rev.tag, True, no_cache=True)
+            builds.build_proxy(stack)
         with fleet.Rollout(local, settings, build=not cold, rev=rev, out=quiet) as rollout:
             rollout.prepare([settings])
             rollout.images_for(settings)
@@ -325,7 +326,7 @@ def changed_layers(settings, old_tag: str, new_tag: str) -> tuple[int, int]:
     """(compressed bytes of the layers new_tag has and old_tag lacks, of all its layers)."""
     with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
         old, new = (registry.manifest(reg.address, images.parse_ref(
-            release_switch.image(settings, tag)).in_registry(reg.address))
+            builds.image(settings, tag)).in_registry(reg.address))
             for tag in (old_tag, new_tag))
     known = {layer["digest"] for layer in old["layers"]}
     return (sum(layer["size"] for layer in new["layers"] if layer["digest"] not in known),

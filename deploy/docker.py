@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 RELEASE_LABEL = "deploy.release"
-# On the proxy image: a hash of what it was built from (release_switch.proxy_source).
+# On the proxy image: a hash of what it was built from (builds.proxy_source).
 PROXY_SOURCE_LABEL = "deploy.proxy.source"
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from deploy import docker, images, registry, release_switch, revision, shell
+from deploy import builds, docker, images, registry, revision, shell
 from deploy.errors import ConfigError
 from deploy.lifecycle import Stack, StepTimer
 from deploy.settings import Settings
@@ -57,8 +57,8 @@ def _normal(ref: str, setting: str) -> str:
 
 def host_images(settings: Settings, tag: str) -> HostImages:
     return HostImages(
-        backend=_normal(release_switch.image(settings, tag), "BACKEND_IMAGE"),
-        proxy=_normal(release_switch.proxy_image(settings), "COMPOSE_PROJECT_NAME"),
+        backend=_normal(builds.image(settings, tag), "BACKEND_IMAGE"),
+        proxy=_normal(builds.proxy_image(settings), "COMPOSE_PROJECT_NAME"),
         postgres=_normal(settings.values.get("POSTGRES_IMAGE") or DEFAULT_POSTGRES_IMAGE,
                          "POSTGRES_IMAGE"))
 
@@ -133,11 +133,11 @@ class Rollout:
         """The shared settings' backend image of this release, built (or found) once."""
         if self._backend is None:
             stack = Stack(self.local, self.shared, self.out)
-            ref = _normal(release_switch.image(self.shared, self.tag), "BACKEND_IMAGE")
+            ref = _normal(builds.image(self.shared, self.tag), "BACKEND_IMAGE")
             if self.build:
                 self.timer.step(f"build {ref} here (once, for every host)",
-                                release_switch.build_backend, stack, self.tag, True)
-            elif release_switch.image_id(stack, ref) is None:
+                                builds.build_backend, stack, self.tag, True)
+            elif builds.image_id(stack, ref) is None:
                 raise ConfigError(no_build_message(ref, self.rev))
             else:
                 self.out(f"   --no-build: shipping {ref}, built here before")
@@ -146,13 +146,13 @@ class Rollout:
         return self._backend
 
     def _make_proxy(self, settings: Settings, ref: str) -> None:
-        source = release_switch.proxy_source(settings)
+        source = builds.proxy_source(settings)
         made = self._proxies.get(source)
         if made is not None:
             if made != ref:
                 self._run(images.tag(made, ref), "tag")
         elif self.build:
-            self.timer.step(f"build {ref} here", release_switch.build_proxy,
+            self.timer.step(f"build {ref} here", builds.build_proxy,
                             Stack(self.local, settings, self.out))
         else:
             found = self._run(docker.image_label(ref, docker.PROXY_SOURCE_LABEL), "inspect",

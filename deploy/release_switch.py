@@ -16,15 +16,14 @@ their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 
 from deploy import compose, docker, health, proxy, revision
+from deploy.builds import LIVE, build_backend, build_proxy, image, image_id, proxy_image
 from deploy.compose import ContainerState
 from deploy.errors import ConfigError, DeployError
 from deploy.lifecycle import Stack, StepTimer
@@ -32,65 +31,14 @@ from deploy.settings import Settings
 
 BACKEND = "backend"
 BASE_SERVICES = ("postgres", proxy.SERVICE)
-LIVE = "live"
 POINT_OF_NO_RETURN = "switch"
 # The tables the team checks by hand after a deploy (`check-tables --prefix ai_`).
 AI_PREFIX = "ai_"
-# Where the backend image is built from, relative to the compose file (as its `build:`).
-BUILD_CONTEXT = "../.."
-DOCKERFILE = "backend/Dockerfile"
 
 Out = Callable[[str], None]
 
 
-# --- the backend image ------------------------------------------------------------------
-
-
-def image(settings: Settings, tag: str) -> str:
-    return f"{settings.backend_image}:{tag}"
-
-
-def build_backend(stack: Stack, release: str, hide: bool = False,
-                  no_cache: bool = False) -> None:
-    settings = stack.settings
-    compose_dir = PurePosixPath(str(settings.compose_file)).parent
-    argv = docker.build(
-        image(settings, release), str(compose_dir / DOCKERFILE),
-        str(compose_dir / BUILD_CONTEXT),
-        build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
-        labels={docker.RELEASE_LABEL: release}, no_cache=no_cache)
-    stack.run(argv, hide=hide, what="build")
-
-
-def proxy_image(settings: Settings) -> str:
-    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
-
-
-def proxy_context(settings: Settings) -> PurePosixPath:
-    return PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
-
-
-def proxy_source(settings: Settings) -> str:
-    """What the proxy image is built from, as a short hash: every file of its build context
-    here (haproxy.cfg, Dockerfile, entrypoint) and PROXY_IMAGE. Built images carry it as a
-    label, so an image made from another haproxy.cfg is never taken for this tree's."""
-    context = Path(str(proxy_context(settings)))
-    digest = hashlib.sha256(settings.proxy_image.encode() + b"\0")
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(context).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def build_proxy(stack: Stack) -> None:
-    settings = stack.settings
-    context = proxy_context(settings)
-    # The source label only where the files are this machine's (a host has no copy here).
-    labels = {} if hasattr(stack.c, "forward_local") else {
-        docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
-    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
-                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels=labels),
-              what="build proxy")
+# --- postgres and the proxy --------------------------------------------------------------
 
 
 def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
@@ -117,11 +65,6 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
                       "it, which closes its open connections once")
     stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
               what="up")
-
-
-def image_id(stack: Stack, ref: str) -> str | None:
-    result = stack.run(docker.image_id(ref), check=False)
-    return result.stdout.strip() or None if result.exited == 0 else None
 
 
 # --- the proxy ---------------------------------------------------------------------------

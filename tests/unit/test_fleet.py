@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import release_switch
+from deploy import builds
 from deploy.errors import ConfigError
 from deploy.fleet import HostImages, host_images, no_build_message, no_proxy_message
 from deploy.releases import ReleaseImage, format_release
@@ -60,7 +60,7 @@ def test_the_proxy_source_changes_with_its_config_or_base_image_and_nothing_else
     (stack / "docker-compose.yml").write_text("services: {}\n")
 
     def source(**values):
-        return release_switch.proxy_source(_settings(
+        return builds.proxy_source(_settings(
             COMPOSE_FILE=str(stack / "docker-compose.yml"), **values))
 
     first = source()
