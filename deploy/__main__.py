@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--statement-timeout", type=float, default=None, metavar="SECONDS",
                          help="end any statement running longer (MIGRATION_STATEMENT_TIMEOUT; "
                               "default none)")
+    migrate.add_argument("--allow-ahead", action="store_true",
+                         help="history rows above every file here (applied by a newer "
+                              "release, as after a rollback) are not drift")
 
     status = sub.add_parser("migrate-status", help="every file: applied/pending/changed/missing")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -64,7 +67,8 @@ def run(argv: list[str]) -> int:
                               lock_retries=args.lock_retries, lock_budget=args.lock_budget,
                               statement_timeout=args.statement_timeout)
         migrate(settings, wait=args.wait, lock_timeout=args.lock_timeout,
-                dry_run=args.dry_run, accept_drift=args.accept_drift)
+                dry_run=args.dry_run, accept_drift=args.accept_drift,
+                allow_ahead=args.allow_ahead)
         return 0
     if args.command == "migrate-status":
         from deploy.runner import format_status, status

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 RELEASE_LABEL = "deploy.release"
+# On the proxy image: a hash of what it was built from (builds.proxy_source).
+PROXY_SOURCE_LABEL = "deploy.proxy.source"
 
 
 def _ids(ids: Iterable[str]) -> list[str]:
@@ -40,8 +42,13 @@ def image_id(image: str) -> list[str]:
 
 def image_release(image: str) -> list[str]:
     """Prints the image's deploy.release label (empty without one); fails without the image."""
+    return image_label(image, RELEASE_LABEL)
+
+
+def image_label(image: str, label: str) -> list[str]:
+    """Prints one label of the image (empty without it); fails without the image."""
     return ["docker", "image", "inspect", "--format",
-            '{{index .Config.Labels "' + RELEASE_LABEL + '"}}', image]
+            '{{index .Config.Labels "' + label + '"}}', image]
 
 
 def remove_tag(image: str) -> list[str]:

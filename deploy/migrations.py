@@ -49,6 +49,9 @@ class Plan:
     pending: list[Migration] = field(default_factory=list)
     changed: list[tuple[Migration, HistoryRow]] = field(default_factory=list)
     missing: list[HistoryRow] = field(default_factory=list)
+    # With allow_ahead: rows without a file numbered above every file here, applied by a
+    # newer release (older code on a newer schema, as after a rollback). Not drift.
+    ahead: list[HistoryRow] = field(default_factory=list)
     out_of_order: list[Migration] = field(default_factory=list)
     unrecorded: list[tuple[Migration, HistoryRow]] = field(default_factory=list)
     removed: list[HistoryRow] = field(default_factory=list)  # file gone, accepted: not drift
@@ -191,7 +194,10 @@ def discover(directory: Path) -> list[Migration]:
     return migrations
 
 
-def plan_migrations(migrations: list[Migration], history: list[HistoryRow]) -> Plan:
+def plan_migrations(migrations: list[Migration], history: list[HistoryRow],
+                    allow_ahead: bool = False) -> Plan:
+    """``allow_ahead``: a history row whose file is gone and whose number is above every
+    file here counts as applied by a newer release (``Plan.ahead``), not as drift."""
     plan = Plan()
     by_name = {row.filename: row for row in history}
     on_disk = {m.filename for m in migrations}
@@ -214,9 +220,20 @@ def plan_migrations(migrations: list[Migration], history: list[HistoryRow]) -> P
             plan.pending.append(m)
             if last is not None and m.version < last:
                 plan.out_of_order.append(m)
+    newest = max((m.version for m in migrations), default=None)
+
+    def newer(row: HistoryRow) -> bool:
+        match = FILENAME_RE.match(row.filename)
+        return bool(match) and (newest is None or int(match.group(1)) > newest)
+
     for row in history:
         if row.filename not in on_disk:
-            (plan.removed if row.missing_accepted_at else plan.missing).append(row)
+            if row.missing_accepted_at:
+                plan.removed.append(row)
+            elif allow_ahead and newer(row):
+                plan.ahead.append(row)
+            else:
+                plan.missing.append(row)
     return plan
 
 

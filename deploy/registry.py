@@ -7,9 +7,9 @@ default) for its own duration:
 - storage in the named volume `<project>-registry`, which outlives the container, so a
   later deploy's push sends only the layers the registry does not have yet;
 - removed when the deploy ends (also on failure): nothing listens here between deploys,
-  and no container is left behind. A local lock (/tmp/deploy-<project>-registry.lock)
-  keeps two deploys of one project from sharing or removing each other's registry, and
-  a container left by a killed deploy is replaced under it.
+  and no container is left behind. Two deploys of one project here at the same time
+  share it (the last one out removes it; local locks in /tmp, see local_registry), and a
+  container left by a killed deploy is replaced.
 
 Hosts reach it through a reverse SSH tunnel (deploy/shipping.py). With DEPLOY_REGISTRY,
 images are pushed there once (after `docker login --password-stdin` into a client config
@@ -153,32 +153,91 @@ def login(c, registry: Registry, *, where: str, config_dir: str) -> None:
 def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out = print,
                    lock_wait: float = 300.0, policy: ReadyPolicy = READY
                    ) -> Iterator[Registry]:
-    """Start the project's registry here; remove the container (never the volume) after."""
+    """Start the project's registry here, or join the one another deploy of the project on
+    this machine is running; the last deploy out removes the container (never the volume).
+
+    Two locks: the project's registry lock (exclusive, held only while the container is
+    started, joined or removed) and a shared flock on `<lock>.users` held for as long as
+    a deploy uses the registry. Under the first, a deploy that can take the second one
+    exclusively knows nobody uses the registry: a container of that name is then what a
+    killed deploy left behind, and is replaced (on the way in) or removed (on the way out).
+    """
+    import fcntl
+
     from deploy.deploy_locks import LocalLock
 
-    container, volume = names(project)
-    with LocalLock(lock_path(project), lock_wait, out):
-        # Under the lock, a container of that name is what a killed deploy left behind.
-        shell.run(local, images.remove_container(container), check=False)
-        started = time.monotonic()
-        result = shell.run(local, images.run_registry(container, image, volume,
-                                                      labels={LABEL: project}), check=False)
+    container, _ = names(project)
+    users = open(users_path(project), "a+")  # held until the deploy ends
+    try:
+        with LocalLock(lock_path(project), lock_wait, out):
+            alone = _exclusive(users)
+            fcntl.flock(users, fcntl.LOCK_SH)  # one of its users from here on
+            registry = None if alone else _join(local, container, policy, out)
+            if registry is None:
+                registry = _start(local, project, image, policy, out)
+        yield registry
+    finally:
         try:
-            if result.exited != 0:
-                raise DeployError(
-                    f"registry: cannot start {image} as {container}: "
-                    f"{images.error_line(result.stderr or '', result.exited)}"
-                    "; on a machine that cannot pull it, set REGISTRY_IMAGE to a local image "
-                    "(bash .ci/build-images builds one)")
-            port = images.parse_port(shell.run(local, images.container_port(container),
-                                               what="registry port").stdout)
-            address = f"127.0.0.1:{port}"
-            wait_ready(local, address, container, policy)
-            out(f"   registry {image} at {address} (container {container}, volume {volume}; "
-                f"ready in {time.monotonic() - started:.1f} s)")
-            yield Registry(address, port)
+            with LocalLock(lock_path(project), lock_wait, out):
+                if _exclusive(users):
+                    shell.run(local, images.remove_container(container), check=False)
         finally:
-            shell.run(local, images.remove_container(container), check=False)
+            users.close()
+
+
+def users_path(project: str) -> Path:
+    return lock_path(project).with_suffix(".users")
+
+
+def _exclusive(users) -> bool:
+    """Whether no other deploy holds the users lock (then this one holds it exclusively)."""
+    import fcntl
+
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _join(local, container: str, policy: ReadyPolicy, out: Out) -> Registry | None:
+    """The registry another deploy of this project runs here, or None if it is not up."""
+    state = shell.run(local, images.container_state(container), check=False).stdout.strip()
+    if state != "running":
+        return None
+    port = images.parse_port(shell.run(local, images.container_port(container),
+                                       what="registry port").stdout)
+    address = f"127.0.0.1:{port}"
+    wait_ready(local, address, container, policy)
+    out(f"   registry at {address} (container {container}, shared with another deploy of "
+        "this project here)")
+    return Registry(address, port)
+
+
+def _start(local, project: str, image: str, policy: ReadyPolicy, out: Out) -> Registry:
+    container, volume = names(project)
+    # Nobody uses the registry: a container of that name is what a killed deploy left.
+    shell.run(local, images.remove_container(container), check=False)
+    started = time.monotonic()
+    result = shell.run(local, images.run_registry(container, image, volume,
+                                                  labels={LABEL: project}), check=False)
+    try:
+        if result.exited != 0:
+            raise DeployError(
+                f"registry: cannot start {image} as {container}: "
+                f"{images.error_line(result.stderr or '', result.exited)}"
+                "; on a machine that cannot pull it, set REGISTRY_IMAGE to a local image "
+                "(bash .ci/build-images builds one)")
+        port = images.parse_port(shell.run(local, images.container_port(container),
+                                           what="registry port").stdout)
+        address = f"127.0.0.1:{port}"
+        wait_ready(local, address, container, policy)
+    except BaseException:
+        shell.run(local, images.remove_container(container), check=False)
+        raise
+    out(f"   registry {image} at {address} (container {container}, volume {volume}; "
+        f"ready in {time.monotonic() - started:.1f} s)")
+    return Registry(address, port)
 
 
 def wait_ready(local, address: str, container: str, policy: ReadyPolicy = READY) -> None:

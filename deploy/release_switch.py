@@ -16,16 +16,14 @@ their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 import textwrap
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, field
 
-from deploy import compose, docker, health, proxy
+from deploy import compose, docker, health, proxy, revision
+from deploy.builds import LIVE, build_backend, build_proxy, image, image_id, proxy_image
 from deploy.compose import ContainerState
 from deploy.errors import ConfigError, DeployError
 from deploy.lifecycle import Stack, StepTimer
@@ -33,85 +31,31 @@ from deploy.settings import Settings
 
 BACKEND = "backend"
 BASE_SERVICES = ("postgres", proxy.SERVICE)
-LIVE = "live"
 POINT_OF_NO_RETURN = "switch"
 # The tables the team checks by hand after a deploy (`check-tables --prefix ai_`).
 AI_PREFIX = "ai_"
-# Where the backend image is built from, relative to the compose file (as its `build:`).
-BUILD_CONTEXT = "../.."
-DOCKERFILE = "backend/Dockerfile"
 
 Out = Callable[[str], None]
 
 
-# --- release identity ------------------------------------------------------------------
+# --- postgres and the proxy --------------------------------------------------------------
 
 
-def release_id(cwd: Path | None = None) -> str:
-    """The short git sha; with uncommitted changes ``<sha>-dirty-<hash of them>``, so a
-    dirty tree never passes for the commit, and two different dirty trees differ."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30)
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-    except OSError:
-        return "nogit"
-    sha = head.stdout.decode().strip().lower()
-    if head.returncode != 0 or not sha:
-        return "nogit"
-    status = git("status", "--porcelain", "--untracked-files=normal")
-    if not status.stdout.strip():
-        return sha
-    digest = hashlib.sha256(git("diff", "HEAD", "--binary").stdout)
-    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
-    for name in sorted(n for n in untracked if n):
-        digest.update(name + b"\0")
-        path = (cwd or Path.cwd()) / name.decode(errors="replace")
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            pass
-    return f"{sha}-dirty-{digest.hexdigest()[:8]}"
-
-
-# --- the backend image ------------------------------------------------------------------
-
-
-def image(settings: Settings, tag: str) -> str:
-    return f"{settings.backend_image}:{tag}"
-
-
-def build_backend(stack: Stack, release: str, hide: bool = False) -> None:
-    settings = stack.settings
-    compose_dir = PurePosixPath(str(settings.compose_file)).parent
-    argv = docker.build(
-        image(settings, release), str(compose_dir / DOCKERFILE),
-        str(compose_dir / BUILD_CONTEXT),
-        build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
-        labels={docker.RELEASE_LABEL: release})
-    stack.run(argv, hide=hide, what="build")
-
-
-def proxy_image(settings: Settings) -> str:
-    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
-
-
-def build_proxy(stack: Stack) -> None:
-    settings = stack.settings
-    context = PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
-    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
-                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels={}),
-              what="build proxy")
-
-
-def base_up(stack: Stack, build: bool) -> None:
+def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
     """postgres and the proxy, never the backend. A running proxy is recreated only when
     its image changed (haproxy.cfg or PROXY_IMAGE): Compose v1 would otherwise recreate it
-    whenever the release directory (its build context) moves, as it does on a host."""
-    if build or image_id(stack, proxy_image(stack.settings)) is None:
+    whenever the release directory (its build context) moves, as it does on a host.
+
+    ``may_build=False`` (a host: its images were shipped): a missing proxy image is an
+    error, never a build."""
+    ref = proxy_image(stack.settings)
+    built = None if build else image_id(stack, ref)
+    if built is None:
+        if not (build or may_build):
+            raise DeployError(f"proxy: no image {ref} on {stack.c.host}; the deploy ships it "
+                              "(nothing is built on a host)")
         build_proxy(stack)
-    built = image_id(stack, proxy_image(stack.settings))
+        built = image_id(stack, ref)
     running = [s for s in stack.states() if s.service == proxy.SERVICE and s.status == "running"]
     services = ["postgres"]
     if not running or any(s.image_id != built for s in running):
@@ -121,11 +65,6 @@ def base_up(stack: Stack, build: bool) -> None:
                       "it, which closes its open connections once")
     stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
               what="up")
-
-
-def image_id(stack: Stack, ref: str) -> str | None:
-    result = stack.run(docker.image_id(ref), check=False)
-    return result.stdout.strip() or None if result.exited == 0 else None
 
 
 # --- the proxy ---------------------------------------------------------------------------
@@ -139,13 +78,25 @@ class Proxy:
     policy: proxy.DrainPolicy
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    _container: str | None = field(default=None, init=False, repr=False)
 
     def container(self) -> str:
-        running = [s for s in self.stack.states()
-                   if s.service == proxy.SERVICE and s.status == "running"]
-        if not running:
-            raise DeployError("proxy: the proxy service is not running (`invoke up` starts it)")
-        return running[0].id
+        """The running proxy container, looked up once: a deploy never recreates it after
+        this object exists (base_up comes first), and a restart keeps its ID."""
+        if self._container is None:
+            running = [s for s in self.stack.states()
+                       if s.service == proxy.SERVICE and s.status == "running"]
+            if not running:
+                raise DeployError("proxy: the proxy service is not running (`invoke up` "
+                                  "starts it)")
+            self._container = running[0].id
+        return self._container
+
+    def remember(self, states: list[ContainerState]) -> None:
+        """Take the proxy container from states just read (one query fewer)."""
+        running = [s for s in states if s.service == proxy.SERVICE and s.status == "running"]
+        if running and self._container is None:
+            self._container = running[0].id
 
     def call(self, command: str, what: str) -> str:
         result = self.stack.run(proxy.api(self.container(), command), check=False)
@@ -335,12 +286,14 @@ def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: floa
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
            release: str | None = None, database=None, schema: bool = True,
-           on_switch: Callable[[], None] | None = None) -> dict:
+           on_switch: Callable[[], None] | None = None, shipped: bool = False) -> dict:
     """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
 
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
     stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
-    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`)."""
+    nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`).
+    ``shipped=True`` (a host): the caller made sure the images are there (shipping.ship
+    verifies them by ID, a rollback lists them); nothing is ever built."""
     from deploy.checks import check_tables, format_report
     from deploy.runner import migrate
 
@@ -348,10 +301,19 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     stack = Stack(c, settings, out, stream)
     timer = StepTimer(out)
     policy = policy_for(settings)
-    timer.step("docker", stack.check_docker)
-    release = release or release_id()
+    if not shipped:  # shipping (or a rollback's listing) has talked to the engine already
+        timer.step("docker", stack.check_docker)
+    release = release or revision.revision().tag
     target = image(settings, release)
-    if build:
+    # A rollback on a host whose base services are fine touches the backend only.
+    states = stack.states() if shipped and not schema else None
+    skip_base = states is not None and _base_ready(stack, states)
+    if shipped:
+        if skip_base:
+            out("   postgres and the proxy are up and healthy: only the backend changes")
+        else:
+            timer.step("postgres + proxy up", base_up, stack, False, False)
+    elif build:
         timer.step(f"build {target}, postgres + proxy up (at once)", _build_and_base_up,
                    stack, release)
     elif image_id(stack, target) is None:
@@ -366,8 +328,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         timer.step("postgres + proxy up", base_up, stack, build)
     else:
         timer.step("postgres + proxy up", base_up, stack, build)
-    timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack, BASE_SERVICES,
-               settings.health_timeout)
+    if not skip_base:
+        timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack,
+                   BASE_SERVICES, settings.health_timeout)
     db = database or (lambda: nullcontext(settings))
     result = None
     if schema:
@@ -376,7 +339,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
                                 wait=30.0, out=out)
 
     switcher = Proxy(stack, policy)
-    serving, leftovers = classify(stack.states(), switcher.servers())
+    states = states if skip_base else stack.states()  # nothing changed since, if skipped
+    switcher.remember(states)
+    serving, leftovers = classify(states, switcher.servers())
     if leftovers:
         out(f"   removing {len(leftovers)} backend container(s) of an unfinished deploy: "
             + ", ".join(s.name for s in leftovers))
@@ -389,7 +354,7 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     try:
         timer.step(f"tag {LIVE}", stack.run, docker.tag(target, image(settings, LIVE)),
                    what="tag")
-        before = {s.id for s in backends(stack.states())}
+        before = {s.id for s in serving}  # the leftovers are gone: only these remain
         timer.step(f"start new ({count} beside {len(serving)} old)", stack.run,
                    compose.scale_up(stack.compose, BACKEND, len(serving) + count),
                    hide=False, what="start new")
@@ -429,9 +394,19 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         f"was {', '.join(old_releases) or 'none'}")
     return {"applied": list(result.applied) if result else [],
             "tables": len(report.expected or []) if report else 0,
-            "ai_tables": sorted(e["table"] for e in (report.expected or []) if report
-                                and e["table"].startswith(AI_PREFIX)),
+            "ai_tables": sorted(e["table"] for e in ((report.expected or []) if report else [])
+                                if e["table"].startswith(AI_PREFIX)),
             "total": result.total_applied if result else 0, "release": release}
+
+
+def _base_ready(stack: Stack, states: list[ContainerState]) -> bool:
+    """A rollback's shortcut: postgres and the proxy running and healthy, the proxy on the
+    image the host has for it (a rollback never changes either)."""
+    states = [s for s in states if s.service in BASE_SERVICES and not s.one_off]
+    proxy_id = image_id(stack, proxy_image(stack.settings))
+    return ({s.service for s in states} == set(BASE_SERVICES)
+            and all(s.status == "running" and health.is_ready(s) for s in states)
+            and all(s.image_id == proxy_id for s in states if s.service == proxy.SERVICE))
 
 
 def _build_and_base_up(stack: Stack, release: str) -> None:

@@ -1,14 +1,17 @@
-"""Releases on a host: bundle, upload, switch `current`, keep N, roll back.
+"""Releases on a host: bundle, upload, ship the images, switch `current`, keep N, roll back.
 
-    DEPLOY_PATH/releases/<UTC time>-<git sha>/   compose files, build context, migrations, .env
-    DEPLOY_PATH/current -> releases/<…>           the live release
+    DEPLOY_PATH/releases/<UTC time>-<tag>/   compose file, proxy config, migrations, .env
+    DEPLOY_PATH/current -> releases/<…>       the live release
+
+A release directory holds no build context: the images arrive already built
+(deploy/fleet.py, deploy/shipping.py), and the backend image of release `<time>-<tag>` is
+BACKEND_IMAGE:<tag> on the host. Compose runs BACKEND_IMAGE:live, which the switch moves.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import subprocess
 import tarfile
 import time
 from contextlib import contextmanager
@@ -16,34 +19,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from deploy import remote, shell
+from deploy import images, remote, shell, shipping
 from deploy.errors import ConfigError, DeployError, Refused
-from deploy.lifecycle import Stack, StepTimer, print_summary
+from deploy.lifecycle import StepTimer, print_summary
 from deploy.settings import Settings
 
-# <UTC time>-<image tag>: the tag is release_switch.release_id() (git sha, or
-# <sha>-dirty-<hash>), the backend image on the host is BACKEND_IMAGE:<tag>.
-RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z][0-9a-z-]*$")
+# <UTC time>-<tag>, the tag being deploy/revision.py's: the short sha, <sha>-dirty-<hash>
+# for a tree with uncommitted changes (--allow-dirty), nogit-<UTC time> outside git.
+RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{4,40}(?:-dirty-[0-9a-f]{4,64})?"
+                        r"|nogit(?:-\d{8}T\d{6}Z)?)$")
 _VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Always shipped, whether the compose file names them or not.
 ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
 
 
-def git_sha(cwd: Path | None = None) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd,
-                             capture_output=True, text=True, timeout=10)
-    except OSError:
-        return "nogit"
-    sha = out.stdout.strip().lower()
-    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]+", sha) else "nogit"
-
-
-def release_name(now: datetime | None = None, sha: str | None = None) -> str:
-    from deploy.release_switch import release_id
+def release_name(now: datetime | None = None, tag: str | None = None) -> str:
+    """`<UTC time>-<tag>`: sorts by time; the tag names the backend image."""
+    from deploy.revision import revision
 
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{sha or release_id()}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{tag or revision().tag}"
 
 
 def image_tag(release: str) -> str:
@@ -69,35 +64,37 @@ def render_env(settings: Settings) -> str:
         # for unquoted values), so no quoting that one of them would keep.
         lines.append(f"{name}={value}")
     lines.append(f"COMPOSE_PROJECT_NAME={settings.project_name}")
+    # What Compose runs (deploy/lifecycle.py passes the same): a plain `docker compose up`
+    # in the release directory starts the live release too.
+    lines.append(f"BACKEND_IMAGE={settings.backend_image}")
+    lines.append("BACKEND_TAG=live")
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
 def bundle(settings: Settings) -> bytes:
-    """deploy/ (package and stack), migrations/ and .dockerignore, as a tar.gz."""
-    package = Path(__file__).resolve().parent
-    root = Path.cwd()
+    """The compose file, the proxy's config directory and the migrations, as a tar.gz.
 
-    def skip(info: tarfile.TarInfo):
+    No build context: nothing is built on a host. The Compose file's `build:` sections
+    stay (`invoke deploy` here uses them); their contexts exist in the release directory
+    (its root, and the proxy's directory), so Compose v1, which checks that a build
+    context exists even for `up --no-build`, accepts the file."""
+    compose_rel = remote.relative_compose(settings)
+
+    def clean(info: tarfile.TarInfo):
         parts = PurePosixPath(info.name).parts
         if "__pycache__" in parts or info.name.endswith((".pyc", ".env")):
             return None
-        if parts[:2] == ("deploy", "hosts"):
-            return None  # other hosts' settings never travel
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         return info
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        tar.add(package, arcname="deploy", filter=skip)
-        tar.add(settings.migrations_dir, arcname="migrations", filter=skip)
-        compose_rel = remote.relative_compose(settings)
-        if compose_rel.parts[0] != "deploy":
-            tar.add(Path(settings.compose_file).parent,
-                    arcname=str(compose_rel.parent), filter=skip)
-        dockerignore = root / ".dockerignore"
-        if dockerignore.is_file():
-            tar.add(dockerignore, arcname=".dockerignore", filter=skip)
+        tar.add(settings.compose_file, arcname=str(compose_rel), filter=clean)
+        proxy_dir = Path(settings.compose_file).parent / "proxy"
+        if proxy_dir.is_dir():
+            tar.add(proxy_dir, arcname=str(compose_rel.parent / "proxy"), filter=clean)
+        tar.add(settings.migrations_dir, arcname="migrations", filter=clean)
     return buf.getvalue()
 
 
@@ -157,20 +154,27 @@ def switch_current(c, settings: Settings, release: str) -> None:
     shell.run(c, ["sh", "-c", _SWITCH, "sh", settings.deploy_path, release], what="switch")
 
 
-def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> None:
-    """Keep the newest `keep` releases (and `current`); one command for all the others."""
+def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> list[str]:
+    """Keep the newest `keep` release directories (and `current`), removing the others in
+    one command; then the backend images beyond those of the releases kept (never `live`
+    or one a container uses: deploy/shipping.py). Returns the releases kept."""
     old = [n for n in state.names[:-keep] if n != state.current] if keep else []
     if old:
         root = PurePosixPath(settings.deploy_path) / "releases"
         shell.run(c, ["rm", "-rf", *(str(root / n) for n in old)], what="prune")
         out(f"   removed {len(old)} old release(s), keeping {keep}: {', '.join(old)}")
+    kept = [n for n in state.names if n not in old]
+    shipping.prune(c, settings.backend_image, keep, protect=[image_tag(n) for n in kept],
+                   out=out)
+    return kept
 
 
-def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float = 300.0,
-                out=print, stream=None) -> dict:
-    """One host: lock → upload → the zero-downtime sequence of release_switch.py on the
-    host (build there, migrate through the tunnel, start new beside old, switch its proxy,
-    drain) → `current` → prune.
+def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print,
+                stream=None) -> dict:
+    """One host: lock → upload the release directory → ship the images (deploy/fleet.py
+    made and published them here) → the zero-downtime sequence of release_switch.py on the
+    host, with nothing built there (migrate through the tunnel, start new beside old,
+    switch its proxy, drain) → `current` → prune releases and images.
 
     A failure before the switch leaves the previous release serving (it was never
     stopped) and removes the failed release's directory.
@@ -181,24 +185,22 @@ def deploy_host(c, settings: Settings, *, build: bool = True, lock_wait: float =
     require_stack_settings(settings)
     started = time.perf_counter()
     remote.open_connection(c, settings)
-    release = release_name()
+    published = rollout.images_for(settings)
+    release = release_name(tag=rollout.tag)
     timer = StepTimer(out)
     with remote.host_lock(c, settings, wait=lock_wait, release=release, out=out):
         before = list_releases(c, settings)
+        switched = []
         try:
             timer.step(f"upload {release}", upload, c, settings, release, out)
-        except DeployError:
-            _remove(c, settings, release)
-            raise
-        switched = []
+            timer.step("ship images", shipping.ship, c, rollout.registry, published, out=out)
 
-        def on_switch() -> None:
-            switch_current(c, settings, release)
-            switched.append(release)
+            def on_switch() -> None:
+                switch_current(c, settings, release)
+                switched.append(release)
 
-        try:
-            summary = switch_deploy(c, remote.release_paths(settings, release), build=build,
-                                    out=out, stream=stream, release=image_tag(release),
+            summary = switch_deploy(c, remote.release_paths(settings, release), build=False,
+                                    shipped=True, out=out, stream=stream, release=rollout.tag,
                                     database=lambda: _database(c, settings),
                                     on_switch=on_switch)
         except BaseException:
@@ -223,11 +225,42 @@ def _remove(c, settings: Settings, release: str) -> None:
     shell.run(c, ["rm", "-rf", str(path)], check=False)
 
 
+@dataclass(frozen=True)
+class ReleaseImage:
+    release: str
+    image: str  # BACKEND_IMAGE:<tag>
+    id: str | None  # on the host; None when it is gone
+    current: bool
+    live: bool  # `live` names this image
+
+
+def release_images(c, settings: Settings, state: HostReleases | None = None
+                   ) -> list[ReleaseImage]:
+    """Each release kept on the host with its backend image and that image's ID there."""
+    state = state or list_releases(c, settings)
+    listing = shell.run(c, images.list_tags(settings.backend_image), what="image list")
+    ids = dict(images.parse_tags(listing.stdout))
+    live = ids.get(images.LIVE)
+    rows = []
+    for name in state.names:
+        tag = image_tag(name)
+        id_ = ids.get(tag)
+        rows.append(ReleaseImage(name, f"{settings.backend_image}:{tag}", id_,
+                                 name == state.current, id_ is not None and id_ == live))
+    return rows
+
+
+def format_release(row: ReleaseImage) -> str:
+    mark = "*" if row.current else " "
+    image_id = row.id or "(image no longer on the host)"
+    return f"{mark} {row.release}  {row.image}  {image_id}" + ("  live" if row.live else "")
+
+
 def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
                   stream=None) -> str:
-    """Switch `current` to the previous release and bring it up; migrations stay applied."""
+    """Switch back to the previous release's image, already on the host: no build, no
+    upload; the same proxy switch as a deploy. Migrations stay applied."""
     from deploy.release_switch import deploy as switch_deploy
-    from deploy.release_switch import image, image_id
 
     remote.open_connection(c, settings)
     with remote.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
@@ -236,12 +269,16 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
         if target is None:
             raise Refused(f"rollback: {c.host} has no release before "
                           f"{state.current or '(none)'} to return to")
-        paths = remote.release_paths(settings, target)
-        # The previous release's image is still on the host; built again only if removed.
-        tag = image_tag(target)
-        missing = image_id(Stack(c, paths, out, stream), image(paths, tag)) is None
-        switch_deploy(c, paths, build=missing, out=out, stream=stream, release=tag,
-                      schema=False, on_switch=lambda: switch_current(c, settings, target))
+        row = next(r for r in release_images(c, settings, state) if r.release == target)
+        if row.id is None:
+            raise DeployError(
+                f"rollback: {c.host} no longer has {row.image}, the image of release {target} "
+                f"(deploys keep the last KEEP_RELEASES={settings.keep_releases}); nothing was "
+                f"changed. Deploy that commit again instead")
+        out(f"   rolling back to {row.image} ({row.id}), already on {c.host}")
+        switch_deploy(c, remote.release_paths(settings, target), build=False, shipped=True,
+                      out=out, stream=stream, release=image_tag(target), schema=False,
+                      on_switch=lambda: switch_current(c, settings, target))
         notes = _rollback_notes(c, settings, state.current, target)
     out(f"rollback: {c.host} now serves {target} (was {state.current})")
     out("rollback: migrations are NOT reversed; the schema stays as the newer release left it.")
@@ -253,19 +290,27 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
     return target
 
 
+_LIST_MIGRATIONS = 'ls -1 "$1" 2>/dev/null; echo "--"; ls -1 "$2" 2>/dev/null; true'
+
+
 def _rollback_notes(c, settings: Settings, newer: str, older: str) -> list:
+    """The `-- ROLLBACK:` notes of the migrations `newer` has and `older` lacks (one command
+    lists both; the files are read only when there are such migrations)."""
     from deploy.migrations import parse_file
 
     root = PurePosixPath(settings.deploy_path) / "releases"
+    listing = shell.run(c, ["sh", "-c", _LIST_MIGRATIONS, "sh",
+                            str(root / newer / "migrations"), str(root / older / "migrations")],
+                        check=False).stdout
+    new_part, _, old_part = listing.partition("--")
 
-    def files(release: str) -> set[str]:
-        out = shell.run(c, ["ls", "-1", str(root / release / "migrations")], check=False)
-        return {n for n in out.stdout.split() if n.endswith(".sql")}
+    def sql(text: str) -> set[str]:
+        return {n for n in text.split() if n.endswith(".sql")}
 
-    added = sorted(files(newer) - files(older), key=lambda n: int(n.split("_")[0])
+    added = sorted(sql(new_part) - sql(old_part), key=lambda n: int(n.split("_")[0])
                    if n.split("_")[0].isdigit() else -1)
     notes = []
-    sftp = c.sftp()
+    sftp = c.sftp() if added else None
     for name in added:
         path = root / newer / "migrations" / name
         with sftp.open(str(path), "r") as fh:

@@ -179,9 +179,11 @@ def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: Sign
 
 @translates("migrate")
 def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0,
-            dry_run: bool = False, accept_drift: bool = False, out: Out | None = None,
-            progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
-    """Apply every pending migration exactly once."""
+            dry_run: bool = False, accept_drift: bool = False, allow_ahead: bool = False,
+            out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
+    """Apply every pending migration exactly once. ``allow_ahead``: history rows above
+    every file here were applied by a newer release; say so, and do not call it drift (the
+    backend's start-up, so that a rolled-back release starts on the newer schema)."""
     if lock_timeout <= 0:
         raise ConfigError(f"--lock-timeout: must be greater than 0 (got {lock_timeout:g})")
     if wait < 0:
@@ -200,17 +202,22 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
     with conn:
         return _migrate(conn, settings, migrations, lock_timeout=lock_timeout,
                         dry_run=dry_run, accept_drift=accept_drift, out=out,
-                        progress=progress)
+                        progress=progress, allow_ahead=allow_ahead)
 
 
 def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_timeout: float,
-             dry_run: bool, accept_drift: bool, out: Out, progress: Progress) -> MigrateResult:
+             dry_run: bool, accept_drift: bool, out: Out, progress: Progress,
+             allow_ahead: bool = False) -> MigrateResult:
     table = settings.migration_table
     result = MigrateResult()
     columns = db.history_columns(conn, table)
-    plan = plan_migrations(migrations, db.read_history(conn, table, columns))
+    plan = plan_migrations(migrations, db.read_history(conn, table, columns), allow_ahead)
     if plan.drift and not accept_drift:
         raise drift_error(plan)
+    if plan.ahead:
+        out(f"migrations: the database is ahead of these files: "
+            f"{', '.join(r.filename for r in plan.ahead)} applied by a newer release "
+            "(this release runs on its schema, as after a rollback)")
     if dry_run:
         result.planned = [m.filename for m in plan.pending]
         for m in plan.pending:
@@ -230,7 +237,8 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
         for line in db.ensure_history_table(conn, table):
             out(f"migration history: {line}")
         # Another runner may have applied files while we waited for the lock.
-        plan = plan_migrations(migrations, db.read_history(conn, table, db.ALL_COLUMNS))
+        plan = plan_migrations(migrations, db.read_history(conn, table, db.ALL_COLUMNS),
+                               allow_ahead)
         if plan.drift and not accept_drift:
             raise drift_error(plan)
         if plan.unrecorded:

@@ -171,8 +171,8 @@ def prune(c, repository: str, keep: int, *, protect: Iterable[str] = (),
     `protect`, or an image a container uses); the tags removed."""
     tags = images.parse_tags(shell.run(c, images.list_tags(repository),
                                        what="image list").stdout)
-    if not tags:
-        return []
+    if len([t for t, _ in tags if t != images.LIVE]) <= keep:
+        return []  # nothing beyond the newest `keep`: no need to ask more
     ids = sorted({id_ for _, id_ in tags})
     created_at = images.parse_created(shell.run(c, images.created(ids), check=False).stdout)
     containers = shell.run(c, images.all_containers(), what="container list").stdout.split()

@@ -10,28 +10,37 @@ from deploy.tasks.common import count, exits, seconds, settings_for
 
 
 @task(auto_shortflags=False, help={
-    "no_build": "skip the build step (images already built)",
+    "no_build": "do not build: here, deploy the image built before; to hosts, ship this "
+                "commit's images, which must already be here (built by `invoke deploy`)",
     "lock_wait": "seconds to wait for another deploy of this project/host (default 300)",
     "hosts": "deploy to these hosts over SSH instead of locally: web1,deploy@web2:2222",
     "parallel": "with --hosts: at most N hosts at once (default 1: rolling)",
+    "allow_dirty": "to hosts: ship a tree with uncommitted changes, as <sha>-dirty-<hash>",
 })
 @exits
-def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None):
+def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False):
     """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
     from deploy import remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
     n_parallel = count("--parallel", parallel, 1)
     if remote.is_remote(c):  # fab -H …: Fabric calls us once per host
+        import invoke
+
+        from deploy import fleet
         from deploy.releases import deploy_host
 
         settings = settings_for(c)
+        # The first host's call builds and publishes; the others reuse it (one process).
+        rollout = fleet.session(invoke.Context(), load_settings(), build=not no_build,
+                                allow_dirty=allow_dirty, lock_wait=wait, out=remote.emit)
         prefix = f"[{c.host}] "
-        deploy_host(c, settings, build=not no_build, lock_wait=wait,
-                    out=remote.printer(prefix), stream=remote.PrefixStream(prefix))
+        deploy_host(c, settings, rollout, lock_wait=wait, out=remote.printer(prefix),
+                    stream=remote.PrefixStream(prefix))
         return
     if hosts:
-        _on_hosts(hosts, "deploy", n_parallel, build=not no_build, lock_wait=wait)
+        _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
+                      lock_wait=wait)
         return
     from deploy.deploy_locks import LocalLock, local_lock_path
     from deploy.lifecycle import deploy as run_deploy
@@ -41,15 +50,39 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None):
         run_deploy(c, settings, build=not no_build)
 
 
-def _on_hosts(hosts: str, action: str, parallel: int, **kwargs) -> None:
+def _targets(hosts: str):
     from deploy import remote
-    from deploy.releases import deploy_host, rollback_host
 
     shared = load_settings()
     targets = remote.parse_hosts(hosts)
     # Every host's settings are checked before any host is touched.
     per_host = {h.name: remote.host_settings(shared, h.name) for h in targets}
-    fn = {"deploy": deploy_host, "rollback": rollback_host}[action]
+    return shared, targets, per_host
+
+
+def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
+                  lock_wait: float) -> None:
+    """Build here once, publish once, then each host: lock, upload, ship, switch."""
+    import invoke
+
+    from deploy import fleet, remote
+    from deploy.lifecycle import require_stack_settings
+    from deploy.releases import deploy_host
+
+    shared, targets, per_host = _targets(hosts)
+    for settings in per_host.values():
+        require_stack_settings(settings)
+    with fleet.Rollout(invoke.Context(), shared, build=build, allow_dirty=allow_dirty,
+                       lock_wait=lock_wait, out=remote.emit) as rollout:
+        rollout.prepare(per_host.values())
+        for settings in per_host.values():  # every image published before any host
+            rollout.images_for(settings)
+        _run_on_hosts(targets, per_host, "deploy", parallel,
+                      lambda c, s, **kw: deploy_host(c, s, rollout, **kw), lock_wait=lock_wait)
+
+
+def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -> None:
+    from deploy import remote
 
     def job(host):
         settings = per_host[host.name]
@@ -78,7 +111,7 @@ def _on_hosts(hosts: str, action: str, parallel: int, **kwargs) -> None:
             "parallel": "at most N hosts at once (default 1)"})
 @exits
 def rollback(c, hosts=None, lock_wait=None, parallel=None):
-    """Switch `current` back to the previous release and bring it up (schema unchanged)."""
+    """Back to the previous release's image, already on the host: no build, no upload."""
     from deploy import remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
@@ -93,23 +126,26 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
     if not hosts:
         raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
                           "fab -H web1 rollback)")
-    _on_hosts(hosts, "rollback", count("--parallel", parallel, 1), lock_wait=wait)
+    from deploy.releases import rollback_host
+
+    _, targets, per_host = _targets(hosts)
+    _run_on_hosts(targets, per_host, "rollback", count("--parallel", parallel, 1),
+                  rollback_host, lock_wait=wait)
 
 
 @task(auto_shortflags=False,
       help={"hosts": "the hosts to list, e.g. web1,web2 (or use fab -H web1 releases)"})
 @exits
 def releases(c, hosts=None):
-    """The releases kept on each host, the live one marked with *."""
+    """The releases kept on each host: * = current, their image, its ID, which one is live."""
     from deploy import remote
-    from deploy.releases import list_releases
+    from deploy.releases import format_release, release_images
 
     def show(conn, settings, name):
-        state = list_releases(conn, settings)
-        for release in state.names:
-            mark = "*" if release == state.current else " "
-            remote.emit(f"[{name}] {mark} {release}")
-        if not state.names:
+        rows = release_images(conn, settings)
+        for row in rows:
+            remote.emit(f"[{name}] {format_release(row)}")
+        if not rows:
             remote.emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
 
     if remote.is_remote(c):

@@ -147,30 +147,6 @@ def make_stack(docker_ready, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ssh_hosts():
-    """Two real sshd instances (127.0.0.2:2222, 127.0.0.3:2222) with key-only auth.
-
-    See tests/e2e/sshd.py for the API (hosts, port, user, key_file, known_hosts,
-    host_key_fingerprint, only_known, changed_key, spec, ssh_argv, log).
-    """
-    from tests.e2e import sshd
-
-    missing = sshd.missing_tools()
-    if missing:
-        _missing(f"sshd test hosts need {', '.join(missing)} (apt-get install openssh-server)")
-    problem = None
-    try:
-        with sshd.running_sshd() as rig:
-            yield rig
-    except sshd.SshdError as e:
-        problem = str(e)
-    if problem:
-        # Not a missing service but a broken machine (port taken, sshd refusing its
-        # config): a failure everywhere, never a skip.
-        pytest.fail(f"sshd test hosts: {problem}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
 def netns_hosts():
     """Two hosts that share nothing but this machine's kernel and files: each in its own
     network namespace (10.213.N.2), with its own sshd on port 22 and its own Docker engine,
@@ -180,6 +156,10 @@ def netns_hosts():
     known_hosts, spec, ssh_argv, docker_argv, netns_exec_argv, enter_argv, traffic,
     commands, logs, load_busybox, reach, trust_registry).
     """
+    yield from _netns_rig(2)
+
+
+def _netns_rig(count: int):
     from tests.e2e import netns
 
     if os.geteuid() != 0:
@@ -190,10 +170,38 @@ def netns_hosts():
                  "(iproute2, util-linux, docker.io, openssh-server)")
     problem = None
     try:
-        with netns.running_netns_hosts(2) as rig:
+        with netns.running_netns_hosts(count) as rig:
             yield rig
     except netns.NetnsError as e:
         problem = str(e)
     if problem:
         # Root and every tool are there, so the machine is broken: a failure, never a skip.
         pytest.fail(f"network-namespace test hosts: {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def fleet_hosts():
+    """Two more network-namespace hosts, for the fleet alone: its deploys leave stacks,
+    images and command logs that other tests of `netns_hosts` must not meet."""
+    yield from _netns_rig(2)
+
+
+@pytest.fixture(scope="session")
+def fleet(fleet_hosts, docker_ready, tmp_path_factory):
+    """Two network-namespace hosts to deploy to with the real `invoke`/`fab`, from a git
+    copy of this project (tests/e2e/fleet_rig.py). Shared by the remote tests, which run
+    in file order and build on each other's deploys."""
+    from tests.e2e.fleet_rig import Fleet
+
+    fleet = Fleet(fleet_hosts, tmp_path_factory.mktemp("fleet"))
+    yield fleet
+    fleet.teardown()
+
+
+@pytest.fixture(scope="session")
+def deployed_fleet(fleet):
+    """The fleet with a release running on every host (deployed now if no test did yet)."""
+    if not all(fleet.releases(h) for h in fleet.hosts):
+        done = fleet.invoke("deploy", "--hosts", fleet.spec())
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return fleet

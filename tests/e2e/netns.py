@@ -387,6 +387,25 @@ class NetnsHosts:
     def host_public_key(self, host: Host | str) -> str:
         return self.host(host).sshd.public_key
 
+    def host_key_fingerprint(self, host: Host | str) -> str:
+        """`SHA256:…`, as `ssh-keygen -lf` prints it."""
+        return self.host(host).sshd.fingerprint
+
+    def only_known(self, host: Host | str) -> Path:
+        """A known_hosts file that holds this host's key only: every other host is unknown."""
+        h = self.host(host)
+        path = self.root / f"known_hosts.only-{h.name}"
+        path.write_text(h.sshd.known_hosts_line)
+        return path
+
+    def changed_key(self, host: Host | str) -> Path:
+        """A known_hosts file whose entry for this host holds another host's key."""
+        h = self.host(host)
+        other = next(o for o in self.hosts if o is not h)
+        path = self.root / f"known_hosts.changed-{h.name}"
+        path.write_text(f"{h.address} {other.sshd.public_key}\n")
+        return path
+
     def commands(self, host: Host | str) -> str:
         """Every command line clients sent to this host's sshd so far, one per line."""
         path = self.host(host).sshd.commands

@@ -1,7 +1,7 @@
 """A throwaway git copy of this project, where each change() is a new release.
 
 `invoke deploy` names a release by the git commit of the directory it runs in
-(deploy/release_switch.py: release_id), so tests and benchmarks that need a *changed*
+(deploy/revision.py), so tests and benchmarks that need a *changed*
 release deploy from such a copy and commit a change between deploys.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.e2e.conftest import ROOT
 
-COPIED = ("deploy", "migrations", "tasks.py", ".dockerignore", "pyproject.toml")
+COPIED = ("deploy", "migrations", "tasks.py", "fabfile.py", ".dockerignore", "pyproject.toml")
 
 
 class ReleaseTree:

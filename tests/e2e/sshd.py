@@ -1,10 +1,9 @@
-"""Two real sshd instances that stand in for remote hosts in the end-to-end tests.
+"""An sshd instance set up as a locked-down host's: what the network-namespace test hosts
+(tests/e2e/netns.py) run, one per host.
 
-Each listens on its own loopback address (127.0.0.2, 127.0.0.3; Linux routes all of
-127/8 to `lo`, so no interface setup is needed) on one port, with its own ed25519 host
-key, config, pid file and log, and accepts only one freshly generated client key.
-Both share this machine's Docker engine, which is what makes them usable as deploy
-targets.
+Each has its own ed25519 host key, config, pid file and log, accepts only one freshly
+generated client key, and records every command line a client sends (tests assert that
+no build ran on a host and that secrets never reach a command line).
 
 The remote PATH: with `UsePAM no`, sshd gives a session its compiled-in default PATH
 (Debian: `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` for root,
@@ -15,25 +14,15 @@ commands that arrive over ssh, so that file can prepend to it (it never removes)
 
 from __future__ import annotations
 
-import errno
-import getpass
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 SSHD = Path("/usr/sbin/sshd")
-HOSTS = ("127.0.0.2", "127.0.0.3")
-PORT = 2222
-# The temp dir's prefix shows in each sshd's command line (`-f …/sshd_config`), so a
-# leftover instance from an interrupted run can be found with `pgrep -af deploy-sshd-`.
-TMP_PREFIX = "deploy-sshd-"
 
 CONFIG = """\
 # Written by tests/e2e/sshd.py; nothing from /etc/ssh is included.
@@ -105,28 +94,6 @@ def _fingerprint(pub: Path) -> str:
     out = subprocess.run(["ssh-keygen", "-lf", str(pub)], check=True,
                          capture_output=True, text=True).stdout
     return out.split()[1]
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # sshd binds with SO_REUSEADDR too: only a live listener counts, not TIME_WAIT.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return False
-            raise SshdError(f"cannot bind {host}:{port}: {e}") from e
-    return True
-
-
-def _listener(port: int) -> str:
-    """Who listens on the port, when `ss` can tell; for the error message only."""
-    if not shutil.which("ss"):
-        return ""
-    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
-                         text=True).stdout.strip()
-    return f"\n  ss says: {out}" if out else ""
 
 
 def _descendants(pid: int) -> list[int]:
@@ -250,99 +217,3 @@ class SshHost:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-
-
-class SshHosts:
-    """What the tests get: addresses, credentials, host keys, known_hosts files."""
-
-    def __init__(self, root: Path, hosts: tuple[str, ...] = HOSTS, port: int = PORT):
-        self.root = root
-        self.hosts = list(hosts)
-        self.port = port
-        # sshd as non-root can only log in the user it runs as (e.g. GitHub's runner).
-        self.user = "root" if os.geteuid() == 0 else getpass.getuser()
-        self.key_file = root / "client_ed25519"
-        _keygen(self.key_file, "deploy-e2e client")
-        self.authorized_keys = root / "authorized_keys"
-        shutil.copy(self.key_file.with_suffix(".pub"), self.authorized_keys)
-        self._hosts = {h: SshHost(root, h, port, self.authorized_keys) for h in self.hosts}
-        self.known_hosts = root / "known_hosts"
-        self.known_hosts.write_text("".join(h.known_hosts_line for h in self._hosts.values()))
-
-    def host_key_fingerprint(self, host: str) -> str:
-        """`SHA256:…`, as `ssh-keygen -lf` prints it."""
-        return self._hosts[host].fingerprint
-
-    def host_public_key(self, host: str) -> str:
-        """`ssh-ed25519 AAAA…`: the host's key as known_hosts holds it."""
-        return self._hosts[host].public_key
-
-    def only_known(self, host: str) -> Path:
-        """A known_hosts file that holds just this host's key: the other is unknown."""
-        path = self.root / f"known_hosts.only-{host}"
-        path.write_text(self._hosts[host].known_hosts_line)
-        return path
-
-    def changed_key(self, host: str) -> Path:
-        """A known_hosts file where this host's entry holds another key (a changed key)."""
-        other = next(h for h in self.hosts if h != host)
-        path = self.root / f"known_hosts.changed-{host}"
-        path.write_text(f"[{host}]:{self.port} {self._hosts[other].public_key}\n")
-        return path
-
-    def spec(self, host: str) -> str:
-        """`user@host:port`, as DEPLOY_HOSTS and `fab -H` take it."""
-        return f"{self.user}@{host}:{self.port}"
-
-    def ssh_argv(self, host: str, command: str, known_hosts: Path | None = None) -> list[str]:
-        """The real OpenSSH client, with no user config, this key and strict host keys."""
-        return ["ssh", "-F", "/dev/null", "-p", str(self.port), "-i", str(self.key_file),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=yes",
-                "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
-                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
-                f"{self.user}@{host}", command]
-
-    def log(self, host: str) -> str:
-        """The host's sshd log so far (for assertion messages)."""
-        return self._hosts[host].log.read_text()
-
-    def commands(self, host: str) -> str:
-        """Every command line clients sent to this host so far, one per line."""
-        path = self._hosts[host].commands
-        return path.read_text() if path.exists() else ""
-
-    def start(self) -> None:
-        taken = [h for h in self.hosts if not _port_free(h, self.port)]
-        if taken:
-            where = ", ".join(f"{h}:{self.port}" for h in taken)
-            raise SshdError(
-                f"port {self.port} is already taken on {where}; the sshd test hosts need it. "
-                f"Stop whatever listens there (a leftover from an interrupted run shows in "
-                f"`pgrep -af {TMP_PREFIX}`).{_listener(self.port)}")
-        if os.geteuid() == 0:
-            # sshd's privilege-separation chroot; missing on a machine that never ran sshd.
-            Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-        for host in self._hosts.values():
-            host.start()
-        for host in self._hosts.values():
-            host.wait_ready()
-
-    def stop(self) -> None:
-        for host in self._hosts.values():
-            host.stop()
-
-
-@contextmanager
-def running_sshd(hosts: tuple[str, ...] = HOSTS, port: int = PORT) -> Iterator[SshHosts]:
-    """Start the sshd instances; stop them and remove every file afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
-    rig = None
-    try:
-        rig = SshHosts(root, hosts, port)
-        rig.start()
-        yield rig
-    finally:
-        if rig is not None:
-            rig.stop()
-        shutil.rmtree(root, ignore_errors=True)

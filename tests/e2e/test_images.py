@@ -16,9 +16,8 @@ from deploy.errors import DeployError
 from deploy.images import parse_ref
 from tests.e2e import shipping_rig
 from tests.e2e.conftest import _missing
+from tests.e2e.fleet_rig import BUILD
 from tests.e2e.shipping_rig import AppImages, connect, image_id, run
-
-BUILD = re.compile(r"docker(-compose)? .*\bbuild\b|compose .*\bbuild\b|--build\b")
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +232,32 @@ def test_the_registry_runs_only_during_the_deploy_and_keeps_its_layers(
             manifest = registry.manifest(reg.address, published[0].remote)
             assert manifest["config"]["digest"] == published[0].id
         assert run(["docker", "ps", "-a", "-q", "--filter", f"name=^{container}$"]).stdout == ""
+    finally:
+        run(["docker", "rm", "-f", container])
+        run(["docker", "volume", "rm", "-f", volume])
+
+
+def test_two_deploys_of_a_project_here_share_its_registry_and_the_last_one_removes_it(
+        netns_hosts, local, project, settings, r1):
+    s = shipping_rig.settings_for(netns_hosts, project + "s",
+                                  REGISTRY_IMAGE=settings.values["REGISTRY_IMAGE"])
+    container, volume = registry.names(project + "s")
+
+    def running() -> bool:
+        return run(["docker", "ps", "-q", "--filter", f"name=^{container}$"]).stdout != ""
+
+    lines: list[str] = []
+    try:
+        with registry.open_registry(local, s, out=lines.append) as first:
+            with registry.open_registry(local, s, out=lines.append, lock_wait=5) as second:
+                assert second.address == first.address
+                assert lines[-1] == (f"   registry at {first.address} (container {container}, "
+                                     "shared with another deploy of this project here)")
+                registry.publish(local, second, [r1[0]], out=lines.append)
+            assert running()  # the first deploy still uses it
+            assert registry.manifest(first.address, parse_ref(r1[0]).in_registry(
+                first.address))["config"]["digest"] == r1[1]
+        assert not running()
     finally:
         run(["docker", "rm", "-f", container])
         run(["docker", "volume", "rm", "-f", volume])

@@ -1,288 +1,345 @@
-"""`fab -H` / `invoke --hosts` against two real sshd hosts that share this Docker engine.
+"""`fab -H` / `invoke --hosts` against two hosts that share nothing with this machine but
+its kernel: each its own network namespace, sshd and Docker engine, with no registry
+access (tests/e2e/netns.py). Whatever runs there after a deploy came from here.
 
-Each host gets its own overlay (deploy/hosts/<host>.env, here in a temp dir): its own
-Compose project name, published ports and DEPLOY_PATH, since both use one engine and one
-filesystem. The tests run in file order and build on the first deploy.
+h1 uses the shared settings; h2 has an overlay with its own Compose project name and
+ports (tests/e2e/fleet_rig.py). The tests run in file order and build on each other:
+
+    1. fab deploy, both hosts (first release)   5. dirty tree refused; --allow-dirty; lock
+    2. a code-only change, --parallel 2         6. a failing first host stops the rollout
+    3. rollback of h1 under load                7. rolling deploy under load on both hosts
+    4. --no-build without the image             8. plain `fab up`, host keys, secrets
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import urllib.request
-import uuid
-from pathlib import Path
+import time
 
-import pytest
+import invoke
 
-from tests.e2e.conftest import (
-    LOCAL_IMAGES_ENV,
-    ROOT,
-    free_port,
-    read_env_file,
-    remove_project_images,
-)
-from tests.e2e.load import Clients
+from deploy import images, registry
+from deploy.releases import RELEASE_RE
+from tests.e2e.fleet_rig import BUILD, SECRET
+from tests.e2e.netns_load import NetnsLoad
+from tests.e2e.shipping_rig import local_images
 
-SECRET = "s3cret-" + uuid.uuid4().hex[:12]
+TUNNEL_BYTES = re.compile(r"^\[(\S+)\]    \1: ([\d,]+) bytes through the tunnel to the host$",
+                          re.M)
 
 
-class Fleet:
-    def __init__(self, rig, tmp: Path):
-        self.rig = rig
-        self.tmp = tmp
-        self.hosts = list(rig.hosts)
-        self.hosts_dir = tmp / "hosts"
-        self.hosts_dir.mkdir()
-        self.ports: dict[str, tuple[int, int]] = {}
-        self.projects: dict[str, str] = {}
-        self.paths: dict[str, Path] = {}
-        for host in self.hosts:
-            project = "e2er" + uuid.uuid4().hex[:8]
-            pg, backend = free_port(), free_port()
-            self.projects[host], self.ports[host] = project, (pg, backend)
-            self.paths[host] = tmp / "srv" / host
-            self.write_overlay(host)
-        shared = read_env_file(LOCAL_IMAGES_ENV) if LOCAL_IMAGES_ENV.exists() else {}
-        shared.update({
-            "POSTGRES_USER": "app", "POSTGRES_PASSWORD": SECRET, "POSTGRES_DB": "app",
-            "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
-            "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
-            "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": "5",
-        })
-        shared.pop("DATABASE_URL", None)
-        self.env_file = tmp / "shared.env"
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
-        self.outputs: list[str] = []
+class Since:
+    """What a host was sent after this point: command lines, bytes on its veth."""
 
-    def write_overlay(self, host: str, **extra: str) -> None:
-        pg, backend = self.ports[host]
-        values = {
-            "COMPOSE_PROJECT_NAME": self.projects[host],
-            "POSTGRES_PUBLISHED_PORT": str(pg), "BACKEND_PUBLISHED_PORT": str(backend),
-            "DATABASE_URL": f"postgresql://app:{SECRET}@127.0.0.1:{pg}/app",
-            "DEPLOY_PATH": str(self.paths[host]),
-            **extra,
-        }
-        (self.hosts_dir / f"{host}.env").write_text(
-            "".join(f"{k}={v}\n" for k, v in values.items()))
-
-    def spec(self, *hosts: str) -> str:
-        return ",".join(self.rig.spec(h) for h in hosts or self.hosts)
+    def __init__(self, fleet, host):
+        self.fleet, self.host = fleet, host
+        self.offset = len(fleet.rig.commands(host))
+        self.sent = fleet.rig.traffic(host)[0]
 
     @property
-    def env(self) -> dict[str, str]:
-        import os
+    def commands(self) -> str:
+        return self.fleet.rig.commands(self.host)[self.offset:]
 
-        keep = {k: v for k, v in os.environ.items()
-                if not k.startswith(("POSTGRES_", "DEPLOY_", "COMPOSE_", "DATABASE_URL",
-                                     "SSH_", "BACKEND_", "MIGRATION"))}
-        return {**keep, "ENV_FILE": str(self.env_file), "DOCKER_BUILDKIT": "0"}
-
-    def _run(self, argv, env=None, timeout=900) -> subprocess.CompletedProcess:
-        done = subprocess.run(argv, cwd=ROOT, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-        self.outputs.append(done.stdout + done.stderr)
-        return done
-
-    def invoke(self, *args: str, env=None) -> subprocess.CompletedProcess:
-        return self._run([sys.executable, "-m", "invoke", *args], env)
-
-    def popen_invoke(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT,
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, stdin=subprocess.DEVNULL)
-
-    def fab(self, *args: str, env=None) -> subprocess.CompletedProcess:
-        return self._run([sys.executable, "-c", "from fabric.main import program; "
-                          "program.run()", *args], env)
-
-    def health(self, host: str) -> int:
-        port = self.ports[host][1]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
-                return r.status
-        except Exception as exc:  # connection refused, 503…
-            return getattr(exc, "code", 0)
-
-    def releases(self, host: str) -> list[str]:
-        return sorted(p.name for p in (self.paths[host] / "releases").iterdir())
-
-    def current(self, host: str) -> str:
-        return (self.paths[host] / "current").resolve().name
-
-    def teardown(self) -> None:
-        for project in self.projects.values():
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter",
-                                  f"label=com.docker.compose.project={project}"],
-                                 capture_output=True, text=True).stdout.split()
-            if ids:
-                subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
-            vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
-                                   f"label=com.docker.compose.project={project}"],
-                                  capture_output=True, text=True).stdout.split()
-            if vols:
-                subprocess.run(["docker", "volume", "rm", "-f", *vols], capture_output=True)
-            subprocess.run(["docker", "network", "rm", f"{project}_default",
-                            f"{project}-default"], capture_output=True)
-            remove_project_images(project)
+    @property
+    def bytes(self) -> int:
+        return self.fleet.rig.traffic(self.host)[0] - self.sent
 
 
-@pytest.fixture(scope="module")
-def fleet(ssh_hosts, docker_ready, tmp_path_factory):
-    fleet = Fleet(ssh_hosts, tmp_path_factory.mktemp("fleet"))
-    yield fleet
-    fleet.teardown()
+def tunnel_bytes(output: str) -> dict[str, int]:
+    return {host: int(n.replace(",", "")) for host, n in TUNNEL_BYTES.findall(output)}
 
 
-def test_fab_deploys_both_hosts_healthy_with_tables_verified(fleet):
+def ok(done) -> None:
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
+def test_fab_deploys_both_hosts_the_image_built_here_once_and_neither_host_builds(fleet):
+    rig, (h1, h2) = fleet.rig, fleet.hosts
+    postgres = local_images()["POSTGRES_IMAGE"]
+    for h in fleet.hosts:  # hosts without the stack's images (earlier tests shipped some)
+        fleet.docker(h, "image", "rm", postgres)
+        assert fleet.image_id(h, postgres) is None
+    # …and without registry access: nothing can be pulled from anywhere but here.
+    pulled = fleet._run(rig.ssh_argv(h1, f"docker pull {postgres}"), timeout=120)
+    assert pulled.returncode != 0 and "registry-1.docker.io" in pulled.stderr
+    since = {h.name: Since(fleet, h) for h in fleet.hosts}
     done = fleet.fab("-H", fleet.spec(), "deploy")
-    assert done.returncode == 0, done.stdout + done.stderr
-    for host in fleet.hosts:
-        assert fleet.health(host) == 200
-        assert re.search(rf"^\[{re.escape(host)}\] deploy: {re.escape(host)} now serves "
-                         r"\d{8}T\d{6}Z-[0-9a-z-]+ ", done.stdout, re.M), done.stdout
-        assert f"[{host}] deploy: 51 expected table(s) verified" in done.stdout or \
-            re.search(rf"\[{re.escape(host)}\] deploy: \d+ expected table\(s\) verified",
-                      done.stdout)
-        assert len(fleet.releases(host)) == 1
-        assert fleet.current(host) == fleet.releases(host)[0]
-        env_file = fleet.paths[host] / "releases" / fleet.current(host) / ".env"
-        assert env_file.stat().st_mode & 0o777 == 0o600
-        assert f"POSTGRES_PASSWORD={SECRET}" in env_file.read_text()
+    ok(done)
+    sha = fleet.tree.sha
+    built = fleet.local_id(f"{fleet.project}-backend:{sha}")
+    assert built and fleet.local_id(f"{fleet.projects[h2.name]}-backend:{sha}") == built
+    # Built once, here, for both hosts (h2's names are tags of the same images).
+    assert done.stdout.count("==> build ") == 2, done.stdout
+    assert done.stdout.count(f"==> build {fleet.project}-backend:{sha} here (once, for every "
+                             "host)") == 1
+    assert f"==> build {fleet.project}-proxy:live here" in done.stdout
+    for h, addr in zip(fleet.hosts, fleet.names, strict=True):
+        project = fleet.projects[h.name]
+        assert fleet.backend_ids(h) == [built], rig.logs(h)
+        assert fleet.image_id(h, f"{project}-backend:live") == built
+        assert fleet.image_id(h, postgres) == fleet.local_id(postgres)
+        assert fleet.image_id(h, f"{project}-proxy:live") == \
+            fleet.local_id(f"{fleet.project}-proxy:live")
+        sent = since[h.name].commands
+        assert not BUILD.search(sent), BUILD.search(sent)
+        assert len(re.findall(r"^docker image pull 127\.0\.0\.1:\d+/", sent, re.M)) == 3, sent
+        assert f"[{addr}]    {addr}: verified 3 image(s): " in done.stdout
+        assert fleet.health(h) == 200
+        (release,) = fleet.releases(h)
+        assert fleet.current(h) == release and RELEASE_RE.match(release)
+        assert release.endswith(f"-{sha}")
+        # The release directory: the stack's files and migrations, no build context.
+        root = fleet.path(h) / "releases" / release
+        files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        assert {".env", "deploy/stack/docker-compose.yml", "deploy/stack/proxy/haproxy.cfg"} \
+            <= files
+        assert not [f for f in files if f.startswith(("deploy/stack/backend", "deploy/tasks"))
+                    or f.endswith(".py")], files
+        env = (root / ".env")
+        assert env.stat().st_mode & 0o777 == 0o600
+        text = env.read_text()
+        assert f"POSTGRES_PASSWORD={SECRET}\n" in text
+        assert f"BACKEND_IMAGE={project}-backend\nBACKEND_TAG=live\n" in text
     listing = fleet.invoke("releases", "--hosts", fleet.spec())
-    assert listing.returncode == 0, listing.stderr
-    for host in fleet.hosts:
-        assert f"[{host}] * {fleet.current(host)}" in listing.stdout
+    ok(listing)
+    for h, addr in zip(fleet.hosts, fleet.names, strict=True):
+        project = fleet.projects[h.name]
+        assert (f"[{addr}] * {fleet.current(h)}  {project}-backend:{sha}  {built}  live"
+                in listing.stdout.splitlines()), listing.stdout
 
 
-def test_parallel_deploy_of_a_second_release_prefixes_every_line(fleet):
-    before = {h: fleet.current(h) for h in fleet.hosts}
-    done = fleet.invoke("deploy", "--hosts", fleet.spec(), "--parallel", "2", "--no-build")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "deploy: 127.0.0.2, 127.0.0.3 (at most 2 at once)" in done.stdout
-    assert "hosts: done: 127.0.0.2, 127.0.0.3; failed: none; untouched: none" in done.stdout
-    lines = [line for line in done.stdout.splitlines()
-             if line and not line.startswith(("deploy: ", "hosts: "))]
-    assert lines and all(re.match(r"\[127\.0\.0\.[23]\] ", line) for line in lines), lines
-    for host in fleet.hosts:
-        assert len(fleet.releases(host)) == 2
-        assert fleet.current(host) != before[host]
-        assert before[host] in fleet.releases(host)
-        assert fleet.health(host) == 200
+def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
+    old_sha = fleet.tree.sha
+    new_sha = fleet.tree.change()  # one comment in the backend's app.py, committed
+    since = {h.name: Since(fleet, h) for h in fleet.hosts}
+    done = fleet.invoke("deploy", "--hosts", fleet.spec(), "--parallel", "2")
+    ok(done)
+    new_id = fleet.local_id(f"{fleet.project}-backend:{new_sha}")
+    # What the registry holds of both releases: the layers that differ, compressed.
+    settings = fleet.settings(fleet.hosts[0])
+    with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
+        old, new = (registry.manifest(reg.address, images.parse_ref(
+            f"{fleet.project}-backend:{tag}").in_registry(reg.address))
+            for tag in (old_sha, new_sha))
+    known = {layer["digest"] for layer in old["layers"]}
+    changed = sum(layer["size"] for layer in new["layers"] if layer["digest"] not in known)
+    total = sum(layer["size"] for layer in new["layers"])
+    assert 0 < changed < total / 20, (changed, total)
+    tunnelled = tunnel_bytes(done.stdout)
+    # Built and published here first (unprefixed), then every line is its host's.
+    head, _, per_host = done.stdout.partition(
+        f"deploy: {', '.join(fleet.names)} (at most 2 at once)\n")
+    assert "pushed " in head and per_host, done.stdout
+    lines = per_host.splitlines()
+    assert lines[-1].startswith("hosts: done: ")
+    assert all(re.match(r"\[10\.213\.\d+\.2\] ", line) for line in lines[:-1]), lines
+    for h, addr in zip(fleet.hosts, fleet.names, strict=True):
+        assert fleet.backend_ids(h) == [new_id]
+        assert f"[{addr}]    {addr}: {local_images()['POSTGRES_IMAGE']} already there" \
+            in done.stdout
+        pulls = re.findall(r"^docker image pull 127\.0\.0\.1:\d+/(\S+)$",
+                           since[h.name].commands, re.M)
+        assert pulls == [f"{fleet.projects[h.name]}-backend:{new_sha}"], pulls
+        # Through the tunnel: the changed layers and the registry protocol around them.
+        assert changed <= tunnelled[addr] <= 1.2 * changed, (tunnelled[addr], changed)
+        # On the veth: that, plus everything else the deploy sent (its SSH commands, the
+        # release directory, the migration runner's queries through the database tunnel).
+        assert since[h.name].bytes <= 1.2 * changed + 256 * 1024, (since[h.name].bytes,
+                                                                  changed)
+        assert not BUILD.search(since[h.name].commands)
+        assert len(fleet.releases(h)) == 2 and fleet.current(h).endswith(new_sha)
 
 
-def test_rollback_returns_to_the_previous_release_and_says_migrations_stay(fleet):
-    host = fleet.hosts[0]
-    first, second = fleet.releases(host)
-    assert fleet.current(host) == second
-    done = fleet.invoke("rollback", "--hosts", fleet.spec(host))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert fleet.current(host) == first
-    assert f"rollback: {host} now serves {first} (was {second})" in done.stdout
+def test_rollback_under_load_brings_back_the_previous_image_without_building_or_uploading(
+        fleet):
+    h1, addr = fleet.hosts[0], fleet.names[0]
+    first, second = fleet.releases(h1)
+    assert fleet.current(h1) == second
+    first_id = fleet.local_id(f"{fleet.project}-backend:{first.split('-', 1)[1]}")
+    since = Since(fleet, h1)
+    with NetnsLoad(fleet.rig, h1, fleet.ports[h1.name][1], clients=4, slow=1.0) as load:
+        done = fleet.invoke("rollback", "--hosts", fleet.spec(h1))
+        time.sleep(0.5)
+    ok(done)
+    assert load.clients["failure_count"] == 0, load.clients["failures"]
+    assert load.clients["requests"] > 20
+    assert load.slow["failure_count"] == 0 and load.slow["requests"] >= 2, load.slow
+    assert fleet.backend_ids(h1) == [first_id]
+    assert fleet.current(h1) == first and fleet.releases(h1) == [first, second]
+    assert f"rollback: {addr} now serves {first} (was {second})" in done.stdout
     assert "migrations are NOT reversed" in done.stdout
-    assert fleet.health(host) == 200
-    again = fleet.fab("-H", fleet.spec(host), "rollback")
+    assert "point of no return: traffic moves from" in done.stdout
+    sent = since.commands
+    assert not BUILD.search(sent)
+    assert "docker image pull" not in sent and "tar -xzf" not in sent
+    assert since.bytes < 256 * 1024, since.bytes  # commands only: no image, no upload
+    again = fleet.fab("-H", fleet.spec(h1), "rollback")
     assert again.returncode == 5
-    assert f"rollback: {host} has no release before {first} to return to" in again.stderr
+    assert f"rollback: {addr} has no release before {first} to return to" in again.stderr
 
 
-def test_two_deploys_to_one_host_at_once_one_exits_4_naming_the_holder(fleet):
-    host = fleet.hosts[1]
-    spec = fleet.spec(host)
-    first = fleet.popen_invoke("deploy", "--hosts", spec, "--no-build")
-    lock = fleet.paths[host] / ".deploy.lock.holder"
-    import time
+def test_no_build_without_this_commits_image_here_exits_2_naming_it(fleet):
+    sha = fleet.tree.change()
+    before = {h.name: (fleet.releases(h), Since(fleet, h)) for h in fleet.hosts}
+    done = fleet.invoke("deploy", "--hosts", fleet.spec(), "--no-build")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"--no-build: there is no image {fleet.project}-backend:{sha} here, the backend "
+        f"image of {sha}; build it here first with `invoke deploy` (it also checks that the "
+        "stack comes up healthy with it), or deploy without --no-build")
+    for h in fleet.hosts:
+        releases, since = before[h.name]
+        assert fleet.releases(h) == releases and since.commands == ""
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+
+def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_the_lock(fleet):
+    h2, addr = fleet.hosts[1], fleet.names[1]
+    app = fleet.tree.path / "deploy/stack/backend/app.py"
+    app.write_text(app.read_text() + "# not committed\n")
+    (fleet.tree.path / "migrations/024_fleet_notes.sql").write_text(
+        "-- ROLLBACK: DROP TABLE IF EXISTS fleet_notes;\n"
+        "CREATE TABLE IF NOT EXISTS fleet_notes (id INTEGER PRIMARY KEY);\n")
+    releases = fleet.releases(h2)
+    refused = fleet.invoke("deploy", "--hosts", fleet.spec(h2))
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert (f"deploy: refusing to ship uncommitted changes to hosts: the working tree differs "
+            f"from commit {fleet.tree.sha} in 2 file(s) (deploy/stack/backend/app.py, "
+            "migrations/024_fleet_notes.sql)" in refused.stderr)
+    assert "or pass --allow-dirty to ship this tree as " in refused.stderr
+    assert fleet.releases(h2) == releases
+
+    first = fleet.popen_invoke("deploy", "--hosts", fleet.spec(h2), "--allow-dirty")
+    holder_file = fleet.path(h2) / ".deploy.lock.holder"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (holder_file.exists()
+                                               and holder_file.read_text().strip()):
+        assert first.poll() is None, first.communicate()
         time.sleep(0.1)
-    second = fleet.invoke("deploy", "--hosts", spec, "--no-build", "--lock-wait", "1")
+    second = fleet.invoke("deploy", "--hosts", fleet.spec(h2), "--allow-dirty", "--no-build",
+                          "--lock-wait", "1")
     out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, out + err
+    assert first.returncode == 0, out[-3000:] + err[-3000:]
     assert second.returncode == 4, second.stdout + second.stderr
-    assert f"{host}: another deploy holds {fleet.paths[host]}/.deploy.lock" in second.stderr
+    assert f"{addr}: another deploy holds /srv/{fleet.projects[h2.name]}/.deploy.lock" \
+        in second.stderr
     holder = second.stderr.split("(holder: ", 1)[1].split("); waited")[0]
-    assert re.fullmatch(r"\S+@\S+ pid \d+, release \d{8}T\d{6}Z-\w+, since \S+", holder), holder
-    assert "waited 1s (--lock-wait)" in second.stderr
-    # It said who held the lock as soon as it started waiting.
-    assert f"[{host}] {host}: waiting for the deploy lock held by {holder} (" in second.stdout
+    assert re.fullmatch(r"\S+@\S+ pid \d+, release \d{8}T\d{6}Z-[0-9a-f]+-dirty-[0-9a-f]+, "
+                        r"since \S+", holder), holder
+    assert f"[{addr}] {addr}: waiting for the deploy lock held by {holder} (" in second.stdout
+    # Both shared this project's registry here: the second joined it.
+    assert "shared with another deploy of this project here" in second.stdout
+    dirty = fleet.current(h2)
+    assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z-{fleet.tree.sha}-dirty-[0-9a-f]{{8}}", dirty)
+    assert RELEASE_RE.match(dirty) and fleet.releases(h2) == [*releases, dirty]
+    assert "deploy: --allow-dirty: shipping this tree as " in out
+    fleet.tree.commit("the change that was shipped dirty")
+    # Back to the release before it: the schema stays, and its documented undo is shown.
+    back = fleet.invoke("rollback", "--hosts", fleet.spec(h2))
+    ok(back)
+    assert fleet.current(h2) == releases[-1]
+    assert (f"[{addr}] rollback: documented undo (-- ROLLBACK:) of the migrations added since:\n"
+            f"[{addr}]    024_fleet_notes.sql: DROP TABLE IF EXISTS fleet_notes;\n"
+            in back.stdout), back.stdout
 
 
-def test_a_failing_first_host_stops_the_rollout_and_the_previous_release_keeps_serving(fleet):
-    bad, good = fleet.hosts
-    releases_before = {h: fleet.releases(h) for h in fleet.hosts}
-    current_before = fleet.current(bad)
+def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_serving(fleet):
+    (bad, good), (bad_addr, good_addr) = fleet.hosts, fleet.names
+    before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
+              for h in fleet.hosts}
     fleet.write_overlay(bad, BACKEND_FAIL_AT_START="1")
     try:
-        done = fleet.invoke("deploy", "--hosts", fleet.spec(bad, good), "--no-build")
+        done = fleet.invoke("deploy", "--hosts", fleet.spec(bad, good))
     finally:
         fleet.write_overlay(bad)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert (f"hosts: done: none; failed: {bad} (exit 1: service failed: backend: "
+    assert (f"hosts: done: none; failed: {bad_addr} (exit 1: service failed: backend: "
             in done.stdout)
-    assert f"untouched: {good}" in done.stdout
-    assert f"deploy failed on {bad}: service failed: backend" in done.stderr
-    assert (f"[{bad}]    the old release keeps serving; removing what this deploy started"
-            in done.stdout)
+    assert f"untouched: {good_addr}" in done.stdout
+    assert f"deploy failed on {bad_addr}: service failed: backend" in done.stderr
+    assert (f"[{bad_addr}]    the old release keeps serving; removing what this deploy "
+            "started") in done.stdout
     assert "point of no return" not in done.stdout
-    assert fleet.current(bad) == current_before
-    assert fleet.releases(bad) == releases_before[bad]
-    assert fleet.releases(good) == releases_before[good]
+    for h in fleet.hosts:
+        assert (fleet.releases(h), fleet.current(h), fleet.backend_ids(h)) == before[h.name]
     assert fleet.health(bad) == 200
+    assert f"[{good_addr}]" not in done.stdout
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
-    before = {h: fleet.current(h) for h in fleet.hosts}
-    clients = [Clients(fleet.ports[h][1], count=4) for h in fleet.hosts]
-    for load in clients:
+    before = {h.name: fleet.releases(h) for h in fleet.hosts}
+    sha = fleet.tree.change()
+    loads = [NetnsLoad(fleet.rig, h, fleet.ports[h.name][1], clients=4, slow=2.0)
+             for h in fleet.hosts]
+    for load in loads:
         load.__enter__()
     try:
         done = fleet.invoke("deploy", "--hosts", fleet.spec())
+        time.sleep(0.5)
     finally:
-        for load in clients:
+        for load in loads:
             load.__exit__(None, None, None)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    ok(done)
     assert "(rolling, one host at a time)" in done.stdout
-    for host, load in zip(fleet.hosts, clients, strict=True):
-        tally = load.tally()
-        assert tally.failures == [], (host, tally.failures[:20])
-        assert tally.requests > 50, host
-        assert fleet.current(host) != before[host]
-        assert re.search(rf"^\[{re.escape(host)}\]    switch: the point of no return",
-                         done.stdout, re.M), done.stdout
-        assert fleet.health(host) == 200
+    new_id = fleet.local_id(f"{fleet.project}-backend:{sha}")
+    for h, addr, load in zip(fleet.hosts, fleet.names, loads, strict=True):
+        assert load.clients["failure_count"] == 0, (addr, load.clients["failures"])
+        assert load.clients["requests"] > 50, addr
+        # A 2 s request was in flight at the switch on each host: it completed.
+        assert load.slow["failure_count"] == 0 and load.slow["requests"] >= 3, load.slow
+        assert re.search(rf"^\[{re.escape(addr)}\]    old slots drained in \d+\.\d s",
+                         done.stdout, re.M)
+        assert fleet.backend_ids(h) == [new_id]
+        assert fleet.health(h) == 200
+    # KEEP_RELEASES=3: h2 had three releases, so its oldest one and that one's image went;
+    # the previous release and its image stay, for a rollback.
+    h2 = fleet.hosts[1]
+    oldest, previous = before[h2.name][0], before[h2.name][-1]
+    assert fleet.releases(h2) == [*before[h2.name][1:], fleet.current(h2)]
+    backend = fleet.backend_image(h2)
+    assert fleet.image_id(h2, f"{backend}:{oldest.split('-', 1)[1]}") is None
+    assert fleet.image_id(h2, f"{backend}:{previous.split('-', 1)[1]}") is not None
+    tags = fleet.docker(h2, "image", "ls", "--format", "{{.Tag}}", backend).stdout.split()
+    assert sorted(tags) == sorted(["live", *(r.split("-", 1)[1] for r in fleet.releases(h2))])
+
+
+def test_a_plain_fab_up_after_down_runs_the_live_release_from_the_release_directory(fleet):
+    h2 = fleet.hosts[1]
+    live = fleet.image_id(h2, f"{fleet.backend_image(h2)}:live")
+    ok(fleet.fab("-H", fleet.spec(h2), "down"))
+    assert fleet.backend_ids(h2) == []
+    ok(fleet.fab("-H", fleet.spec(h2), "up"))  # Compose v1 checks build contexts: they exist
+    deadline = time.monotonic() + 90
+    while fleet.health(h2) != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert fleet.health(h2) == 200
+    assert fleet.backend_ids(h2) == [live]
 
 
 def test_an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_uploaded(fleet):
-    host = fleet.hosts[1]
-    known = fleet.rig.only_known(fleet.hosts[0])
-    fresh = fleet.tmp / "never"
-    fleet.write_overlay(host, DEPLOY_PATH=str(fresh))
-    try:
-        done = fleet.invoke("deploy", "--hosts", fleet.spec(host),
-                            env={"SSH_KNOWN_HOSTS": str(known)})
-        fabbed = fleet.fab("-H", fleet.spec(host), "deploy", env={"SSH_KNOWN_HOSTS": str(known)})
-    finally:
-        fleet.write_overlay(host)
+    (h1, h2), addr = fleet.hosts, fleet.names[1]
+    known = fleet.rig.only_known(h1)
+    releases = fleet.releases(h2)
+    since = Since(fleet, h2)
+    done = fleet.invoke("deploy", "--hosts", fleet.spec(h2), "--no-build",
+                        env={"SSH_KNOWN_HOSTS": str(known)})
+    fabbed = fleet.fab("-H", fleet.spec(h2), "deploy", env={"SSH_KNOWN_HOSTS": str(known)})
     for result in (done, fabbed):
         assert result.returncode == 2, result.stdout + result.stderr
-        assert f"{host}: host key not in SSH_KNOWN_HOSTS ({known})" in result.stderr
-        assert fleet.rig.host_key_fingerprint(host) in result.stderr
-    assert not fresh.exists()
-    changed = fleet.invoke("releases", "--hosts", fleet.spec(host),
-                           env={"SSH_KNOWN_HOSTS": str(fleet.rig.changed_key(host))})
+        assert f"{addr}: host key not in SSH_KNOWN_HOSTS ({known})" in result.stderr
+        assert fleet.rig.host_key_fingerprint(h2) in result.stderr
+    assert fleet.releases(h2) == releases and since.commands == ""
+    changed = fleet.invoke("releases", "--hosts", fleet.spec(h2),
+                           env={"SSH_KNOWN_HOSTS": str(fleet.rig.changed_key(h2))})
     assert changed.returncode == 2
-    assert f"{host}: host key CHANGED" in changed.stderr
+    assert f"{addr}: host key CHANGED" in changed.stderr
 
 
 def test_secrets_never_appear_in_output_or_on_a_command_line(fleet):
-    assert fleet.outputs, "the earlier tests ran no command"
+    assert len(fleet.outputs) > 10, "the earlier tests ran no command"
     for output in fleet.outputs:
         assert SECRET not in output
-    for host in fleet.hosts:
-        commands = fleet.rig.commands(host)
+    for h in fleet.hosts:
+        commands = fleet.rig.commands(h)
         assert "docker" in commands and "flock" in commands  # the log is real
         assert SECRET not in commands
+

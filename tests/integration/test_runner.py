@@ -219,6 +219,28 @@ def test_an_edited_applied_file_is_drift_status_exits_3_and_migrate_refuses(proj
     assert project.run("migrate-status").returncode == 0
 
 
+def test_allow_ahead_lets_an_older_release_start_on_a_database_a_newer_one_migrated(project):
+    project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
+    newer = project.write("002_b.sql", "CREATE TABLE IF NOT EXISTS b (id int);\n")
+    assert project.run("migrate").returncode == 0
+    newer.unlink()  # the older release's files: 002 was applied by the release after it
+    plain = project.run("migrate")
+    assert plain.returncode == 3
+    assert "missing: 002_b.sql is in the history but its file is gone" in plain.stderr
+    started = project.run("migrate", "--wait", "5", "--allow-ahead")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.splitlines() == [
+        "migrations: the database is ahead of these files: 002_b.sql applied by a newer "
+        "release (this release runs on its schema, as after a rollback)",
+        "migrations: up to date, nothing to apply (1 applied)"]
+    # A gone file below one that is here is still drift: a file was deleted, not a rollback.
+    project.write("003_c.sql", "CREATE TABLE IF NOT EXISTS c (id int);\n")
+    refused = project.run("migrate", "--allow-ahead")
+    assert refused.returncode == 3
+    assert "missing: 002_b.sql is in the history but its file is gone" in refused.stderr
+    assert "c" not in project.tables()
+
+
 def test_a_history_row_without_its_file_and_an_out_of_order_file_are_drift(project):
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
     gone = project.write("005_gone.sql", "CREATE TABLE IF NOT EXISTS g (id int);\n")

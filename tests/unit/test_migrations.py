@@ -137,6 +137,22 @@ def test_plan_splits_applied_pending_changed_missing_and_out_of_order(tmp_path):
     assert plan.last_applied_version == 5
 
 
+def test_with_allow_ahead_rows_above_every_file_are_a_newer_releases_not_drift(tmp_path):
+    ms = _migrations(tmp_path, ["001_a.sql", "003_c.sql"])
+    by = {m.filename: m for m in ms}
+    history = [HistoryRow(n, by[n].checksum) for n in ("001_a.sql", "003_c.sql")]
+    history += [HistoryRow("002_gone.sql", "2" * 64), HistoryRow("004_new.sql", "4" * 64),
+                HistoryRow("010_newer.sql", "5" * 64)]
+    plan = plan_migrations(ms, history, allow_ahead=True)
+    assert [r.filename for r in plan.ahead] == ["004_new.sql", "010_newer.sql"]
+    assert [r.filename for r in plan.missing] == ["002_gone.sql"]  # below 003: deleted
+    assert plan.drift
+    plain = plan_migrations(ms, history)
+    assert plain.ahead == [] and len(plain.missing) == 3
+    only_newer = plan_migrations(ms, history[:2] + history[3:], allow_ahead=True)
+    assert not only_newer.drift and only_newer.pending == []
+
+
 def test_legacy_rows_without_checksum_count_as_applied_not_drift(tmp_path):
     ms = _migrations(tmp_path, ["005_a.sql", "006_b.sql"])
     plan = plan_migrations(ms, [HistoryRow("005_a.sql", None)])

@@ -13,7 +13,14 @@ import pytest
 
 from deploy import remote
 from deploy.errors import ConfigError, DeployError, DeployTimeout
-from deploy.releases import HostReleases, bundle, release_name, render_env
+from deploy.releases import (
+    RELEASE_RE,
+    HostReleases,
+    bundle,
+    image_tag,
+    release_name,
+    render_env,
+)
 from deploy.remote import Host, on_hosts, parse_hosts
 from deploy.settings import load_settings
 
@@ -77,11 +84,32 @@ def test_release_paths_point_into_the_release_on_the_host(tmp_path):
         "/srv/app/current/")
 
 
-def test_release_names_sort_by_time_and_carry_the_sha():
+def test_release_names_sort_by_time_and_carry_the_image_tag():
     name = release_name(datetime(2026, 11, 26, 8, 0, 5, tzinfo=UTC), "ab12cd3")
     assert name == "20261126T080005Z-ab12cd3"
+    assert image_tag(name) == "ab12cd3"
+    assert image_tag("20261126T080005Z-ab12cd3-dirty-1a2b3c4d") == "ab12cd3-dirty-1a2b3c4d"
     assert HostReleases(["a", "b", "c"], "c").previous == "b"
     assert HostReleases(["a"], "a").previous is None
+
+
+@pytest.mark.parametrize("name", [
+    "20261126T080005Z-ab12cd3",
+    "20261126T080005Z-ab12cd3-dirty-1a2b3c4d",  # --allow-dirty: the visible dirty tag
+    "20261126T080005Z-nogit-20261126T080000Z",  # a tree outside git
+    "20261126T080005Z-nogit",  # what releases made before revision.py were called
+    "20261126T080005Z-" + "0123456789abcdef" * 2 + "01234567",  # a full 40-digit sha
+])
+def test_every_release_tag_revision_makes_names_a_release_directory(name):
+    assert RELEASE_RE.match(name)
+
+
+@pytest.mark.parametrize("name", [
+    "current", ".current-20261126T080005Z-ab12cd3", "20261126T080005Z-", "bundle.tar.gz",
+    "20261126T080005Z-ab12cd3-dirty-", "20261126T080005Z-AB12CD3", "2026-11-26-ab12cd3",
+])
+def test_anything_else_in_the_releases_directory_is_not_a_release(name):
+    assert not RELEASE_RE.match(name)
 
 
 def test_the_release_env_holds_what_the_compose_file_uses_and_nothing_else(tmp_path,
@@ -97,16 +125,29 @@ def test_the_release_env_holds_what_the_compose_file_uses_and_nothing_else(tmp_p
     assert "DATABASE_URL" not in text
 
 
-def test_the_bundle_ships_package_stack_and_migrations_but_no_env_files(tmp_path,
-                                                                       monkeypatch):
+def test_the_release_env_names_the_image_compose_runs_so_a_plain_up_runs_the_live_release(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = render_env(_settings(tmp_path, POSTGRES_PASSWORD="pw", COMPOSE_PROJECT_NAME="shop"))
+    assert "BACKEND_IMAGE=shop-backend\nBACKEND_TAG=live\n" in text
+    named = render_env(_settings(tmp_path, POSTGRES_PASSWORD="pw",
+                                 BACKEND_IMAGE="registry.example.com/shop/api"))
+    assert "BACKEND_IMAGE=registry.example.com/shop/api\n" in named
+    assert named.count("BACKEND_IMAGE=") == 1
+
+
+def test_the_bundle_ships_the_compose_file_proxy_config_and_migrations_and_no_build_context(
+        tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     with tarfile.open(fileobj=io.BytesIO(bundle(_settings(tmp_path))), mode="r:gz") as tar:
-        names = set(tar.getnames())
-    assert "deploy/stack/docker-compose.yml" in names
-    assert "deploy/stack/backend/Dockerfile" in names
-    assert "migrations/020_ai_cost_management_system.sql" in names
-    assert "deploy/tasks/__init__.py" in names
-    assert not [n for n in names if n.endswith(".env") or "__pycache__" in n]
+        names = {n for n in tar.getnames()
+                 if tar.getmember(n).isfile()}
+    assert names == {
+        "deploy/stack/docker-compose.yml",
+        "deploy/stack/proxy/Dockerfile", "deploy/stack/proxy/haproxy.cfg",
+        "deploy/stack/proxy/docker-entrypoint.sh",
+        *(f"migrations/{p.name}" for p in (ROOT / "migrations").glob("*.sql")),
+    }
 
 
 def test_rolling_stops_at_the_first_failure_and_reports_every_host():

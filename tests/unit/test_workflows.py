@@ -206,6 +206,37 @@ def test_the_deploy_workflow_builds_once_checks_then_ships_to_the_configured_hos
     assert commands.index(check) < commands.index(ship)
 
 
+# What names the images a deploy builds and ships (deploy/fleet.py: host_images).
+IMAGE_SETTINGS = ("COMPOSE_PROJECT_NAME", "BACKEND_IMAGE", "PROXY_IMAGE", "POSTGRES_IMAGE",
+                  "PYTHON_IMAGE")
+
+
+def _step(job: dict, command: str) -> dict:
+    return next(step for step in job["steps"] if command in str(step.get("run", "")))
+
+
+def test_the_ship_step_names_the_very_images_the_check_step_built():
+    # `--no-build` ships <project>-backend:<commit> and <project>-proxy:live as the check
+    # step built them: every setting that names an image must be the same in both.
+    _, job = _deploy_job()
+    check = _step(job, "invoke deploy\n")
+    ship = _step(job, "invoke deploy --hosts")
+    for name in IMAGE_SETTINGS:
+        assert (check.get("env") or {}).get(name) == (ship.get("env") or {}).get(name), name
+    assert ship["env"]["COMPOSE_PROJECT_NAME"] == "${{ vars.COMPOSE_PROJECT_NAME }}"
+    # The step that builds is the one that checks the stack with that image.
+    assert "invoke down" in check["run"] and "--allow-dirty" not in ship["run"]
+
+
+def test_the_registry_login_comes_from_secrets_and_the_rest_from_variables():
+    _, job = _deploy_job()
+    env = _step(job, "invoke deploy --hosts")["env"]
+    assert env["DEPLOY_REGISTRY_PASSWORD"] == "${{ secrets.DEPLOY_REGISTRY_PASSWORD }}"
+    assert env["DEPLOY_REGISTRY"] == "${{ vars.DEPLOY_REGISTRY }}"
+    assert env["DEPLOY_REGISTRY_USER"] == "${{ vars.DEPLOY_REGISTRY_USER }}"
+    assert env["POSTGRES_PASSWORD"] == "${{ secrets.POSTGRES_PASSWORD }}"
+
+
 # --- the CI gate: a commit whose tests failed is never deployed -------------------------
 
 class _Null:

@@ -6,7 +6,9 @@
 #   2. exec the server, so it replaces this shell and gets the stop signal (Compose's
 #      `init: true` puts tini in front of it as PID 1).
 # A failed migration stops the container with the runner's exit code: it never serves
-# traffic on a schema older than its code.
+# traffic on a schema older than its code. A schema newer than its code (migrations a
+# newer release applied, as after `invoke rollback`) is fine: every migration keeps the
+# release before it working (README, "Deploy-safe migrations"), so --allow-ahead.
 set -eu
 
 if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
@@ -15,13 +17,13 @@ if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
     exit 1
 fi
 
-echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60)"
+echo "backend: applying pending migrations (python3 -m deploy migrate --wait 60 --allow-ahead)"
 # The runner runs in the background and is waited for, so that the stop signal reaches it:
 # `docker stop` sends SIGTERM to tini, which forwards it to this shell only; a shell waiting
 # for a foreground child would die and leave the runner to be SIGKILLed with the container.
 # Forwarded, the runner cancels its statement on the server, rolls the file back and exits
 # 143 (130 for SIGINT) with one line saying so.
-python3 -m deploy migrate --wait 60 &
+python3 -m deploy migrate --wait 60 --allow-ahead &
 migrate_pid=$!
 trap 'kill -TERM "$migrate_pid" 2>/dev/null || true' TERM
 trap 'kill -INT "$migrate_pid" 2>/dev/null || true' INT

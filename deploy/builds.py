@@ -1,0 +1,78 @@
+"""The images a deploy builds, always on this machine: the backend and the proxy.
+
+    BACKEND_IMAGE:<release>   deploy/stack/backend/Dockerfile, context: the project root,
+                              label deploy.release=<release> (containers show it)
+    <project>-proxy:live      deploy/stack/proxy (haproxy.cfg baked in) on PROXY_IMAGE,
+                              label deploy.proxy.source=<hash of those files and PROXY_IMAGE>
+
+`invoke deploy` builds them for the stack here (deploy/release_switch.py); a remote deploy
+builds them here once and ships them (deploy/fleet.py): a host never builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path, PurePosixPath
+
+from deploy import docker, proxy
+from deploy.lifecycle import Stack
+from deploy.settings import Settings
+
+# The tag Compose always runs: the switch moves it to the release that serves.
+LIVE = "live"
+# Where the backend image is built from, relative to the compose file (as its `build:`).
+BUILD_CONTEXT = "../.."
+DOCKERFILE = "backend/Dockerfile"
+
+
+def image(settings: Settings, tag: str) -> str:
+    return f"{settings.backend_image}:{tag}"
+
+
+def build_backend(stack: Stack, release: str, hide: bool = False,
+                  no_cache: bool = False) -> None:
+    settings = stack.settings
+    compose_dir = PurePosixPath(str(settings.compose_file)).parent
+    argv = docker.build(
+        image(settings, release), str(compose_dir / DOCKERFILE),
+        str(compose_dir / BUILD_CONTEXT),
+        build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
+        labels={docker.RELEASE_LABEL: release}, no_cache=no_cache)
+    stack.run(argv, hide=hide, what="build")
+
+
+def proxy_image(settings: Settings) -> str:
+    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
+
+
+def proxy_context(settings: Settings) -> PurePosixPath:
+    return PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+
+
+def proxy_source(settings: Settings) -> str:
+    """What the proxy image is built from, as a short hash: every file of its build context
+    here (haproxy.cfg, Dockerfile, entrypoint) and PROXY_IMAGE. Built images carry it as a
+    label, so an image made from another haproxy.cfg is never taken for this tree's."""
+    context = Path(str(proxy_context(settings)))
+    digest = hashlib.sha256(settings.proxy_image.encode() + b"\0")
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def build_proxy(stack: Stack) -> None:
+    settings = stack.settings
+    context = proxy_context(settings)
+    # The source label where the files are this machine's (bench_fleet's build-on-host
+    # path builds on a host, from files this machine does not have there).
+    labels = {} if hasattr(stack.c, "forward_local") else {
+        docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
+    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
+                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels=labels),
+              what="build proxy")
+
+
+def image_id(stack: Stack, ref: str) -> str | None:
+    result = stack.run(docker.image_id(ref), check=False)
+    return result.stdout.strip() or None if result.exited == 0 else None

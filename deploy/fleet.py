@@ -1,0 +1,221 @@
+"""One remote deploy run: the release's images are made here once and shipped to each host.
+
+    revision: a commit (or --allow-dirty) → build here, once (--no-build: they must exist
+    here already) → the registry, opened once → publish, once → per host
+    (deploy/releases.py): lock → upload → ship → the switch → current → prune
+
+A host never builds. Each needs three images, named as its settings name them:
+
+    backend    BACKEND_IMAGE:<release tag>   built here from this tree (deploy.release label)
+    proxy      <project>-proxy:live          built here from deploy/stack/proxy + PROXY_IMAGE
+    postgres   POSTGRES_IMAGE                the base image, as it is here (pulled here if
+                                             missing: a host may have no registry access)
+
+Per-host overlays (deploy/hosts/<host>.env) may name them differently: the backend is
+built once, under the shared settings' name, and the other names are tags of that very
+image (one ID everywhere); the proxy is built once per distinct source (its files and
+PROXY_IMAGE). deploy/shipping.py checks on every host that each name has the ID it has
+here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from deploy import builds, docker, images, registry, revision, shell
+from deploy.errors import ConfigError
+from deploy.lifecycle import Stack, StepTimer
+from deploy.settings import Settings
+
+Out = Callable[[str], None]
+DEFAULT_POSTGRES_IMAGE = "postgres:16"  # as deploy/stack/docker-compose.yml defaults it
+
+
+@dataclass(frozen=True)
+class HostImages:
+    """The images one host's stack runs, by the names its Compose file uses."""
+
+    backend: str
+    proxy: str
+    postgres: str
+
+    @property
+    def refs(self) -> list[str]:
+        return [self.backend, self.postgres, self.proxy]
+
+
+def _normal(ref: str, setting: str) -> str:
+    try:
+        return str(images.parse_ref(ref, setting))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def host_images(settings: Settings, tag: str) -> HostImages:
+    return HostImages(
+        backend=_normal(builds.image(settings, tag), "BACKEND_IMAGE"),
+        proxy=_normal(builds.proxy_image(settings), "COMPOSE_PROJECT_NAME"),
+        postgres=_normal(settings.values.get("POSTGRES_IMAGE") or DEFAULT_POSTGRES_IMAGE,
+                         "POSTGRES_IMAGE"))
+
+
+def no_build_message(ref: str, rev: revision.Revision) -> str:
+    return (f"--no-build: there is no image {ref} here, the backend image of {rev.tag}; "
+            "build it here first with `invoke deploy` (it also checks that the stack comes "
+            "up healthy with it), or deploy without --no-build")
+
+
+def no_proxy_message(ref: str, settings: Settings, stale: bool) -> str:
+    what = ("was built from another haproxy.cfg or PROXY_IMAGE than this tree's" if stale
+            else "is not here")
+    return (f"--no-build: the proxy image {ref} {what} (deploy/stack/proxy, PROXY_IMAGE="
+            f"{settings.proxy_image}); build it here first with `invoke deploy`, or deploy "
+            "without --no-build")
+
+
+class Rollout:
+    """The images of one release for any number of hosts: made here once, published once.
+
+    ``prepare(hosts)`` builds or checks every image those hosts need; ``images_for(host)``
+    publishes what is not published yet (opening the registry the first time) and returns
+    the host's images with their IDs, for shipping.ship. ``close()`` removes the local
+    registry. Safe to share between threads (parallel hosts).
+    """
+
+    def __init__(self, local, shared: Settings, *, build: bool, allow_dirty: bool = False,
+                 lock_wait: float = 300.0, out: Out = print, rev: revision.Revision | None = None):
+        self.local = local
+        self.shared = shared
+        self.build = build
+        self.lock_wait = lock_wait
+        self.out = out
+        self.rev = rev or revision.revision()
+        revision.require_committed(self.rev, allow_dirty)
+        if not self.rev.committed:
+            out(f"deploy: {revision.ALLOW_FLAG}: shipping this tree as {self.rev.tag}, not a "
+                f"commit ({len(self.rev.changed)} file(s) differ from "
+                f"{self.rev.sha or 'any commit'})")
+        self.tag = self.rev.tag
+        self.timer = StepTimer(out)
+        self.registry: registry.Registry | None = None
+        self._backend: str | None = None
+        self._ready: set[str] = set()  # names made or checked here
+        self._proxies: dict[str, str] = {}  # proxy source -> the image name made for it
+        self._published: dict[str, registry.Published] = {}
+        self._lock = threading.RLock()
+        self._exit = ExitStack()
+
+    # --- images here ------------------------------------------------------------------
+
+    def prepare(self, hosts: Iterable[Settings]) -> None:
+        with self._lock:
+            for settings in hosts:
+                self._make(settings)
+
+    def _make(self, settings: Settings) -> HostImages:
+        wanted = host_images(settings, self.tag)
+        if wanted.backend not in self._ready:
+            primary = self._primary_backend()
+            if wanted.backend != primary:
+                self._run(images.tag(primary, wanted.backend), "tag")
+            self._ready.add(wanted.backend)
+        if wanted.proxy not in self._ready:
+            self._make_proxy(settings, wanted.proxy)
+        if wanted.postgres not in self._ready:
+            self._ensure_base(wanted.postgres)
+        return wanted
+
+    def _primary_backend(self) -> str:
+        """The shared settings' backend image of this release, built (or found) once."""
+        if self._backend is None:
+            stack = Stack(self.local, self.shared, self.out)
+            ref = _normal(builds.image(self.shared, self.tag), "BACKEND_IMAGE")
+            if self.build:
+                self.timer.step(f"build {ref} here (once, for every host)",
+                                builds.build_backend, stack, self.tag, True)
+            elif builds.image_id(stack, ref) is None:
+                raise ConfigError(no_build_message(ref, self.rev))
+            else:
+                self.out(f"   --no-build: shipping {ref}, built here before")
+            self._backend = ref
+            self._ready.add(ref)
+        return self._backend
+
+    def _make_proxy(self, settings: Settings, ref: str) -> None:
+        source = builds.proxy_source(settings)
+        made = self._proxies.get(source)
+        if made is not None:
+            if made != ref:
+                self._run(images.tag(made, ref), "tag")
+        elif self.build:
+            self.timer.step(f"build {ref} here", builds.build_proxy,
+                            Stack(self.local, settings, self.out))
+        else:
+            found = self._run(docker.image_label(ref, docker.PROXY_SOURCE_LABEL), "inspect",
+                              check=False)
+            if found.exited != 0:
+                raise ConfigError(no_proxy_message(ref, settings, stale=False))
+            if found.stdout.strip() != source:
+                raise ConfigError(no_proxy_message(ref, settings, stale=True))
+        self._proxies.setdefault(source, ref)
+        self._ready.add(ref)
+
+    def _ensure_base(self, ref: str) -> None:
+        """A base image hosts get from here: pulled here when this machine lacks it."""
+        if registry.local_id(self.local, ref) is None:
+            self.out(f"   {ref} is not here: pulling it here, to ship it to the hosts")
+            pulled = self._run(images.pull(ref), "pull", check=False)
+            if pulled.exited != 0:
+                raise ConfigError(
+                    f"POSTGRES_IMAGE: {ref} is neither on this machine nor pullable here ("
+                    f"{images.error_line(pulled.stderr or '', pulled.exited)}); the hosts get "
+                    "it from here: pull or load it here first")
+        self._ready.add(ref)
+
+    def _run(self, argv: list[str], what: str, check: bool = True):
+        return shell.run(self.local, argv, what=what, check=check)
+
+    # --- publishing -------------------------------------------------------------------
+
+    def images_for(self, settings: Settings) -> list[registry.Published]:
+        """The host's images, published (each once per run), with their IDs here."""
+        with self._lock:
+            wanted = self._make(settings)
+            missing = [r for r in wanted.refs if r not in self._published]
+            if missing:
+                if self.registry is None:
+                    self.registry = self._exit.enter_context(registry.open_registry(
+                        self.local, self.shared, out=self.out, lock_wait=self.lock_wait))
+                for published in registry.publish(self.local, self.registry, missing,
+                                                  out=self.out):
+                    self._published[published.ref] = published
+            return [self._published[r] for r in wanted.refs]
+
+    def close(self) -> None:
+        self._exit.close()
+
+    def __enter__(self) -> Rollout:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# `fab -H a,b deploy` calls the task once per host in one process: the first call starts
+# the run's Rollout; the registry goes when the process ends.
+_SESSION: dict[str, Rollout] = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def session(local, shared: Settings, **kwargs) -> Rollout:
+    with _SESSION_LOCK:
+        if "rollout" not in _SESSION:
+            rollout = Rollout(local, shared, **kwargs)
+            _SESSION["rollout"] = rollout
+            atexit.register(rollout.close)
+        return _SESSION["rollout"]
+
