@@ -143,13 +143,6 @@ def _services(services: str | Iterable[str]) -> list[str]:
     return names
 
 
-def build(c: Compose, services: str | Iterable[str] = (), no_cache: bool = False) -> list[str]:
-    args = ["build"]
-    if no_cache:
-        args.append("--no-cache")
-    return c.argv(*args, *_services(services))
-
-
 def up(c: Compose, services: str | Iterable[str] = (), build: bool | None = False,
        no_deps: bool = False) -> list[str]:
     """``up -d``; never ``--wait``: health is ours to wait for (and v1 lacks it).

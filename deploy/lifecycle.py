@@ -86,10 +86,6 @@ class Stack:
 
     # --- steps -------------------------------------------------------------------------
 
-    def build(self, services=(), no_cache: bool = False) -> None:
-        self.run(compose.build(self.compose, services, no_cache=no_cache), hide=False,
-                 what="build")
-
     def up(self, build: bool = False) -> None:
         self.run(compose.up(self.compose, build=build), hide=False, what="up")
 

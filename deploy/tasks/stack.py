@@ -7,6 +7,7 @@ import json
 from invoke import task
 
 from deploy.errors import ConfigError
+from deploy.lifecycle import StepTimer
 from deploy.tasks.common import (
     count,
     database,
@@ -18,14 +19,30 @@ from deploy.tasks.common import (
 )
 
 
-@task(help={"services": "comma-separated services to build (default: all)",
-            "no_cache": "build without the layer cache"})
+@task(help={"no_cache": "build without the layer cache"})
 @exits
-def build(c, services=None, no_cache=False):
-    """Build the stack's images (docker compose build)."""
+def build(c, no_cache=False):
+    """Build the release's images here, once: BACKEND_IMAGE:<git sha> and the proxy."""
+    from deploy import builds, revision
+    from deploy.remote import is_remote
+
+    if is_remote(c):
+        raise ConfigError("build: images are built on this machine and shipped to hosts "
+                          "(`invoke build`, then `invoke deploy --hosts … --no-build`); a host "
+                          "never builds")
     stack = stack_for(c)
     stack.check_docker()
-    stack.build(services_list(services), no_cache=no_cache)
+    rev = revision.revision()
+    ref = builds.image(stack.settings, rev.tag)
+    if not rev.committed:
+        stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
+                  "deploys refuse it without --allow-dirty")
+    timer = StepTimer(stack.out)
+    timer.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    timer.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
+    ident = builds.image_id(stack, ref) or "?"
+    stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "
+              "`invoke deploy --hosts … --no-build`")
 
 
 @task

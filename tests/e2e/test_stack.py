@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from tests.conftest import EXAMPLE_MIGRATIONS
+from tests.e2e.conftest import ROOT
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
 AI_TABLES_SAMPLE = {"ai_cost_thresholds", "ai_monitoring_metrics", "ai_transparency_logs"}
@@ -81,6 +82,19 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
                              "print(r.status, r.read().decode())"],
                             capture_output=True, text=True, timeout=30)
     assert health.stdout.startswith("200 "), health.stdout + health.stderr
+
+    # `invoke build` makes the release's image, tagged by commit, and nothing else moves.
+    from deploy.revision import revision
+
+    built = stack.invoke("build")
+    assert built.returncode == 0, built.stdout + built.stderr
+    ref = f"{stack.project}-backend:{revision(ROOT).tag}"
+    assert f"build: {ref} (sha256:" in built.stdout
+    inspected = subprocess.run(["docker", "image", "inspect", "--format",
+                                '{{index .Config.Labels "deploy.release"}}', ref],
+                               capture_output=True, text=True)
+    assert inspected.stdout.strip() == revision(ROOT).tag
+    assert stack.invoke("ps", "--json").stdout == ps.stdout  # no container was touched
 
     down = stack.invoke("down")
     assert down.returncode == 0, down.stderr

@@ -73,13 +73,6 @@ def test_up_never_waits_and_never_builds_unless_asked():
     assert "--wait" not in compose.up(V2) + compose.up(V1)
 
 
-def test_build_with_and_without_cache():
-    assert compose.build(V2) == V2_HEAD + ["build"]
-    assert compose.build(V1, ["backend"], no_cache=True) == V1_HEAD + [
-        "build", "--no-cache", "backend",
-    ]  # fmt: skip
-
-
 def test_down_removes_orphans_and_volumes_only_when_asked():
     assert compose.down(V2) == V2_HEAD + ["down", "--remove-orphans"]
     assert compose.down(V1, volumes=True) == V1_HEAD + ["down", "--remove-orphans", "--volumes"]
