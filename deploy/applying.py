@@ -26,7 +26,7 @@ from deploy import database as db
 from deploy.dberrors import exit_code_for
 from deploy.errors import DeployTimeout, MigrationError
 from deploy.interrupt import SignalGuard
-from deploy.locks import Blocker
+from deploy.migration_lock import Blocker
 from deploy.migrations import Migration, display_path, line_col
 from deploy.policy import LOCK_NOT_AVAILABLE, QUERY_CANCELED, LockRetry, milliseconds
 from deploy.watcher import Watcher

@@ -1,6 +1,6 @@
 """psycopg: connect/wait, history table, apply, indexes, table inventory.
 
-The migration lock and lock-wait sampling are in deploy/locks.py; turning psycopg errors
+The migration lock and lock-wait sampling are in deploy/migration_lock.py; turning psycopg errors
 into the project's errors in deploy/dberrors.py.
 """
 

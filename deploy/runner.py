@@ -155,7 +155,7 @@ def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out:
     SIGTERM/SIGINT: while waiting for the lock they stop the command at once; once it is
     held they are handled at the guard's checkpoints (deploy/interrupt.py). Before this,
     nothing has been changed, and the default handling (the process ends) is right."""
-    from deploy import locks
+    from deploy import migration_lock as locks
     from deploy.interrupt import SignalGuard
 
     with SignalGuard(command) as guard:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from deploy.locks import Blocker, blockers
+from deploy.migration_lock import Blocker, blockers
 from deploy.policy import DEFAULT_PROGRESS, Progress, sample_every, watch_after
 
 Out = Callable[[str], None]

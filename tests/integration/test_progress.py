@@ -12,7 +12,7 @@ import time
 
 import psycopg
 
-from deploy.locks import LOCK_CLASS, lock_key
+from deploy.migration_lock import LOCK_CLASS, lock_key
 from deploy.policy import Progress
 from deploy.runner import migrate
 from deploy.settings import load_settings

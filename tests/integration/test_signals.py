@@ -128,7 +128,7 @@ def test_a_signalled_runner_rolls_back_and_a_second_runner_applies_the_file_exac
 
 
 def test_a_signal_while_waiting_for_the_migration_lock_stops_cleanly(project):
-    from deploy.locks import LOCK_CLASS, lock_key
+    from deploy.migration_lock import LOCK_CLASS, lock_key
 
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
     with psycopg.connect(project.url, autocommit=True, application_name="other") as holder:
