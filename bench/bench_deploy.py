@@ -19,8 +19,18 @@ the hot table) plus a stream of 2 s requests (GET /slow?seconds=2, one after the
 never retried). Measured first at rest (`--rest` seconds, no deploy), then through one
 deploy of a changed release (the load starts 1 s before the deploy and stops 1 s after).
 
+Then the locked-table case: a changed release whose migration needs ACCESS EXCLUSIVE on
+the hot table (`ALTER TABLE hot_counters ADD COLUMN …`) while a long transaction holds a
+conflicting lock on it (a "report" that read the table and stays open `--block` seconds),
+under wrk on GET /counters/1 (a read of that very table), deployed twice on fresh
+projects: with the runner's lock timeout (now: MIGRATION_LOCK_TIMEOUT, 0.5 s, retried on
+its schedule until the report ends) and without one (today: every migration tool's
+behaviour, reproduced with MIGRATION_LOCK_TIMEOUT=3600: the ALTER waits in the lock queue,
+and every read of the table queues behind it).
+
 Targets (issue 8): 0 failed requests; p99 during the deploy ≤ 1.5× p99 at rest; deploy
-wall time ≤ 1.3× today's. Prints a Markdown report; progress goes to stderr.
+wall time ≤ 1.3× today's; in the locked-table case 0 failed and hot-table p99 ≤ lock
+timeout + 250 ms. Prints a Markdown report; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -163,10 +173,12 @@ class Recreate(Path_):
 
 class Switch(Path_):
     name = "switch (now: `invoke deploy`)"
+    extra_env: dict[str, str] = {}
 
     def deploy(self) -> None:
         result = subprocess.run([PY, "-m", "invoke", "--search-root", str(REPO), "deploy"],
-                                cwd=self.tree.path, env=self.project.env, capture_output=True,
+                                cwd=self.tree.path, env={**self.project.env, **self.extra_env},
+                                capture_output=True,
                                 text=True, timeout=600, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             raise RuntimeError(f"invoke deploy failed ({result.returncode}):\n"
@@ -207,6 +219,44 @@ def run_path(cls, imgs: dict[str, str], args) -> tuple[Window, Window]:
     return at_rest, during
 
 
+HOT_ALTER = """\
+-- A note on each counter: ACCESS EXCLUSIVE on the hot table, for an instant once granted.
+-- ROLLBACK: ALTER TABLE hot_counters DROP COLUMN IF EXISTS note;
+ALTER TABLE hot_counters ADD COLUMN IF NOT EXISTS note TEXT;
+"""
+LOCK_TIMEOUT = 0.5  # MIGRATION_LOCK_TIMEOUT's default (deploy/policy.py)
+LOCKED_CASES = {  # name -> MIGRATION_LOCK_TIMEOUT for the deploy
+    "lock timeout (now: 0.5 s, retried)": None,
+    "no lock timeout (today)": "3600",
+}
+
+
+def run_locked(imgs: dict[str, str], args, lock_timeout: str | None) -> Window:
+    """A changed release whose migration waits for a lock on the hot table, under load."""
+    import threading
+
+    import psycopg
+
+    with tempfile.TemporaryDirectory(prefix="bench_deploy-") as tmp:
+        tree = ReleaseTree(Path(tmp))
+        path = Switch(tree, imgs)
+        try:
+            path.deploy()
+            (tree.path / "migrations" / "024_hot_counters_note.sql").write_text(HOT_ALTER)
+            tree.commit("a migration that needs ACCESS EXCLUSIVE on the hot table")
+            path.extra_env = {"MIGRATION_LOCK_TIMEOUT": lock_timeout} if lock_timeout else {}
+            report = psycopg.connect(path.project.values["DATABASE_URL"], autocommit=True,
+                                     application_name="bench long report")
+            report.execute("BEGIN")
+            report.execute("SELECT count(*) FROM hot_counters").fetchone()
+            threading.Timer(1.0 + args.block, report.close).start()  # from the load's start
+            log(f"locked table ({lock_timeout or 'default'} s lock timeout): deploying while a "
+                f"transaction holds the hot table for {args.block:g} s")
+            return measure(path, args.connections, args.rest, deploy=True)
+        finally:
+            path.destroy()
+
+
 def fmt_ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
@@ -228,6 +278,8 @@ def main() -> int:
     parser.add_argument("--rest", type=float, default=10.0,
                         help="seconds of load at rest (default 10)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--block", type=float, default=8.0,
+                        help="seconds the long transaction holds the hot table (default 8)")
     args = parser.parse_args()
     imgs = images()
     results: dict[str, list[tuple[Window, Window]]] = {Recreate.name: [], Switch.name: []}
@@ -269,6 +321,28 @@ def main() -> int:
           f"{verdict(p99_ratio <= 1.5)} |")
     print(f"| deploy wall time ≤ 1.3× today's | {time_new:.2f} s / {time_old:.2f} s = "
           f"{ratio:.2f}× | {verdict(ratio <= 1.3)} |")
+
+    locked = {name: run_locked(imgs, args, value) for name, value in LOCKED_CASES.items()}
+    print("\n## A migration that waits for a lock on the hot table, under load\n")
+    print(f"A transaction holds a lock on hot_counters for {args.block:g} s while a changed "
+          "release whose migration needs ACCESS EXCLUSIVE on it is deployed; wrk "
+          f"-c{args.connections} reads that table (GET /counters/1) throughout.\n")
+    print("| migration, window | wrk requests | non-2xx | socket errors | 2 s requests ok "
+          "| p50 | p99 | max | deploy wall time |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for name, window in locked.items():
+        print(row(f"{name}, during the deploy", window))
+    now = locked[next(iter(LOCKED_CASES))]
+    today = locked[list(LOCKED_CASES)[1]]
+    bound = LOCK_TIMEOUT + 0.25
+    print("\n| target | measured | verdict |")
+    print("|---|---|---|")
+    print(f"| 0 failed requests (locked table) | {now.failed} (without a lock timeout: "
+          f"{today.failed}) | {verdict(now.failed == 0)} |")
+    print(f"| hot-table p99 ≤ lock timeout + 250 ms = {bound * 1000:.0f} ms | "
+          f"{fmt_ms(now.wrk.latency.get('p99'))} (without a lock timeout: "
+          f"{fmt_ms(today.wrk.latency.get('p99'))}) | "
+          f"{verdict(now.wrk.latency.get('p99', 99) <= bound)} |")
     return 0
 
 

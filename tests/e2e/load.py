@@ -37,11 +37,12 @@ class Tally:
         self.latencies += other.latencies
 
 
-def _request(conn: http.client.HTTPConnection, method: str, path: str) -> int:
+def _request(conn: http.client.HTTPConnection, method: str, path: str) -> tuple[int, str]:
+    """Status and the body on one line (who answered: HAProxy's page or the backend's JSON)."""
     conn.request(method, path, body=b"" if method == "POST" else None)
     response = conn.getresponse()
-    response.read()
-    return response.status
+    body = response.read().decode("utf-8", "replace").strip()
+    return response.status, " ".join(body.split())[:200]
 
 
 class _Loop(threading.Thread):
@@ -61,7 +62,7 @@ class _Loop(threading.Thread):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             started = time.perf_counter()
             try:
-                status = _request(conn, method, path)
+                status, said = _request(conn, method, path)
             except (OSError, http.client.HTTPException) as exc:
                 self.tally.requests += 1
                 self.tally.failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
@@ -71,7 +72,7 @@ class _Loop(threading.Thread):
             self.tally.requests += 1
             self.tally.latencies.append(time.perf_counter() - started)
             if not 200 <= status < 300:
-                self.tally.failures.append(f"{method} {path}: HTTP {status}")
+                self.tally.failures.append(f"{method} {path}: HTTP {status}: {said}")
         if conn is not None:
             conn.close()
 

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -210,3 +211,75 @@ def test_a_deploy_stopped_by_a_signal_undoes_itself_and_says_so_in_one_line(make
             assert [r["release"] for r in rows] == [old], (step, rows)  # nothing left behind
             assert get(port) == 200
     assert clients.tally().failures == []
+
+
+HOT_ALTER = """\
+-- Migration 024: a note on each counter. Needs ACCESS EXCLUSIVE on the hot table (briefly).
+-- ROLLBACK: ALTER TABLE hot_counters DROP COLUMN IF EXISTS note;
+ALTER TABLE hot_counters ADD COLUMN IF NOT EXISTS note TEXT;
+"""
+LOCK_TIMEOUT = 0.5  # MIGRATION_LOCK_TIMEOUT's default
+READ_MARGIN = 0.6  # the reads' own latency on this machine, with a deploy running
+
+
+def _hold_hot_table(stack, name: str):
+    """A session with an open transaction that read the hot table (ACCESS SHARE held),
+    like a long report: it blocks the migration's ALTER until it ends."""
+    import psycopg
+
+    conn = psycopg.connect(f"postgresql://app:{stack.password}@127.0.0.1:{stack.pg_port}/app",
+                           autocommit=True, application_name=name)
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM hot_counters").fetchone()
+    return conn
+
+
+def test_a_migration_blocked_by_a_long_transaction_never_stalls_the_hot_table(make_stack,
+                                                                              tree):
+    stack = make_stack()
+    deploy_ok(stack, tree)
+    old, port = tree.sha, stack.backend_port
+    (tree.path / "migrations/024_hot_counters_note.sql").write_text(HOT_ALTER)
+    tree.commit("a migration that needs ACCESS EXCLUSIVE on the hot table")
+    reads = [("GET", "/counters/1"), ("GET", "/counters/2"), ("POST", "/counters/3")]
+
+    # A blocker that outlives the retry budget: the deploy stops before anything new starts.
+    blocker = _hold_hot_table(stack, "nightly report")
+    pid = blocker.info.backend_pid
+    try:
+        with Clients(port, count=4, paths=reads) as clients:
+            time.sleep(1)
+            blocked = stack.invoke("deploy", cwd=tree.path,
+                                   env={"MIGRATION_LOCK_RETRIES": "2"})
+            time.sleep(1)
+    finally:
+        blocker.close()
+    assert blocked.returncode == 4, blocked.stdout[-3000:] + blocked.stderr[-3000:]
+    assert "024_hot_counters_note.sql: lock timeout: gave up after 3 attempt(s)" in \
+        blocked.stderr
+    assert f"blocked by pid {pid} (application_name 'nightly report', user app, state idle " \
+           "in transaction" in blocked.stderr
+    assert "<== migrate (the old release keeps serving) FAILED" in blocked.stdout
+    assert "==> start new" not in blocked.stdout
+    assert stack.psql("SELECT count(*) FROM migration_history "
+                      "WHERE filename = '024_hot_counters_note.sql'") == "0"
+    routed, rows = serving(stack, tree)
+    assert routed == {old} and [r["release"] for r in rows] == [old], rows
+    load = clients.tally()
+    assert load.failures == [], load.failures[:10]
+    # Requests queued behind the waiting ALTER at most one lock timeout each time.
+    assert load.requests > 50
+    assert max(load.latencies) < LOCK_TIMEOUT + READ_MARGIN, max(load.latencies)
+
+    # The same blocker, released while the migration is retrying: the deploy goes through.
+    blocker = _hold_hot_table(stack, "nightly report")
+    threading.Timer(2.0, blocker.close).start()
+    with Clients(port, count=4, paths=reads) as clients:
+        done = deploy_ok(stack, tree)
+    assert "024_hot_counters_note.sql: lock timeout after 0.5 s (attempt 1/" in done.stdout
+    assert "migration 024_hot_counters_note.sql applied in" in done.stdout
+    routed, rows = serving(stack, tree)
+    assert routed == {tree.sha}, rows
+    load = clients.tally()
+    assert load.failures == [], load.failures[:10]
+    assert max(load.latencies) < LOCK_TIMEOUT + READ_MARGIN, max(load.latencies)

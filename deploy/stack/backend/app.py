@@ -7,7 +7,11 @@ missing table and the migration file that creates it. That is the team's outage
 
 ``GET /counters/<id>`` reads one row of the "hot" table (migrations/023_hot_counters.sql),
 ``POST /counters/<id>`` adds one to it: the load of the deploy tests and benchmark goes
-through the database. Database connections are reused (a small pool), not one per request.
+through the database. Database connections are reused, never opened per request: the
+counters share a bounded pool (psycopg_pool, at most ``POOL_SIZE``; a request waits for a
+free connection), /health keeps one connection of its own. A busy or CPU-starved host then
+never turns a burst of requests into a burst of new connections, whose connect timeouts
+would be answered 503.
 
 Keep-alive HTTP/1.1. On SIGTERM the server drains: it stops accepting connections, closes
 its idle keep-alive connections, lets in-flight requests finish (answering them with
@@ -49,6 +53,8 @@ HEALTH_PATH = "/health"
 PROBE_URL = f"http://127.0.0.1:{PORT}{HEALTH_PATH}"
 # A /health request must answer before Docker's healthcheck timeout (5 s in the stack).
 CONNECT_TIMEOUT_S = 3
+# How long a /counters request waits for a free pooled connection before answering 503.
+POOL_WAIT_S = 10.0
 # An idle keep-alive connection is closed after this long: longer than the proxy keeps
 # idle connections to a server, so the proxy, not the server, closes them.
 IDLE_TIMEOUT_S = 75
@@ -64,12 +70,10 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     """Return the /health logic. Imports the database code now: a broken image fails at start."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from deploy.checks import expected_tables, missing_expected_tables
+    from deploy import database as db
+    from deploy.checks import expected_tables
     from deploy.migrations import discover
 
-    # libpq waits forever for an unanswering host by default; /health must not. Through the
-    # environment, so the URL reaches the checks unchanged (and redacted in their messages).
-    os.environ.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
     password = str(conninfo_to_dict(database_url).get("password") or "")
     secrets = [x for x in {password, urllib.parse.quote(password, safe="")} if x]
 
@@ -81,12 +85,17 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
 
     # Parsed once: the image's migrations never change while it runs.
     expected = expected_tables(discover(Path(migrations_dir)))
+    pairs = [(e.schema, e.table) for e in expected]
+    created_by = {(e.schema, e.table): (e.table if e.schema == "public" else
+                                         f"{e.schema}.{e.table}", e.filename) for e in expected}
+    connection = OneConnection(database_url, "deploy health")
 
     def check() -> tuple[int, dict]:
         if os.environ.get("BACKEND_FORCE_UNHEALTHY") == "1":
             return 503, {"status": "unhealthy", "reason": "BACKEND_FORCE_UNHEALTHY=1 (test hook)"}
         try:
-            missing = missing_expected_tables(database_url, migrations_dir, expected=expected)
+            missing = [created_by[pair] for pair in
+                       connection.run(lambda conn: db.missing_tables(conn, pairs))]
         except Exception as exc:  # any failure is an answer here, not a crash of the server
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             reason = redact(f"database check failed: {first_line}")
@@ -103,40 +112,57 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     return check
 
 
-class Pool:
-    """Reused database connections (autocommit), at most ``size`` kept idle."""
+class OneConnection:
+    """One database connection, used by one caller at a time and reopened when it broke:
+    the /health checks (the proxy's, Docker's and anyone's) share it."""
 
-    def __init__(self, database_url: str, size: int = POOL_SIZE):
-        self.database_url = database_url
-        self.size = size
-        self._idle: list = []
+    def __init__(self, database_url: str, application_name: str,
+                 wait: float = CONNECT_TIMEOUT_S):
+        self.database_url, self.application_name, self.wait = (
+            database_url, application_name, wait)
+        self._conn = None
         self._lock = threading.Lock()
 
-    @contextmanager
-    def connection(self) -> Iterator:
-        import psycopg
-
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self.database_url, autocommit=True,
-                                   application_name="backend")
+    def run(self, work: Callable):
+        if not self._lock.acquire(timeout=self.wait):
+            raise TimeoutError(f"the previous check has not answered for {self.wait:g} s")
         try:
-            yield conn
-        except Exception:
-            conn.close()  # a broken or half-used connection is never handed out again
-            raise
-        with self._lock:
-            if len(self._idle) < self.size:
-                self._idle.append(conn)
-                return
-        conn.close()
+            from deploy import database as db
+
+            if self._conn is None or self._conn.closed:
+                # Raises "database: cannot connect to <url, password hidden>: <reason>".
+                self._conn = db.connect(self.database_url,
+                                        application_name=self.application_name)
+            try:
+                return work(self._conn)
+            except Exception:
+                self._conn.close()  # broken or in an unknown state: the next check reconnects
+                self._conn = None
+                raise
+        finally:
+            self._lock.release()
+
+
+def make_pool(database_url: str, size: int = POOL_SIZE):
+    """A bounded pool (autocommit connections), opened in the background: the server
+    starts even while the database does not answer yet."""
+    from psycopg_pool import ConnectionPool
+
+    from deploy.database import CLIENT_KEEPALIVES
+
+    pool = ConnectionPool(
+        database_url, min_size=2, max_size=size, open=False, name="backend",
+        timeout=POOL_WAIT_S, check=ConnectionPool.check_connection,
+        kwargs={"autocommit": True, "application_name": "backend",
+                "connect_timeout": CONNECT_TIMEOUT_S, **CLIENT_KEEPALIVES})
+    pool.open(wait=False)
+    return pool
 
 
 Counters = Callable[[str, int], tuple[int, dict]]
 
 
-def make_counters(pool: Pool, redact: Callable[[str], str] = str) -> Counters:
+def make_counters(pool, redact: Callable[[str], str] = str) -> Counters:
     """GET reads a row of hot_counters; POST adds one to it."""
 
     def counters(method: str, counter_id: int) -> tuple[int, dict]:
@@ -299,7 +325,7 @@ def serve() -> int:
         print("backend: BACKEND_DRAIN_TIMEOUT is not a number of seconds", file=sys.stderr)
         return 2
     health = make_health_check(database_url, migrations_dir)
-    counters = make_counters(Pool(database_url))
+    counters = make_counters(make_pool(database_url))
     slow_requests = os.environ.get("BACKEND_SLOW_REQUESTS") == "1"
     server = DrainingServer((HOST, PORT), make_handler(health, counters, slow_requests))
 
