@@ -49,8 +49,14 @@ def _speed_up(c) -> None:
     if runners is None:
         return
     name = "remote" if hasattr(c, "forward_local") else "local"
-    if runners.get(name) is not None:
-        runners[name] = _without_watcher_scan(runners[name])
+    current = runners.get(name)
+    if current is None:
+        return
+    fast = _without_watcher_scan(current)
+    # Written once only: each write re-merges Invoke's config from scratch, and a thread
+    # reading it meanwhile (a build beside `compose up`) fails with a KeyError traceback.
+    if fast is not current:
+        runners[name] = fast
 
 
 def render(argv: Sequence[str], merge_stderr: bool = False) -> str:

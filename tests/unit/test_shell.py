@@ -1,4 +1,5 @@
-"""shell.run hands a secret to a command on stdin, never on its command line."""
+"""shell.run: a secret reaches a command on stdin, never its command line; the config is
+written once, not on every run (threads read it)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,18 @@ def test_input_reaches_the_commands_stdin_which_is_then_closed():
     assert result.stdout == "s3cret\nend\n"
     assert "s3cret" not in result.command
 
+
+
+def test_runs_after_the_first_never_rewrite_the_config_other_threads_read(monkeypatch):
+    # Each config write re-merges Invoke's config from an empty dict: a thread reading it
+    # meanwhile (the build beside `compose up`) died with a KeyError traceback.
+    c = invoke.Context()
+    shell.run(c, ["true"])
+    merges = []
+    merge = invoke.Config.merge
+    monkeypatch.setattr(invoke.Config, "merge",
+                        lambda self, *a, **k: (merges.append(1), merge(self, *a, **k))[1])
+    shell.run(c, ["true"])
+    shell.run(c, ["true"])
+    assert merges == []
+    assert c.config.runners.local._skips_watcher_scan
