@@ -250,7 +250,8 @@ def run_locked(imgs: dict[str, str], args, lock_timeout: str | None) -> Window:
             report.execute("BEGIN")
             report.execute("SELECT count(*) FROM hot_counters").fetchone()
             threading.Timer(1.0 + args.block, report.close).start()  # from the load's start
-            log(f"locked table ({lock_timeout or 'default'} s lock timeout): deploying while a "
+            timeout = f"{lock_timeout} s" if lock_timeout else "the default"
+            log(f"locked table ({timeout} lock timeout): deploying while a "
                 f"transaction holds the hot table for {args.block:g} s")
             return measure(path, args.connections, args.rest, deploy=True)
         finally:
