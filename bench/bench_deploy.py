@@ -46,8 +46,8 @@ from pathlib import Path
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.stack_rig import LOCAL_IMAGES_ENV, PY, REPO, Project, ensure_local_images, log  # noqa: E402
-from tests.e2e.conftest import read_env_file, remove_project_images  # noqa: E402
+from bench.stack_rig import PY, REPO, Project, ensure_local_images, log  # noqa: E402
+from tests.e2e.conftest import remove_project_images  # noqa: E402
 from tests.e2e.load import SlowRequests, Wrk, WrkReport  # noqa: E402
 from tests.e2e.release_tree import ReleaseTree  # noqa: E402
 
@@ -114,13 +114,7 @@ class Window:
 
 
 def images() -> dict[str, str]:
-    values = ensure_local_images()
-    local = read_env_file(LOCAL_IMAGES_ENV) if LOCAL_IMAGES_ENV.exists() else {}
-    if "PROXY_IMAGE" not in local:
-        subprocess.run(["bash", str(REPO / ".ci" / "build-images")], check=True,
-                       stdout=sys.stderr)
-        local = read_env_file(LOCAL_IMAGES_ENV)
-    return {**values, "PROXY_IMAGE": local["PROXY_IMAGE"]}
+    return ensure_local_images()
 
 
 class Path_:

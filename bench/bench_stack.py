@@ -64,7 +64,7 @@ LATENCY_TARGET = 0.5
 LOGS_TARGET = 1.2
 POLL = 0.1  # the bare loop's interval, as the issue asks
 MAX_POLL = 0.5  # wait-healthy's poll interval (deploy/health.py MAX_INTERVAL)
-SERVICES = {"postgres", "backend"}
+SERVICES = {"postgres", "backend", "proxy"}
 
 # The bare sequence, stamped between phases (date +%s%N: wall clock, like Docker's events).
 BARE_DEPLOY = r"""
@@ -150,7 +150,12 @@ def invoke_phases(r: Stamped) -> tuple[dict[str, float], int]:
             last = t
     phases = {"start-up (Python, Invoke, settings, lock)": (first - r.start_ns) / 1e9,
               **phases, "summary + exit": (r.end_ns - last) / 1e9}
-    noticed = r.first("<== wait-healthy done")
+    # "wait-healthy (new)": the new backend containers, before the switch.
+    noticed = next((t for t, line in r.lines
+                    if line.startswith("<== wait-healthy") and " done in " in line), None)
+    if noticed is None:
+        raise RuntimeError("invoke deploy printed no `<== wait-healthy … done` line:\n"
+                           + "\n".join(line for _, line in r.lines[-30:]))
     return phases, noticed
 
 

@@ -39,20 +39,24 @@ def log(message: str) -> None:
     print(f"[bench_stack {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+LOCAL_IMAGES = ("POSTGRES_IMAGE", "PYTHON_IMAGE", "PROXY_IMAGE")
+
+
 def ensure_local_images() -> dict[str, str]:
-    """POSTGRES_IMAGE / PYTHON_IMAGE from .ci/local-images.env, built when missing."""
+    """The stack's base images (PostgreSQL, Python, the proxy) from .ci/local-images.env,
+    built when missing: nothing can be pulled here."""
     def present(values):
-        return all(subprocess.run(["docker", "image", "inspect", values[k]],
-                                  capture_output=True).returncode == 0
-                   for k in ("POSTGRES_IMAGE", "PYTHON_IMAGE") if k in values)
+        return all(k in values and subprocess.run(["docker", "image", "inspect", values[k]],
+                                                  capture_output=True).returncode == 0
+                   for k in LOCAL_IMAGES)
 
     values = read_env_file(LOCAL_IMAGES_ENV) if LOCAL_IMAGES_ENV.exists() else {}
-    if not values or not present(values):
+    if not present(values):
         log("local base images missing: running bash .ci/build-images (a few minutes, once)")
         subprocess.run(["bash", str(REPO / ".ci" / "build-images")], check=True,
                        stdout=sys.stderr)
         values = read_env_file(LOCAL_IMAGES_ENV)
-    return {k: values[k] for k in ("POSTGRES_IMAGE", "PYTHON_IMAGE")}
+    return {k: values[k] for k in LOCAL_IMAGES}
 
 
 @dataclass
