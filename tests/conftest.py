@@ -24,6 +24,11 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke_argv(*args: str) -> list[str]:
+    """`invoke ARGS` with this checkout's tasks, whatever the working directory."""
+    return [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args]
 EXAMPLE_MIGRATIONS = ROOT / "migrations"
 PASSWORD = "pw-" + secrets.token_hex(8)
 
@@ -167,10 +172,9 @@ class Project:
     def invoke(self, *args: str, env: dict | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess:
         """The real `invoke` command with the project's tasks.py."""
-        return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT),
-                               *args], cwd=self.root, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(invoke_argv(*args), cwd=self.root,
+                              env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
 
     def popen(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "deploy", *args], cwd=self.root,

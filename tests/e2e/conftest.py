@@ -11,13 +11,12 @@ import functools
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port  # noqa: F401 - also imported from here by the e2e tests
+from tests.conftest import free_port, invoke_argv  # noqa: F401 - free_port: also imported from here by the e2e tests
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_IMAGES_ENV = ROOT / ".ci" / "local-images.env"
@@ -98,10 +97,17 @@ class StackEnv:
 
     def invoke(self, *args: str, timeout: float = 600, env: dict | None = None,
                cwd: Path = ROOT) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT),
-                               *args], cwd=cwd, env={**self.env, **(env or {})},
+        return subprocess.run(invoke_argv(*args), cwd=cwd, env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
+
+    def popen_invoke(self, *args: str, cwd: Path = ROOT,
+                     stderr: int = subprocess.PIPE) -> subprocess.Popen:
+        """The same command, running: its output read line by line as it comes (to act on a
+        step); ``stderr=subprocess.STDOUT`` merges both streams."""
+        return subprocess.Popen(invoke_argv(*args), cwd=cwd, env=self.env,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                stdin=subprocess.DEVNULL)
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -18,7 +18,13 @@ import uuid
 from pathlib import Path
 
 from deploy import registry
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, ROOT, read_env_file, remove_project_images
+from tests.e2e.conftest import (
+    LOCAL_IMAGES_ENV,
+    ROOT,
+    invoke_argv,
+    read_env_file,
+    remove_project_images,
+)
 from tests.e2e.release_tree import ReleaseTree
 
 SECRET = "s3cret-" + uuid.uuid4().hex[:12]
@@ -109,7 +115,7 @@ class Fleet:
         return done
 
     def invoke_argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args]
+        return invoke_argv(*args)
 
     def invoke(self, *args: str, env=None) -> subprocess.CompletedProcess:
         return self._run(self.invoke_argv(*args), env)

@@ -11,13 +11,11 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.e2e.conftest import ROOT
 from tests.e2e.load import Clients, SlowRequests, Wrk
 from tests.e2e.release_tree import ReleaseTree
 
@@ -150,10 +148,7 @@ def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree
     with Clients(port, count=4) as clients, SlowRequests(port, seconds=1) as slow:
         for step in KILL_AT:
             tree.change()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "deploy"],
-                cwd=tree.path, env=stack.env, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+            proc = stack.popen_invoke("deploy", cwd=tree.path, stderr=subprocess.STDOUT)
             seen = []
             for line in proc.stdout:
                 seen.append(line)
@@ -187,10 +182,7 @@ def test_a_deploy_stopped_by_a_signal_undoes_itself_and_says_so_in_one_line(make
     with Clients(port, count=4) as clients:
         for step in ("wait-healthy (new)", "migrate (the old release keeps serving)"):
             tree.change()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "deploy"],
-                cwd=tree.path, env=stack.env, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            proc = stack.popen_invoke("deploy", cwd=tree.path)
             seen = []
             for line in proc.stdout:
                 seen.append(line)
@@ -276,10 +268,7 @@ def test_a_migration_blocked_by_a_long_transaction_never_stalls_the_hot_table(ma
     blocker = _hold_hot_table(stack, "nightly report")
     seen = []
     with Clients(port, count=4, paths=reads) as clients:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "deploy"],
-            cwd=tree.path, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, stdin=subprocess.DEVNULL)
+        proc = stack.popen_invoke("deploy", cwd=tree.path, stderr=subprocess.STDOUT)
         try:
             for line in proc.stdout:
                 seen.append(line)

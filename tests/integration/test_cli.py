@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, invoke_argv
 
 
 def _closed_pipe(argv: list[str], project) -> subprocess.CompletedProcess:
@@ -19,7 +19,7 @@ def _closed_pipe(argv: list[str], project) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, proc.returncode, "", err)
 
 
-INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+INVOKE = invoke_argv()
 
 
 @pytest.mark.parametrize("argv", [

@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, invoke_argv
 
 SETUP = """
 CREATE TABLE IF NOT EXISTS runlog (pid int, what text, others int, at timestamptz);
@@ -168,8 +167,7 @@ def test_a_file_that_committed_before_the_cancel_took_effect_is_reported_as_appl
 def test_invoke_migrate_handles_sigterm_the_same_way(project):
     project.write("001_slow.sql", "CREATE TABLE IF NOT EXISTS s (id int);\n"
                                   "SELECT pg_sleep(30) AS slow_marker;\n")
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT),
-                             "migrate"], cwd=project.root, env=project.env, text=True,
+    proc = subprocess.Popen(invoke_argv("migrate"), cwd=project.root, env=project.env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     slow_backend(project.url)
