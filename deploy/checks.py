@@ -34,18 +34,14 @@ def expected_tables(migrations: list[Migration], schema: str = "public") -> list
     return list(seen.values())
 
 
-def missing_expected_tables(conninfo: str, migrations_dir: str | Path,
-                            schema: str = "public",
-                            expected: list[ExpectedTable] | None = None) -> list[tuple[str, str]]:
+def missing_expected_tables(conn, expected: list[ExpectedTable],
+                            schema: str = "public") -> list[tuple[str, str]]:
     """(table, file that creates it) for each expected table missing from the database.
 
-    Pass `expected` (from expected_tables) to skip re-parsing the files on every call,
-    as the backend's /health does: its migrations never change while it runs.
+    `expected` comes from expected_tables, parsed once by the caller: the backend's /health
+    runs this on every check, on a connection it keeps, and its migrations never change.
     """
-    if expected is None:
-        expected = expected_tables(discover(Path(migrations_dir)), schema)
-    with db.connect(conninfo, application_name="deploy health") as conn:
-        missing = set(db.missing_tables(conn, [(e.schema, e.table) for e in expected]))
+    missing = set(db.missing_tables(conn, [(e.schema, e.table) for e in expected]))
     return [(_qualified(e, schema), e.filename) for e in expected if (e.schema, e.table) in missing]
 
 

@@ -203,3 +203,19 @@ def test_invalid_files_are_reported_at_once_even_while_the_database_is_unreachab
     assert "001_empty.sql: empty file" in result.stderr
     assert time.monotonic() - started < 10
     assert PASSWORD not in result.stderr
+
+
+def test_the_backend_health_check_names_each_missing_table_on_the_connection_it_keeps(project, db):
+    # What /health runs on every check, on its one kept connection (deploy/stack/backend).
+    from deploy.checks import expected_tables, missing_expected_tables
+    from deploy.migrations import discover
+
+    project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS ai_a (id int);\n"
+                               "CREATE TABLE IF NOT EXISTS audit.ai_b (id int);\n")
+    expected = expected_tables(discover(project.migrations))
+    db.execute("CREATE SCHEMA audit")
+    assert missing_expected_tables(db, expected) == [("ai_a", "001_a.sql"),
+                                                     ("audit.ai_b", "001_a.sql")]
+    db.execute("CREATE TABLE ai_a (id int)")
+    db.execute("CREATE TABLE audit.ai_b (id int)")
+    assert missing_expected_tables(db, expected) == []

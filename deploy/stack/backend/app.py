@@ -69,8 +69,7 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     """Return the /health logic. Imports the database code now: a broken image fails at start."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from deploy import database as db
-    from deploy.checks import expected_tables
+    from deploy.checks import expected_tables, missing_expected_tables
     from deploy.migrations import discover
 
     password = str(conninfo_to_dict(database_url).get("password") or "")
@@ -84,17 +83,13 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
 
     # Parsed once: the image's migrations never change while it runs.
     expected = expected_tables(discover(Path(migrations_dir)))
-    pairs = [(e.schema, e.table) for e in expected]
-    created_by = {(e.schema, e.table): (e.table if e.schema == "public" else
-                                         f"{e.schema}.{e.table}", e.filename) for e in expected}
     connection = OneConnection(database_url, "deploy health")
 
     def check() -> tuple[int, dict]:
         if os.environ.get("BACKEND_FORCE_UNHEALTHY") == "1":
             return 503, {"status": "unhealthy", "reason": "BACKEND_FORCE_UNHEALTHY=1 (test hook)"}
         try:
-            missing = [created_by[pair] for pair in
-                       connection.run(lambda conn: db.missing_tables(conn, pairs))]
+            missing = connection.run(lambda conn: missing_expected_tables(conn, expected))
         except Exception as exc:  # any failure is an answer here, not a crash of the server
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             reason = redact(f"database check failed: {first_line}")
