@@ -113,10 +113,6 @@ class Window:
         return self.wrk.errors + len(self.slow_failures)
 
 
-def images() -> dict[str, str]:
-    return ensure_local_images()
-
-
 class Path_:
     """One deploy path on its own project."""
 
@@ -276,7 +272,7 @@ def main() -> int:
     parser.add_argument("--block", type=float, default=8.0,
                         help="seconds the long transaction holds the hot table (default 8)")
     args = parser.parse_args()
-    imgs = images()
+    imgs = ensure_local_images()
     results: dict[str, list[tuple[Window, Window]]] = {Recreate.name: [], Switch.name: []}
     for run in range(args.runs):
         # Alternate the order, so a busy moment of the machine does not always hit one path.
