@@ -15,11 +15,11 @@ from a throwaway git copy of this project (tests/e2e/release_tree.py):
   the release .env), then the zero-downtime sequence with `docker build` of the backend
   and the proxy on the host; rollback = the same switch back, Compose bringing postgres
   and the proxy up first, as it did;
-- **build once, ship** (deploy/fleet.py and releases.deploy_host, as `invoke deploy
-  --hosts` runs them, in this process): build here, the project's registry here, push,
-  then per host in turn: lock, upload the release directory, ship the images through an
-  SSH tunnel (checked by image ID), the same sequence with nothing built on the host;
-  rollback = releases.rollback_host.
+- **build once, ship** (deploy/fleet.py, as `invoke deploy --hosts` runs it, in this
+  process): build here, the project's registry here, push; then every host staged at once
+  (lock, upload the release directory, ship the images through an SSH tunnel, checked by
+  image ID), then each host's switch in turn, the same sequence with nothing built on the
+  host; rollback = releases.rollback_host.
 
 Three operations per path, each timed as wall time for all N hosts (rolling): the first
 deploy (cold builds on both paths: `--no-cache` here, fresh engines there), a code-only
@@ -33,8 +33,8 @@ Targets (issue 9): a code-only change ships ≤ 1.2× the changed layers (veth b
 the image transfer, worst host); N hosts rolling ≤ one build + N × (transfer + switch),
 with "one build" everything done once before the first host (build, registry, push),
 "transfer" the upload and the image shipping of one host and "switch" the rest of one
-host's deploy, all three taken from the smallest N of the same run; rollback ≤ 5 s per
-host (worst host).
+host's deploy (releases.switch_host), all three taken from the smallest N of the same run;
+rollback ≤ 5 s per host (worst host).
 
 Everything (rigs, registry containers and volumes, images built here, the work tree) is
 removed at the end, also on failure or Ctrl-C.
@@ -103,6 +103,7 @@ class HostRun:
     ship_wire: int = 0  # shipping: veth bytes while the images were shipped
     tunnel: int = 0  # shipping: bytes through the tunnel to the host
     build: float = 0.0  # build on host: the build step (with postgres + proxy up)
+    switch_seconds: float = 0.0  # shipping: releases.switch_host (the staged host's switch)
 
     @property
     def transfer(self) -> float:
@@ -117,6 +118,7 @@ class HostRun:
 class Run:
     wall: float = 0.0
     before_hosts: float = 0.0  # shipping: build, registry, push (once)
+    stage_wall: float = 0.0  # shipping: every host staged at once, until the first switch
     hosts: list[HostRun] = field(default_factory=list)
 
     @property
@@ -268,12 +270,53 @@ class ShipMeter:
         return report
 
 
+class SwitchMeter:
+    """Wraps releases.staged and releases.switch_host (fleet.stage_then_switch calls both)
+    to time each host's staging, its switch, and the SSH sessions and bytes around them."""
+
+    def __init__(self, rig):
+        self.rig = rig
+        self.real_staged, self.real_switch = releases.staged, releases.switch_host
+        self.hosts: dict[str, HostRun] = {}
+        self.marks: dict[str, tuple[float, int, int]] = {}
+        self.first_switch: float | None = None
+
+    def staged(self, c, settings, rollout, **kwargs):
+        h = self.rig.host(c.host)
+        self.marks[c.host] = (time.monotonic(), self.rig.traffic(h)[0], sessions(self.rig, h))
+        return self.real_staged(c, settings, rollout, **kwargs)
+
+    def switch_host(self, state, **kwargs):
+        mark = time.monotonic()
+        self.first_switch = self.first_switch or mark
+        try:
+            return self.real_switch(state, **kwargs)
+        finally:
+            h = self.rig.host(state.c.host)
+            staged_at, sent, opened = self.marks[state.c.host]
+            host = self.hosts.setdefault(state.c.host, HostRun())
+            host.switch_seconds = time.monotonic() - mark
+            host.wire = self.rig.traffic(h)[0] - sent
+            host.sessions = sessions(self.rig, h) - opened
+
+    def __enter__(self):
+        releases.staged, releases.switch_host = self.staged, self.switch_host
+        return self
+
+    def __exit__(self, *exc):
+        releases.staged, releases.switch_host = self.real_staged, self.real_switch
+
+
 def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
+    """`invoke deploy --hosts` (deploy/tasks/hosts.py) as it runs: the Rollout here, then
+    fleet.stage_then_switch (every host staged at once, then the switches, rolling)."""
     result = Run()
     local = invoke.Context()
     quiet = lambda _: None  # noqa: E731
     meter = ShipMeter(rig)
     shipping.ship = meter
+    lines: dict[str, list[str]] = {h.address: [] for h in rig.hosts}
+    targets = remote.parse_hosts(",".join(rig.spec(h) for h in rig.hosts))
     try:
         started = time.monotonic()
         rev = revision(tree)
@@ -281,29 +324,25 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
             stack = Stack(local, settings, quiet)
             builds.build_backend(stack, rev.tag, True, no_cache=True)
             builds.build_proxy(stack)
-        with fleet.Rollout(local, settings, build=not cold, rev=rev, out=quiet) as rollout:
+        with fleet.Rollout(local, settings, build=not cold, rev=rev, out=quiet) as rollout, \
+                SwitchMeter(rig) as switches:
             rollout.prepare([settings])
             rollout.images_for(settings)
             result.before_hosts = time.monotonic() - started
-            for h in rig.hosts:
-                host = HostRun()
-                sent, opened = rig.traffic(h)[0], sessions(rig, h)
-                mark = time.monotonic()
-                lines: list[str] = []
-                c = remote.connection(remote.parse_hosts(rig.spec(h))[0], settings)
-                try:
-                    releases.deploy_host(c, settings, rollout, out=lines.append)
-                finally:
-                    c.close()
-                host.seconds = time.monotonic() - mark
-                host.wire = rig.traffic(h)[0] - sent
-                host.sessions = sessions(rig, h) - opened
-                done = steps(lines)
-                host.upload = next(t for n, t in done.items() if n.startswith("upload "))
-                host.ship = done["ship images"]
-                host.ship_wire, host.tunnel = meter.seen[h.address]
-                result.hosts.append(host)
-        result.wall = time.monotonic() - started
+            staging = time.monotonic()
+            fleet.stage_then_switch(
+                targets, {t.name: settings for t in targets}, rollout,
+                printer=lambda prefix: lines[prefix.strip("[] ")].append)
+            result.wall = time.monotonic() - started
+        result.stage_wall = switches.first_switch - staging
+        for h in rig.hosts:
+            host = switches.hosts[h.address]
+            done = steps(lines[h.address])
+            host.upload = next(t for n, t in done.items() if n.startswith("upload "))
+            host.ship = done["ship images"]
+            host.ship_wire, host.tunnel = meter.seen[h.address]
+            host.seconds = host.transfer + host.switch_seconds
+            result.hosts.append(host)
     finally:
         shipping.ship = meter.real
     return result
@@ -402,7 +441,9 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
     print(f"Hosts: network namespaces with their own dockerd and sshd, no registry access, "
           f"`{env['PYTHON_IMAGE']}` ({mb(sizes['PYTHON_IMAGE'])}), `{env['POSTGRES_IMAGE']}` "
           f"and `{env['PROXY_IMAGE']}` loaded beforehand (untimed). Registry: "
-          f"`{env['REGISTRY_IMAGE']}`. Rolling, one host at a time. Bytes = what the "
+          f"`{env['REGISTRY_IMAGE']}`. Build on each host: each host in turn. Build once, "
+          "ship (`invoke deploy --hosts`): every host staged at once (lock, upload, ship), "
+          "then the switches, one host at a time. Bytes = what the "
           "host's veth carried to it during the deploy (whole deploy, worst host).\n")
     print("| hosts | path | first deploy | bytes per host | code-only change | bytes per host "
           "| rollback per host (worst) |")
@@ -421,10 +462,10 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
     base_n, base = rows[0][0], rows[0][1]["ship"]
     print("\nBuild once, ship, in detail (per host: averages; \"before hosts\" = build, "
           "registry start and push, once per deploy):\n")
-    print("| hosts | deploy | before hosts | transfer per host "
+    print("| hosts | deploy | before hosts | staging, all hosts at once | transfer per host "
           "(upload + ship) | switch per host | SSH sessions per host | images through the "
           "tunnel | veth while shipping (worst) | changed layers | ratio |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, by_path in rows:
         r = by_path["ship"]
         for kind, run_ in (("first", r.first), ("code-only", r.code)):
@@ -435,7 +476,8 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
             ship_wire = max(h.ship_wire for h in run_.hosts)
             cells = (f"{mb(r.changed)} | {ship_wire / r.changed:.3f}×" if kind == "code-only"
                      else f"all ({mb(r.total)} backend) | —")
-            print(f"| {n} | {kind} | {run_.before_hosts:.1f} s | {transfer:.1f} s | "
+            print(f"| {n} | {kind} | {run_.before_hosts:.1f} s | {run_.stage_wall:.1f} s | "
+                  f"{transfer:.1f} s | "
                   f"{switch:.1f} s | {span(h.sessions for h in run_.hosts)} | "
                   f"{mb(tunnel)} | {mb(ship_wire)} | {cells} |")
     print("\nBuild on each host, in detail (per host: averages):\n")

@@ -219,3 +219,47 @@ def session(local, shared: Settings, **kwargs) -> Rollout:
             atexit.register(rollout.close)
         return _SESSION["rollout"]
 
+
+# Hosts staged at the same time (lock, upload, ship: nothing they serve changes); the
+# switches that follow roll, `parallel` at a time.
+STAGE_AT_ONCE = 8
+
+
+def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, *,
+                      parallel: int = 1, lock_wait: float = 300.0, printer=None) -> None:
+    """`invoke deploy --hosts`: every host gets the release (its directory and images,
+    under its deploy lock) before any host switches, so a host that cannot get it stops
+    the deploy with every host still serving what it served; then the switches, rolling.
+    Each host keeps its lock until the end of the run. ``printer(prefix)`` gives a host's
+    output function (default: remote.printer, stdout)."""
+    from deploy import releases, remote
+
+    printer = printer or remote.printer
+    held: dict[str, ExitStack] = {}
+    ready: dict[str, releases.Staged] = {}
+
+    def stage(host) -> None:
+        settings = per_host[host.name]
+        with ExitStack() as stack:
+            c = remote.connection(host, settings)
+            stack.callback(c.close)
+            ready[host.name] = stack.enter_context(releases.staged(
+                c, settings, rollout, lock_wait=lock_wait, out=printer(f"[{host.name}] ")))
+            held[host.name] = stack.pop_all()
+
+    def switch(host) -> None:
+        prefix = f"[{host.name}] "
+        releases.switch_host(ready[host.name], out=printer(prefix),
+                             stream=remote.PrefixStream(prefix))
+
+    try:
+        at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))
+        remote.run_on_hosts("stage", targets, stage, at_once,
+                            mode=f"lock, upload, ship; at most {at_once} at once; nothing "
+                                 "switches until every host has the release",
+                            done="staged",
+                            failed_note="no host switched: each still serves what it served")
+        remote.run_on_hosts("deploy", targets, switch, parallel)
+    finally:
+        for stack in held.values():  # each lock released; a release not switched to removed
+            stack.close()

@@ -270,13 +270,15 @@ def plan_prune(tags: Iterable[tuple[str, str]], created_at: Mapping[str, datetim
     A release is a tag other than `live`; newest by the image's creation time (the build,
     which shipping keeps), ties broken by tag. Never removed: `live`, the tags in
     `protect`, and any tag of an image that `live` names or a container (running or
-    stopped) was created from.
+    stopped) was created from. ``keep=0``: exactly those stay (`protect` must name some).
     """
-    if keep < 1:
-        raise ValueError(f"keep must be at least 1 (got {keep})")
+    protect = set(protect)
+    if keep < 1 and not (keep == 0 and protect):
+        raise ValueError(f"keep must be at least 1 (got {keep}), or 0 with the tags to keep "
+                         "in protect")
     pairs = list(tags)
     busy = set(in_use) | {id_ for tag_, id_ in pairs if tag_ == LIVE}
-    protected = set(protect) | {LIVE}
+    protected = protect | {LIVE}
     releases = [(tag_, id_) for tag_, id_ in pairs if tag_ != LIVE]
 
     def age(pair):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from deploy.errors import DeployError
@@ -129,10 +129,21 @@ def show_stat() -> str:
     return f"show stat {BACKEND} 4 -1"
 
 
+def _prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> list[str]:
+    return [f"set server {_slot(slot)} addr {_ip(ip)} port {int(port)}",
+            f"set server {_slot(slot)} state drain"]
+
+
 def prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> str:
     """Point a slot at a container; health-checked but weight 0 (drain) until the flip."""
-    return join(f"set server {_slot(slot)} addr {_ip(ip)} port {int(port)}",
-                f"set server {_slot(slot)} state drain")
+    return join(*_prepare(slot, ip, port))
+
+
+def assign(new: Mapping[str, str], stale: Iterable[str] = ()) -> str:
+    """One API call for a switch's preparation: the stale slots to maintenance, then each
+    new slot pointed at its container, in drain."""
+    return join(*_states(stale, "maint"),
+                *(command for slot, ip in new.items() for command in _prepare(slot, ip)))
 
 
 def _states(slots: Iterable[str], state: str) -> list[str]:

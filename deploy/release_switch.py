@@ -120,11 +120,10 @@ class Proxy:
         self.stack.run(proxy.save_state(self.container()), what="proxy: save routing")
 
     def prepare(self, plan: proxy.SwitchPlan) -> None:
-        """New slots get their addresses, weight 0; wait until each passed a check."""
-        if plan.stale:
-            self.command(proxy.set_state(plan.stale, "maint"), "clear stale slots")
-        for slot, ip in plan.new.items():
-            self.command(proxy.prepare(slot, ip), f"prepare {slot}")
+        """New slots get their addresses, weight 0 (stale ones maintenance), in one API
+        call; wait until each passed a check."""
+        if plan.new or plan.stale:
+            self.command(proxy.assign(plan.new, plan.stale), "prepare " + ", ".join(plan.new))
         deadline = self.clock() + self.policy.up_timeout
         while True:
             ok, missing = proxy.new_slots_up(self.servers(), plan)

@@ -156,31 +156,42 @@ def switch_current(c, settings: Settings, release: str) -> None:
 
 def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> list[str]:
     """Keep the newest `keep` release directories (and `current`), removing the others in
-    one command; then the backend images beyond those of the releases kept (never `live`
-    or one a container uses: deploy/shipping.py). Returns the releases kept."""
+    one command; then every backend image but those of the releases kept (never `live`
+    or one a container uses: deploy/shipping.py), also one shipped for a release no host
+    switched to (its directory was removed). Returns the releases kept."""
     old = [n for n in state.names[:-keep] if n != state.current] if keep else []
     if old:
         root = PurePosixPath(settings.deploy_path) / "releases"
         shell.run(c, ["rm", "-rf", *(str(root / n) for n in old)], what="prune")
         out(f"   removed {len(old)} old release(s), keeping {keep}: {', '.join(old)}")
     kept = [n for n in state.names if n not in old]
-    shipping.prune(c, settings.backend_image, keep, protect=[image_tag(n) for n in kept],
+    shipping.prune(c, settings.backend_image, 0, protect=[image_tag(n) for n in kept],
                    out=out)
     return kept
 
 
-def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print,
-                stream=None) -> dict:
-    """One host: lock → upload the release directory → ship the images (deploy/fleet.py
-    made and published them here) → the zero-downtime sequence of release_switch.py on the
-    host, with nothing built there (migrate through the tunnel, start new beside old,
-    switch its proxy, drain) → `current` → prune releases and images.
+@dataclass
+class Staged:
+    """A host holding everything a release needs (its directory, its images), under its
+    deploy lock, nothing switched yet: what `staged` yields to `switch_host`."""
 
-    A failure before the switch leaves the previous release serving (it was never
-    stopped) and removes the failed release's directory.
-    """
+    c: object
+    settings: Settings
+    release: str
+    tag: str
+    before: HostReleases
+    started: float
+    switched: bool = False
+
+
+@contextmanager
+def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print):
+    """lock → upload the release directory → ship the images (deploy/fleet.py made and
+    published them here). Nothing on the host changes what it serves; the lock is held
+    until the block ends, and the release directory is removed then unless the host
+    switched to it (`switch_host`). `invoke deploy --hosts` stages every host before any
+    host switches."""
     from deploy.lifecycle import require_stack_settings
-    from deploy.release_switch import deploy as switch_deploy
 
     require_stack_settings(settings)
     started = time.perf_counter()
@@ -189,29 +200,47 @@ def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out
     release = release_name(tag=rollout.tag)
     timer = StepTimer(out)
     with remote.host_lock(c, settings, wait=lock_wait, release=release, out=out):
-        before = list_releases(c, settings)
-        switched = []
+        state = Staged(c, settings, release, rollout.tag, list_releases(c, settings), started)
         try:
             timer.step(f"upload {release}", upload, c, settings, release, out)
             timer.step("ship images", shipping.ship, c, rollout.registry, published, out=out)
-
-            def on_switch() -> None:
-                switch_current(c, settings, release)
-                switched.append(release)
-
-            summary = switch_deploy(c, remote.release_paths(settings, release), build=False,
-                                    shipped=True, out=out, stream=stream, release=rollout.tag,
-                                    database=lambda: _database(c, settings),
-                                    on_switch=on_switch)
-        except BaseException:
-            if not switched:
+            yield state
+        finally:
+            if not state.switched:
                 _remove(c, settings, release)
-            raise
-        prune(c, settings, settings.keep_releases, out,
-              HostReleases(sorted({*before.names, release}), release))
-    out(f"deploy: {c.host} now serves {release} (done in {time.perf_counter() - started:.1f} s)")
+                out(f"   {release} not switched to: its directory removed; "
+                    f"{state.before.current or 'nothing'} still current")
+
+
+def switch_host(state: Staged, *, out=print, stream=None) -> dict:
+    """A staged host: the zero-downtime sequence of release_switch.py, with nothing built
+    there (migrate through the tunnel, start new beside old, switch its proxy, drain) →
+    `current` → prune releases and images. A failure before the switch leaves the previous
+    release serving (it was never stopped)."""
+    from deploy.release_switch import deploy as switch_deploy
+
+    c, settings, release = state.c, state.settings, state.release
+
+    def on_switch() -> None:
+        switch_current(c, settings, release)
+        state.switched = True
+
+    summary = switch_deploy(c, remote.release_paths(settings, release), build=False,
+                            shipped=True, out=out, stream=stream, release=state.tag,
+                            database=lambda: _database(c, settings), on_switch=on_switch)
+    prune(c, settings, settings.keep_releases, out,
+          HostReleases(sorted({*state.before.names, release}), release))
+    out(f"deploy: {c.host} now serves {release} (done in "
+        f"{time.perf_counter() - state.started:.1f} s)")
     print_summary(summary, out)
     return {**summary, "release": release}
+
+
+def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print,
+                stream=None) -> dict:
+    """One host on its own (`fab -H`, a test): `staged`, then `switch_host`."""
+    with staged(c, settings, rollout, lock_wait=lock_wait, out=out) as state:
+        return switch_host(state, out=out, stream=stream)
 
 
 @contextmanager

@@ -316,13 +316,13 @@ class HostsReport:
     failed: list[tuple[str, DeployError]]
     untouched: list[str]
 
-    def summary(self) -> str:
+    def summary(self, done: str = "done") -> str:
         def names(items):
             return ", ".join(items) or "none"
 
         failed = "; ".join(f"{h} (exit {e.exit_code}: {str(e).splitlines()[0]})"
                            for h, e in self.failed)
-        return (f"hosts: done: {names(self.done)}; failed: {failed or 'none'}; "
+        return (f"hosts: {done}: {names(self.done)}; failed: {failed or 'none'}; "
                 f"untouched: {names(self.untouched)}")
 
 
@@ -356,3 +356,22 @@ def on_hosts(hosts: list[Host], job: Callable[[Host], None], *, parallel: int = 
         failed=[(h.name, outcome[h.name]) for h in hosts if outcome.get(h.name) is not None],
         untouched=[h.name for h in hosts if h.name not in outcome],
     )
+
+
+def run_on_hosts(action: str, hosts: list[Host], job: Callable[[Host], None], parallel: int,
+                 *, mode: str | None = None, done: str = "done",
+                 failed_note: str | None = None) -> None:
+    """on_hosts with its plan and summary printed; the first failure raised, with its exit
+    code (e.g. 4 for a lock) and the summary."""
+    if mode is None:
+        mode = "rolling, one host at a time" if parallel == 1 else f"at most {parallel} at once"
+    emit(f"{action}: {', '.join(h.name for h in hosts)} ({mode})")
+    report = on_hosts(hosts, job, parallel=parallel)
+    summary = report.summary(done)
+    emit(summary)
+    if report.failed:
+        host, first = report.failed[0]
+        note = f"\n{action}: {failed_note}" if failed_note else ""
+        error = DeployError(f"{action} failed on {host}: {first}\n{summary}{note}")
+        error.exit_code = first.exit_code  # the first failure's meaning, e.g. 4 for a lock
+        raise error

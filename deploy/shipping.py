@@ -171,8 +171,10 @@ def prune(c, repository: str, keep: int, *, protect: Iterable[str] = (),
     `protect`, or an image a container uses); the tags removed."""
     tags = images.parse_tags(shell.run(c, images.list_tags(repository),
                                        what="image list").stdout)
-    if len([t for t, _ in tags if t != images.LIVE]) <= keep:
-        return []  # nothing beyond the newest `keep`: no need to ask more
+    protect = set(protect)
+    named = [t for t, _ in tags if t != images.LIVE]
+    if len(named) <= keep or all(t in protect for t in named):
+        return []  # nothing beyond the newest `keep`, or all protected: no need to ask more
     ids = sorted({id_ for _, id_ in tags})
     created_at = images.parse_created(shell.run(c, images.created(ids), check=False).stdout)
     containers = shell.run(c, images.all_containers(), what="container list").stdout.split()
@@ -190,6 +192,7 @@ def prune(c, repository: str, keep: int, *, protect: Iterable[str] = (),
     if result.exited != 0:
         out(f"   {host}: could not remove every old image: "
             + images.error_line(result.stderr or "", result.exited))
-    out(f"   {host}: removed {len(doomed)} old image(s) of {repository}, keeping {keep}: "
+    kept = f"keeping {keep}" if keep else "keeping those of the releases kept"
+    out(f"   {host}: removed {len(doomed)} old image(s) of {repository}, {kept}: "
         + ", ".join(doomed))
     return doomed

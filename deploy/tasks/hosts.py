@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import ConfigError
 from deploy.settings import load_settings
 from deploy.tasks.common import count, exits, seconds, settings_for
 
@@ -62,12 +62,12 @@ def _targets(hosts: str):
 
 def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
                   lock_wait: float) -> None:
-    """Build here once, publish once, then each host: lock, upload, ship, switch."""
+    """Build here once, publish once; stage every host (lock, upload, ship), then the
+    switches, rolling."""
     import invoke
 
     from deploy import fleet, remote
     from deploy.lifecycle import require_stack_settings
-    from deploy.releases import deploy_host
 
     shared, targets, per_host = _targets(hosts)
     for settings in per_host.values():
@@ -77,8 +77,8 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
         rollout.prepare(per_host.values())
         for settings in per_host.values():  # every image published before any host
             rollout.images_for(settings)
-        _run_on_hosts(targets, per_host, "deploy", parallel,
-                      lambda c, s, **kw: deploy_host(c, s, rollout, **kw), lock_wait=lock_wait)
+        fleet.stage_then_switch(targets, per_host, rollout, parallel=parallel,
+                                lock_wait=lock_wait)
 
 
 def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -> None:
@@ -94,15 +94,7 @@ def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -
         finally:
             c.close()
 
-    mode = "rolling, one host at a time" if parallel == 1 else f"at most {parallel} at once"
-    remote.emit(f"{action}: {', '.join(h.name for h in targets)} ({mode})")
-    report = remote.on_hosts(targets, job, parallel=parallel)
-    remote.emit(report.summary())
-    if report.failed:
-        host, first = report.failed[0]
-        error = DeployError(f"{action} failed on {host}: {first}\n{report.summary()}")
-        error.exit_code = first.exit_code  # the first failure's meaning, e.g. 4 for a lock
-        raise error
+    remote.run_on_hosts(action, targets, job, parallel)
 
 
 @task(auto_shortflags=False, help={

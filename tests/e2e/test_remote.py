@@ -6,9 +6,10 @@ h1 uses the shared settings; h2 has an overlay with its own Compose project name
 ports (tests/e2e/fleet_rig.py). The tests run in file order and build on each other:
 
     1. fab deploy, both hosts (first release)   5. dirty tree refused; --allow-dirty; lock
-    2. a code-only change, --parallel 2         6. a failing first host stops the rollout
-    3. rollback of h1 under load                7. rolling deploy under load on both hosts
-    4. --no-build without the image             8. plain `fab up`, host keys, secrets
+    2. a code-only change, --parallel 2         6. a failing first host stops the rollout;
+    3. rollback of h1 under load                   a host that cannot be staged stops it first
+    4. --no-build without the image             7. rolling deploy under load on both hosts
+                                                8. plain `fab up`, host keys, secrets
 """
 
 from __future__ import annotations
@@ -262,7 +263,40 @@ def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_s
     for h in fleet.hosts:
         assert (fleet.releases(h), fleet.current(h), fleet.backend_ids(h)) == before[h.name]
     assert fleet.health(bad) == 200
-    assert f"[{good_addr}]" not in done.stdout
+    # The good host was staged (every host is, before any switch) and never switched: its
+    # release directory went again when the run ended.
+    assert f"stage: {fleet.names[0]}, {fleet.names[1]} (lock, upload, ship;" in done.stdout
+    assert re.search(rf"^\[{re.escape(good_addr)}\]    \S+ not switched to: its directory "
+                     rf"removed; {re.escape(before[good.name][1])} still current$",
+                     done.stdout, re.M), done.stdout
+    assert f"[{good_addr}]    point of no return" not in done.stdout
+
+
+def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_switches(fleet):
+    # h1 can be staged; h2 cannot (its DEPLOY_PATH cannot be created): h1 must not switch
+    # either, though it comes first in the rolling order.
+    before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
+              for h in fleet.hosts}
+    fleet.tree.change()
+    good, bad = fleet.hosts
+    good_addr, bad_addr = fleet.names
+    fleet.write_overlay(bad, DEPLOY_PATH="/proc/deploy-here")
+    try:
+        done = fleet.invoke("deploy", "--hosts", fleet.spec())
+    finally:
+        fleet.write_overlay(bad)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"stage failed on {bad_addr}: {bad_addr}: cannot take the deploy lock in " \
+        "/proc/deploy-here" in done.stderr, done.stderr
+    assert "stage: no host switched: each still serves what it served" in done.stderr
+    assert f"hosts: staged: {good_addr}; failed: {bad_addr} (exit 1: " in done.stdout
+    assert re.search(rf"^\[{re.escape(good_addr)}\]    \S+ not switched to: its directory "
+                     rf"removed; {re.escape(before[good.name][1])} still current$",
+                     done.stdout, re.M), done.stdout
+    assert "point of no return" not in done.stdout
+    for h in fleet.hosts:
+        assert (fleet.releases(h), fleet.current(h), fleet.backend_ids(h)) == before[h.name]
+        assert fleet.health(h) == 200
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):

@@ -188,8 +188,17 @@ def test_pruning_counts_an_image_with_no_known_age_as_the_oldest():
 
 
 def test_pruning_keeps_at_least_one_release():
-    with pytest.raises(ValueError, match="keep must be at least 1"):
+    with pytest.raises(ValueError, match=r"keep must be at least 1 \(got 0\), or 0 with the "
+                                         "tags to keep in protect"):
         plan_prune([], {}, keep=0)
+
+
+def test_pruning_with_keep_0_keeps_exactly_the_protected_tags_live_and_those_in_use():
+    # A host: the images of its release directories stay; one shipped for a release no
+    # host switched to (its directory removed) goes, however new it is.
+    tags = [("staged", D), ("r3", C), ("r2", B), ("r1", A), ("live", C)]
+    assert plan_prune(tags, ages(A, B, C, D), keep=0, protect=["r3", "r2"]) == ["staged", "r1"]
+    assert plan_prune(tags, ages(A, B, C, D), keep=0, protect=["r2"], in_use=[A]) == ["staged"]
 
 
 def settings(**values):

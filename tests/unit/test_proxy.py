@@ -81,6 +81,14 @@ def test_prepare_points_a_slot_at_a_container_with_no_traffic_yet():
         "set server app/slot3 addr 172.22.0.5 port 8080; set server app/slot3 state drain")
 
 
+def test_a_switch_is_prepared_in_one_api_call_stale_slots_cleared_first():
+    assert proxy.assign({"slot3": "172.22.0.5", "slot4": "172.22.0.6"}, ["slot1"]) == (
+        "set server app/slot1 state maint; "
+        "set server app/slot3 addr 172.22.0.5 port 8080; set server app/slot3 state drain; "
+        "set server app/slot4 addr 172.22.0.6 port 8080; set server app/slot4 state drain")
+    assert proxy.assign({"slot2": "10.0.0.9"}) == proxy.prepare("slot2", "10.0.0.9")
+
+
 def test_the_flip_is_one_api_call_new_slots_ready_then_old_ones_drain():
     assert proxy.flip(["slot2"], ["slot1"]) == (
         "set server app/slot2 state ready; set server app/slot1 state drain")

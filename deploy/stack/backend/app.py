@@ -19,7 +19,8 @@ its idle keep-alive connections, lets in-flight requests finish (answering them 
 the deploy's ``docker stop -t`` allows DRAIN_TIMEOUT plus a margin).
 
     python3 -m deploy.stack.backend.app            # serve on 0.0.0.0:8080 (the entrypoint does)
-    python3 -m deploy.stack.backend.app --probe    # the container's healthcheck
+    python3 -m deploy.stack.backend.app --probe    # GET /health once (the container's healthcheck,
+                                                    # backend/healthcheck.sh, does the same in bash)
 
 Settings: ``DATABASE_URL`` (required), ``MIGRATIONS_DIR`` (default ``migrations``).
 
