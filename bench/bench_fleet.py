@@ -43,6 +43,7 @@ removed at the end, also on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import re
@@ -330,9 +331,10 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
             rollout.images_for(settings)
             result.before_hosts = time.monotonic() - started
             staging = time.monotonic()
-            fleet.stage_then_switch(
-                targets, {t.name: settings for t in targets}, rollout,
-                printer=lambda prefix: lines[prefix.strip("[] ")].append)
+            with contextlib.redirect_stdout(sys.stderr):  # Compose's and the plan's lines
+                fleet.stage_then_switch(
+                    targets, {t.name: settings for t in targets}, rollout,
+                    printer=lambda prefix: lines[prefix.strip("[] ")].append)
             result.wall = time.monotonic() - started
         result.stage_wall = switches.first_switch - staging
         for h in rig.hosts:

@@ -27,6 +27,15 @@ One run, three measurements, one Markdown report on stdout (progress on stderr):
    containing "migration" in mixed case. Both matched-line counts are printed and must be
    equal. Target: ≤ 1.2×.
 
+4. What the running stack costs at rest: the machine's CPU (``/proc/stat``, every process:
+   Docker runs each healthcheck with ``docker exec``-like machinery in dockerd, containerd
+   and runc, which no container's cgroup is charged for) over ``IDLE_SECONDS`` with the
+   stack healthy and no request, minus the same window with its containers paused; and the
+   CPU of one backend healthcheck, run 50 times in a loop inside the backend container
+   (one exec for all, so only the probe itself counts): ``backend/healthcheck.sh`` (bash)
+   against ``python3 -m deploy.stack.backend.app --probe``, the Python probe it replaced.
+   Target: the bash probe ≤ 0.1× the Python one.
+
 Every Compose project is ``bench`` + random hex with its own loopback ports and env file
 (local base images from .ci/local-images.env, built by .ci/build-images when missing); all
 of them — containers, volumes, the built backend image — are removed at the end, also on
@@ -63,6 +72,12 @@ DEPLOY_TARGET = 1.10
 LATENCY_TARGET = 0.5
 LOGS_TARGET = 1.2
 POLL = 0.1  # the bare loop's interval, as the issue asks
+PROBE_TARGET = 0.1
+IDLE_SECONDS = 20.0
+PROBES = {
+    "bash": "bash /app/deploy/stack/backend/healthcheck.sh",
+    "python": "python3 -m deploy.stack.backend.app --probe",
+}
 MAX_POLL = 0.5  # wait-healthy's poll interval (deploy/health.py MAX_INTERVAL)
 SERVICES = {"postgres", "backend", "proxy"}
 
@@ -266,6 +281,56 @@ class LogsResult:
     expected: int = 0
 
 
+@dataclass
+class IdleResult:
+    busy: float  # cores, the stack healthy and idle
+    paused: float  # cores, the same window with its containers paused
+    probe: dict[str, float]  # CPU seconds per probe, by kind
+
+    @property
+    def stack(self) -> float:
+        return self.busy - self.paused
+
+
+def busy_cores(seconds: float) -> float:
+    """The machine's CPU use over `seconds`, in cores (every process, /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    (b0, t0), _ = sample(), time.sleep(seconds)
+    b1, t1 = sample()
+    return (os.cpu_count() or 1) * (b1 - b0) / max(t1 - t0, 1)
+
+
+def probe_cpu(container: str, command: str, count: int = 50) -> float:
+    """CPU seconds (user + sys of the children) per run of `command` in the container."""
+    script = (f'TIMEFORMAT="%U %S"; time (for i in $(seq {count}); do {command} >/dev/null; '
+              'done)')
+    done = subprocess.run(["docker", "exec", container, "bash", "-c", script],
+                          capture_output=True, text=True, timeout=300)
+    user, system = (float(x) for x in done.stderr.strip().splitlines()[-1].split())
+    return (user + system) / count
+
+
+def bench_idle(stack: Project) -> IdleResult:
+    stack.assert_healthy(SERVICES)
+    ids = stack.container_ids()
+    backend = next(c["Id"] for c in stack.states()
+                   if c["Config"]["Labels"].get("com.docker.compose.service") == "backend")
+    probe = {kind: probe_cpu(backend, command) for kind, command in PROBES.items()}
+    log(f"part 4: the stack at rest for {IDLE_SECONDS:g} s, then paused as long")
+    time.sleep(3)  # the probes' own CPU is over
+    busy = busy_cores(IDLE_SECONDS)
+    subprocess.run(["docker", "pause", *ids], capture_output=True, check=True)
+    try:
+        paused = busy_cores(IDLE_SECONDS)
+    finally:
+        subprocess.run(["docker", "unpause", *ids], capture_output=True, check=True)
+    return IdleResult(busy, paused, probe)
+
+
 def make_noisy(images: dict[str, str], lines: int) -> Project:
     tmp = Path(tempfile.mkdtemp(prefix="bench_stack-noisy-"))
     compose_file = tmp / "noisy-compose.yml"
@@ -323,7 +388,8 @@ def version(argv: list[str]) -> str:
         return "?"
 
 
-def report(args, deploy_runs, latency_runs, logs, started: float, load: str) -> bool:
+def report(args, deploy_runs, latency_runs, logs, idle: IdleResult, started: float,
+           load: str) -> bool:
     by = {v: [r for r in deploy_runs if r.variant == v] for v in VARIANTS}
     m = {v: med([r.seconds for r in runs]) for v, runs in by.items()}
     ratio_deploy = m["invoke deploy"] / m["bare"]
@@ -341,7 +407,9 @@ def report(args, deploy_runs, latency_runs, logs, started: float, load: str) -> 
         "nobuild": ratio_nobuild <= DEPLOY_TARGET,
         "latency": lat_max <= LATENCY_TARGET,
         "logs": ratio_logs <= LOGS_TARGET and counts_equal,
+        "probe": idle.probe["bash"] / idle.probe["python"] <= PROBE_TARGET,
     }
+    ratio_probe = idle.probe["bash"] / idle.probe["python"]
     p = print
     p(f"## bench/bench_stack.py — {time.strftime('%Y-%m-%d %H:%M %Z')}")
     p()
@@ -371,6 +439,13 @@ def report(args, deploy_runs, latency_runs, logs, started: float, load: str) -> 
       f"\\| grep -i migration`, {args.lines:,} lines; matched {ours_n} vs {bare_n} | "
       f"{ours_logs:.2f} s | {bare_logs:.2f} s | {ratio_logs:.2f}× | ≤ {LOGS_TARGET:.1f}×, "
       f"equal counts | {verdict(ok['logs'])} |")
+    p(f"| 4 | CPU of one backend healthcheck: `backend/healthcheck.sh` (bash) vs the Python "
+      f"probe it replaced | {idle.probe['bash'] * 1000:.1f} ms | "
+      f"{idle.probe['python'] * 1000:.1f} ms | {ratio_probe:.3f}× | ≤ {PROBE_TARGET:g}× | "
+      f"{verdict(ok['probe'])} |")
+    p(f"| 4b | the stack at rest (healthy, no request): the machine's CPU minus the same "
+      f"window paused, over {IDLE_SECONDS:g} s | {idle.stack:.3f} cores | — | — | — | "
+      "measured |")
     p()
 
     p("### 1. Where a deploy spends its time (medians, seconds)")
@@ -479,6 +554,8 @@ def main() -> int:
         latency_runs = bench_latency(stack, args.runs)
         if not latency_runs:
             raise RuntimeError("part 2: no valid run (the stack was always healthy first)")
+        run_stamped(stack.invoke_argv("wait-healthy"), env).check("wait-healthy")
+        idle = bench_idle(stack)
         stack.destroy()
         projects.remove(stack)
 
@@ -493,7 +570,7 @@ def main() -> int:
             log(f"removing project {project.name} (containers, volumes, image)")
             project.destroy()
 
-    all_ok = report(args, deploy_runs, latency_runs, logs, started, load)
+    all_ok = report(args, deploy_runs, latency_runs, logs, idle, started, load)
     return 3 if args.strict and not all_ok else 0
 
 
