@@ -105,6 +105,7 @@ class HostRun:
     tunnel: int = 0  # shipping: bytes through the tunnel to the host
     build: float = 0.0  # build on host: the build step (with postgres + proxy up)
     switch_seconds: float = 0.0  # shipping: releases.switch_host (the staged host's switch)
+    steps: dict[str, float] = field(default_factory=dict)  # shipping: the deploy's steps
 
     @property
     def transfer(self) -> float:
@@ -340,6 +341,8 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
         for h in rig.hosts:
             host = switches.hosts[h.address]
             done = steps(lines[h.address])
+            host.steps = {re.sub(r"^upload \S+", "upload <release>", n): t
+                          for n, t in done.items()}
             host.upload = next(t for n, t in done.items() if n.startswith("upload "))
             host.ship = done["ship images"]
             host.ship_wire, host.tunnel = meter.seen[h.address]
@@ -482,6 +485,20 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
                   f"{transfer:.1f} s | "
                   f"{switch:.1f} s | {span(h.sessions for h in run_.hosts)} | "
                   f"{mb(tunnel)} | {mb(ship_wire)} | {cells} |")
+    print("\nBuild once, ship: each host's steps, code-only change (averages over the hosts, "
+          "seconds):\n")
+    names: list[str] = []
+    for _, by_path in rows:
+        for h in by_path["ship"].code.hosts:
+            names += [n for n in h.steps if n not in names]
+    print("| step | " + " | ".join(f"{n} host(s)" for n, _ in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for name in names:
+        cells = []
+        for _, by_path in rows:
+            values = [h.steps[name] for h in by_path["ship"].code.hosts if name in h.steps]
+            cells.append(f"{sum(values) / len(values):.2f}" if values else "—")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nBuild on each host, in detail (per host: averages):\n")
     print("| hosts | deploy | upload | build + postgres/proxy up (on the host) | the rest | "
           "SSH sessions per host |")

@@ -45,6 +45,13 @@ def proxy_image(settings: Settings) -> str:
     return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
 
 
+DEFAULT_POSTGRES_IMAGE = "postgres:16"  # as deploy/stack/docker-compose.yml defaults it
+
+
+def postgres_image(settings: Settings) -> str:
+    return settings.values.get("POSTGRES_IMAGE") or DEFAULT_POSTGRES_IMAGE
+
+
 def proxy_context(settings: Settings) -> PurePosixPath:
     return PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
 

@@ -32,7 +32,6 @@ from deploy.lifecycle import Stack, StepTimer
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
-DEFAULT_POSTGRES_IMAGE = "postgres:16"  # as deploy/stack/docker-compose.yml defaults it
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,7 @@ def host_images(settings: Settings, tag: str) -> HostImages:
     return HostImages(
         backend=_normal(builds.image(settings, tag), "BACKEND_IMAGE"),
         proxy=_normal(builds.proxy_image(settings), "COMPOSE_PROJECT_NAME"),
-        postgres=_normal(settings.values.get("POSTGRES_IMAGE") or DEFAULT_POSTGRES_IMAGE,
-                         "POSTGRES_IMAGE"))
+        postgres=_normal(builds.postgres_image(settings), "POSTGRES_IMAGE"))
 
 
 def no_build_message(ref: str, rev: revision.Revision) -> str:

@@ -23,7 +23,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from deploy import compose, docker, health, proxy, revision
-from deploy.builds import LIVE, build_backend, build_proxy, image, image_id, proxy_image
+from deploy.builds import (
+    LIVE,
+    build_backend,
+    build_proxy,
+    image,
+    image_id,
+    postgres_image,
+    proxy_image,
+)
 from deploy.compose import ContainerState
 from deploy.errors import ConfigError, DeployError
 from deploy.lifecycle import Stack, StepTimer
@@ -285,14 +293,18 @@ def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: floa
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
            release: str | None = None, database=None, schema: bool = True,
-           on_switch: Callable[[], None] | None = None, shipped: bool = False) -> dict:
+           on_switch: Callable[[], None] | None = None, shipped: bool = False,
+           base_unchanged: bool = False) -> dict:
     """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
 
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
     stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
     nor checks tables. ``on_switch()`` runs right after the switch (a host's `current`).
     ``shipped=True`` (a host): the caller made sure the images are there (shipping.ship
-    verifies them by ID, a rollback lists them); nothing is ever built."""
+    verifies them by ID, a rollback lists them); nothing is ever built.
+    ``base_unchanged=True`` (a host whose compose file and .env are the current release's):
+    postgres and the proxy are left alone when they run healthy on the right images, as a
+    rollback leaves them."""
     from deploy.checks import check_tables, format_report
     from deploy.runner import migrate
 
@@ -304,8 +316,9 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         timer.step("docker", stack.check_docker)
     release = release or revision.revision().tag
     target = image(settings, release)
-    # A rollback on a host whose base services are fine touches the backend only.
-    states = stack.states() if shipped and not schema else None
+    # A rollback, or a deploy that changes no setting, on a host whose base services are
+    # fine touches the backend only.
+    states = stack.states() if shipped and (not schema or base_unchanged) else None
     skip_base = states is not None and _base_ready(stack, states)
     if shipped:
         if skip_base:
@@ -399,13 +412,16 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
 
 
 def _base_ready(stack: Stack, states: list[ContainerState]) -> bool:
-    """A rollback's shortcut: postgres and the proxy running and healthy, the proxy on the
-    image the host has for it (a rollback never changes either)."""
+    """The shortcut of a rollback, and of a host deploy whose compose file and .env are the
+    current release's: postgres and the proxy running and healthy, each on the image the
+    host has under its name (what `up` would change otherwise)."""
     states = [s for s in states if s.service in BASE_SERVICES and not s.one_off]
-    proxy_id = image_id(stack, proxy_image(stack.settings))
-    return ({s.service for s in states} == set(BASE_SERVICES)
-            and all(s.status == "running" and health.is_ready(s) for s in states)
-            and all(s.image_id == proxy_id for s in states if s.service == proxy.SERVICE))
+    if not ({s.service for s in states} == set(BASE_SERVICES)
+            and all(s.status == "running" and health.is_ready(s) for s in states)):
+        return False
+    wanted = {proxy.SERVICE: image_id(stack, proxy_image(stack.settings)),
+              "postgres": image_id(stack, postgres_image(stack.settings))}
+    return all(s.image_id == wanted[s.service] for s in states)
 
 
 def _build_and_base_up(stack: Stack, release: str) -> None:

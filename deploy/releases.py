@@ -227,13 +227,30 @@ def switch_host(state: Staged, *, out=print, stream=None) -> dict:
 
     summary = switch_deploy(c, remote.release_paths(settings, release), build=False,
                             shipped=True, out=out, stream=stream, release=state.tag,
-                            database=lambda: _database(c, settings), on_switch=on_switch)
+                            database=lambda: _database(c, settings), on_switch=on_switch,
+                            base_unchanged=_same_stack_config(c, settings, state))
     prune(c, settings, settings.keep_releases, out,
           HostReleases(sorted({*state.before.names, release}), release))
     out(f"deploy: {c.host} now serves {release} (done in "
         f"{time.perf_counter() - state.started:.1f} s)")
     print_summary(summary, out)
     return {**summary, "release": release}
+
+
+# Exit 0 when the new release's compose file and .env are byte for byte the current one's.
+_SAME = 'cmp -s "$1/$3" "$2/$3" && cmp -s "$1/.env" "$2/.env"'
+
+
+def _same_stack_config(c, settings: Settings, state: Staged) -> bool:
+    """Does the new release run postgres and the proxy exactly as the current one does?
+    (compared on the host: the .env holds secrets)."""
+    if not state.before.current or state.before.current == state.release:
+        return False
+    root = PurePosixPath(settings.deploy_path) / "releases"
+    result = shell.run(c, ["sh", "-c", _SAME, "sh", str(root / state.before.current),
+                           str(root / state.release), str(remote.relative_compose(settings))],
+                       check=False)
+    return result.exited == 0
 
 
 def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print,

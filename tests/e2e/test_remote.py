@@ -149,6 +149,14 @@ def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
                                                                   changed)
         assert not BUILD.search(since[h.name].commands)
         assert len(fleet.releases(h)) == 2 and fleet.current(h).endswith(new_sha)
+        # The compose file and .env are the current release's, postgres and the proxy run
+        # healthy on their images: Compose touches the backend only.
+        assert (f"[{addr}]    postgres and the proxy are up and healthy: only the backend "
+                "changes") in done.stdout
+        composes = re.findall(r"^env .*docker-compose .* up -d (.*)$", since[h.name].commands,
+                              re.M)
+        assert composes == ["--no-deps --no-recreate --no-build --scale backend=2 backend"], \
+            composes
 
 
 def test_rollback_under_load_brings_back_the_previous_image_without_building_or_uploading(
