@@ -83,3 +83,12 @@ def build_proxy(stack: Stack) -> None:
 def image_id(stack: Stack, ref: str) -> str | None:
     result = stack.run(docker.image_id(ref), check=False)
     return result.stdout.strip() or None if result.exited == 0 else None
+
+
+def image_ids(stack: Stack, refs: list[str]) -> list[str | None]:
+    """The IDs of several images in one command (one by one when any is missing)."""
+    result = stack.run(docker.image_id(*refs), check=False)
+    ids = result.stdout.split()
+    if result.exited == 0 and len(ids) == len(refs):
+        return ids
+    return [image_id(stack, ref) for ref in refs]

@@ -35,9 +35,9 @@ def tag(source: str, target: str) -> list[str]:
     return ["docker", "tag", source, target]
 
 
-def image_id(image: str) -> list[str]:
-    """Prints the image's ID; fails when there is no such image."""
-    return ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+def image_id(*images: str) -> list[str]:
+    """Prints each image's ID, one per line; fails when any is missing."""
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", *images]
 
 
 def image_release(image: str) -> list[str]:

@@ -29,6 +29,7 @@ from deploy.builds import (
     build_proxy,
     image,
     image_id,
+    image_ids,
     postgres_image,
     proxy_image,
 )
@@ -419,8 +420,8 @@ def _base_ready(stack: Stack, states: list[ContainerState]) -> bool:
     if not ({s.service for s in states} == set(BASE_SERVICES)
             and all(s.status == "running" and health.is_ready(s) for s in states)):
         return False
-    wanted = {proxy.SERVICE: image_id(stack, proxy_image(stack.settings)),
-              "postgres": image_id(stack, postgres_image(stack.settings))}
+    wanted = dict(zip((proxy.SERVICE, "postgres"), image_ids(
+        stack, [proxy_image(stack.settings), postgres_image(stack.settings)]), strict=True))
     return all(s.image_id == wanted[s.service] for s in states)
 
 
