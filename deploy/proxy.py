@@ -112,6 +112,24 @@ def save_state(container: str) -> list[str]:
     return [*api(container, "show servers state"), STATE_FILE]
 
 
+# The constant script of a change that is saved at once: "$1" is the command line, whose
+# answer is printed; then, on a second connection, `show servers state` goes to "$2".
+API_THEN_SAVE_SCRIPT = (
+    f'exec 3<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
+    'printf "%s\\n" "$1" >&3\n'
+    'cat <&3\n'
+    f'exec 4<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
+    'printf "show servers state\\n" >&4\n'
+    'cat <&4 >"$2.tmp" && mv -f "$2.tmp" "$2"'
+)
+
+
+def api_then_save(container: str, command: str) -> list[str]:
+    """argv: one runtime-API command line, then the routing saved (save_state), in one
+    `docker exec`."""
+    return [*api(container, command)[:5], API_THEN_SAVE_SCRIPT, "bash", command, STATE_FILE]
+
+
 def join(*commands: str) -> str:
     """Several commands in one line: HAProxy runs them in order, in one API call."""
     parts = [c for c in commands if c]

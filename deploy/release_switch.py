@@ -107,16 +107,19 @@ class Proxy:
         if running and self._container is None:
             self._container = running[0].id
 
-    def call(self, command: str, what: str) -> str:
-        result = self.stack.run(proxy.api(self.container(), command), check=False)
+    def call(self, command: str, what: str, save: bool = False) -> str:
+        """One runtime-API command line; ``save``: the routing saved right after it (what
+        HAProxy loads when it starts), in the same `docker exec`."""
+        argv = (proxy.api_then_save if save else proxy.api)(self.container(), command)
+        result = self.stack.run(argv, check=False)
         if result.exited != 0:
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
             raise DeployError(f"proxy: {what}: the runtime API did not answer (exit "
                               f"{result.exited})" + "".join(f"\n  {line}" for line in detail))
         return result.stdout
 
-    def command(self, command: str, what: str) -> None:
-        proxy.check_answer(self.call(command, what), what)
+    def command(self, command: str, what: str, save: bool = False) -> None:
+        proxy.check_answer(self.call(command, what, save), what)
 
     def servers(self) -> list[proxy.Server]:
         return proxy.parse_servers_state(self.call(proxy.show_servers_state(), "routing"))
@@ -161,7 +164,8 @@ class Proxy:
                 f"{', '.join(busy)}; the containers get {self.policy.stop_seconds} s more "
                 "to finish them")
         if slots:
-            self.command(proxy.set_state(slots, "maint"), "old slots to maintenance")
+            self.command(proxy.set_state(slots, "maint"), "old slots to maintenance",
+                         save=True)
         return self.clock() - started
 
     def sync(self, containers: list[ContainerState], out: Out) -> list[str]:
@@ -354,7 +358,8 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     switcher = Proxy(stack, policy)
     states = states if skip_base else stack.states()  # nothing changed since, if skipped
     switcher.remember(states)
-    serving, leftovers = classify(states, switcher.servers())
+    servers = switcher.servers()  # only this deploy changes them (it holds the deploy lock)
+    serving, leftovers = classify(states, servers)
     if leftovers:
         out(f"   removing {len(leftovers)} backend container(s) of an unfinished deploy: "
             + ", ".join(s.name for s in leftovers))
@@ -376,7 +381,7 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
             raise DeployError("start new: Compose started no new backend container")
         new = timer.step("wait-healthy (new)", wait_new_healthy, stack, new_ids,
                          settings.health_timeout)
-        plan = proxy.plan_switch(switcher.servers(), [s.ip for s in new])
+        plan = proxy.plan_switch(servers, [s.ip for s in new])
         timer.step("proxy: prepare (new slots checked, no traffic yet)", switcher.prepare, plan)
     except BaseException:
         _undo(stack, switcher, plan, new_ids, previous_live, policy, out)
@@ -441,14 +446,12 @@ def _build_and_base_up(stack: Stack, release: str) -> None:
 
 
 def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:
-    switcher.command(proxy.flip(plan.new, plan.old), "switch")
-    switcher.save()
+    switcher.command(proxy.flip(plan.new, plan.old), "switch", save=True)
 
 
 def _retire(stack: Stack, switcher: Proxy, plan: proxy.SwitchPlan,
             old: list[ContainerState], policy: proxy.DrainPolicy, out: Out) -> None:
-    waited = switcher.drain(plan.old, out)
-    switcher.save()
+    waited = switcher.drain(plan.old, out)  # saves the routing when it changes it
     if plan.old:
         out(f"   old slots drained in {waited:.1f} s: {', '.join(plan.old)}")
     remove_containers(stack, [s.id for s in old], policy.stop_seconds)

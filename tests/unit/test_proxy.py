@@ -69,6 +69,42 @@ def test_the_api_script_sends_its_argument_as_data_and_prints_the_answer(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_change_and_its_save_run_in_one_exec_the_answer_printed_the_state_written(
+        tmp_path):
+    # Against a TCP server standing in for the stats socket: the command on the first
+    # connection (its answer printed), `show servers state` on the second (saved).
+    import socket
+    import threading
+
+    argv = proxy.api_then_save("abc123", "set server app/slot2 state ready")
+    assert argv[:5] == ["docker", "exec", "abc123", "bash", "-c"]
+    assert argv[6:] == ["bash", "set server app/slot2 state ready", proxy.STATE_FILE]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(2)
+        port = server.getsockname()[1]
+        got = []
+
+        def serve():
+            for answer in (b"\n", b"1\n# be_id be_name\n3 app\n"):
+                conn, _ = server.accept()
+                with conn:
+                    got.append(conn.recv(1000))
+                    conn.sendall(answer)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        script = argv[5].replace(str(proxy.API_PORT), str(port))
+        state = tmp_path / "server-state"
+        out = subprocess.run(["bash", "-c", script, "bash", argv[7], str(state)],
+                             capture_output=True, text=True, timeout=10)
+        thread.join()
+    assert (out.returncode, out.stdout, out.stderr) == (0, "\n", "")
+    assert got == [b"set server app/slot2 state ready\n", b"show servers state\n"]
+    assert state.read_text() == "1\n# be_id be_name\n3 app\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["server-state"]  # no .tmp left
+
+
 def test_saving_the_state_writes_the_answer_to_the_file_haproxy_loads():
     argv = proxy.save_state("abc123")
 
