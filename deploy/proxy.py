@@ -48,12 +48,17 @@ _MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_RMAINT
 _DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
 CHECK_PASSED = 3  # srv_check_result: CHK_RES_PASSED
 
-# The constant script: "$1" is the command line; with "$2", the answer is saved to that
-# file instead (atomically: written beside it, then renamed). Exit 3: the API is not there.
+# The constant script: "$1" is the command line, whose answer is printed; with "$2", the
+# routing (`show servers state`, on a second connection) is then saved to that file
+# (atomically: written beside it, then renamed). Exit 3: the API is not there.
 API_SCRIPT = (
     f'exec 3<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
     'printf "%s\\n" "$1" >&3\n'
-    'if [ -n "${2:-}" ]; then cat <&3 >"$2.tmp" && mv -f "$2.tmp" "$2"; else cat <&3; fi'
+    'cat <&3 || exit\n'
+    '[ -n "${2:-}" ] || exit 0\n'
+    f'exec 4<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
+    'printf "show servers state\\n" >&4\n'
+    'cat <&4 >"$2.tmp" && mv -f "$2.tmp" "$2"'
 )
 
 _SLOT_RE = re.compile(rf"^{SLOT_PREFIX}([1-9][0-9]*)$")
@@ -100,34 +105,13 @@ def _ip(value: str) -> str:
     return str(ipaddress.ip_address(value))  # ValueError on anything else
 
 
-def api(container: str, command: str) -> list[str]:
-    """argv: one runtime-API command line in the proxy container."""
+def api(container: str, command: str, save: bool = False) -> list[str]:
+    """argv: one runtime-API command line in the proxy container; ``save``: then the
+    routing saved to the state file HAProxy loads when it starts, in the same exec."""
     if not container or container.startswith("-"):
         raise ValueError(f"not a container id: {container!r}")
-    return ["docker", "exec", container, "bash", "-c", API_SCRIPT, "bash", command]
-
-
-def save_state(container: str) -> list[str]:
-    """argv: write `show servers state` to the state file HAProxy loads when it starts."""
-    return [*api(container, "show servers state"), STATE_FILE]
-
-
-# The constant script of a change that is saved at once: "$1" is the command line, whose
-# answer is printed; then, on a second connection, `show servers state` goes to "$2".
-API_THEN_SAVE_SCRIPT = (
-    f'exec 3<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
-    'printf "%s\\n" "$1" >&3\n'
-    'cat <&3\n'
-    f'exec 4<>/dev/tcp/127.0.0.1/{API_PORT} || exit 3\n'
-    'printf "show servers state\\n" >&4\n'
-    'cat <&4 >"$2.tmp" && mv -f "$2.tmp" "$2"'
-)
-
-
-def api_then_save(container: str, command: str) -> list[str]:
-    """argv: one runtime-API command line, then the routing saved (save_state), in one
-    `docker exec`."""
-    return [*api(container, command)[:5], API_THEN_SAVE_SCRIPT, "bash", command, STATE_FILE]
+    argv = ["docker", "exec", container, "bash", "-c", API_SCRIPT, "bash", command]
+    return [*argv, STATE_FILE] if save else argv
 
 
 def join(*commands: str) -> str:

@@ -110,8 +110,7 @@ class Proxy:
     def call(self, command: str, what: str, save: bool = False) -> str:
         """One runtime-API command line; ``save``: the routing saved right after it (what
         HAProxy loads when it starts), in the same `docker exec`."""
-        argv = (proxy.api_then_save if save else proxy.api)(self.container(), command)
-        result = self.stack.run(argv, check=False)
+        result = self.stack.run(proxy.api(self.container(), command, save), check=False)
         if result.exited != 0:
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
             raise DeployError(f"proxy: {what}: the runtime API did not answer (exit "
@@ -126,10 +125,6 @@ class Proxy:
 
     def sessions(self) -> dict[str, int]:
         return proxy.parse_stat(self.call(proxy.show_stat(), "sessions"))
-
-    def save(self) -> None:
-        """What HAProxy loads at start: a restarted proxy routes as before."""
-        self.stack.run(proxy.save_state(self.container()), what="proxy: save routing")
 
     def prepare(self, plan: proxy.SwitchPlan) -> None:
         """New slots get their addresses, weight 0 (stale ones maintenance), in one API
@@ -181,10 +176,9 @@ class Proxy:
                                   {k.name for k in keep.values()}],
                                  [ip for ip in ips if ip not in keep])
         self.prepare(plan)
-        self.command(proxy.flip(plan.new, plan.old), "route")
+        self.command(proxy.flip(plan.new, plan.old), "route", save=not plan.old)
         if plan.old:
-            self.command(proxy.set_state(plan.old, "maint"), "clear old slots")
-        self.save()
+            self.command(proxy.set_state(plan.old, "maint"), "clear old slots", save=True)
         return sorted([*plan.new, *(s.name for s in keep.values())])
 
 

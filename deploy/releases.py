@@ -244,7 +244,7 @@ _SAME = 'cmp -s "$1/$3" "$2/$3" && cmp -s "$1/.env" "$2/.env"'
 def _same_stack_config(c, settings: Settings, state: Staged) -> bool:
     """Does the new release run postgres and the proxy exactly as the current one does?
     (compared on the host: the .env holds secrets)."""
-    if not state.before.current or state.before.current == state.release:
+    if not state.before.current:
         return False
     root = PurePosixPath(settings.deploy_path) / "releases"
     result = shell.run(c, ["sh", "-c", _SAME, "sh", str(root / state.before.current),

@@ -76,9 +76,9 @@ def test_a_change_and_its_save_run_in_one_exec_the_answer_printed_the_state_writ
     import socket
     import threading
 
-    argv = proxy.api_then_save("abc123", "set server app/slot2 state ready")
-    assert argv[:5] == ["docker", "exec", "abc123", "bash", "-c"]
-    assert argv[6:] == ["bash", "set server app/slot2 state ready", proxy.STATE_FILE]
+    argv = proxy.api("abc123", "set server app/slot2 state ready", save=True)
+    assert argv == ["docker", "exec", "abc123", "bash", "-c", proxy.API_SCRIPT, "bash",
+                    "set server app/slot2 state ready", proxy.STATE_FILE]
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(2)
@@ -105,8 +105,8 @@ def test_a_change_and_its_save_run_in_one_exec_the_answer_printed_the_state_writ
     assert [p.name for p in tmp_path.iterdir()] == ["server-state"]  # no .tmp left
 
 
-def test_saving_the_state_writes_the_answer_to_the_file_haproxy_loads():
-    argv = proxy.save_state("abc123")
+def test_saving_the_state_writes_it_to_the_file_haproxy_loads():
+    argv = proxy.api("abc123", "show servers state", save=True)
 
     assert argv[-2:] == ["show servers state", proxy.STATE_FILE]
     assert proxy.STATE_FILE == "/var/lib/haproxy/server-state"
