@@ -16,10 +16,11 @@ from a throwaway git copy of this project (tests/e2e/release_tree.py):
   and the proxy on the host; rollback = the same switch back, Compose bringing postgres
   and the proxy up first, as it did;
 - **build once, ship** (deploy/fleet.py, as `invoke deploy --hosts` runs it, in this
-  process): build here, the project's registry here, push; then every host staged at once
-  (lock, upload the release directory, ship the images through an SSH tunnel, checked by
-  image ID), then each host's switch in turn, the same sequence with nothing built on the
-  host; rollback = releases.rollback_host.
+  process): build here, the project's registry here, push; then every host staged and
+  prepared at once (lock, upload the release directory, ship the images through an SSH
+  tunnel, checked by image ID; migrate, the new containers started beside the old ones,
+  healthy, their proxy slots checked, no traffic), then each host's switch in turn,
+  nothing built on any host; rollback = releases.rollback_host.
 
 Three operations per path, each timed as wall time for all N hosts (rolling): the first
 deploy (cold builds on both paths: `--no-cache` here, fresh engines there), a code-only
@@ -33,7 +34,8 @@ Targets (issue 9): a code-only change ships ≤ 1.2× the changed layers (veth b
 the image transfer, worst host); N hosts rolling ≤ one build + N × (transfer + switch),
 with "one build" everything done once before the first host (build, registry, push),
 "transfer" the upload and the image shipping of one host and "switch" the rest of one
-host's deploy (releases.switch_host), all three taken from the smallest N of the same run;
+host's deploy (releases.prepare_host + releases.switch_host), all three taken from the
+smallest N of the same run;
 rollback ≤ 5 s per host (worst host).
 
 Everything (rigs, registry containers and volumes, images built here, the work tree) is
@@ -104,7 +106,8 @@ class HostRun:
     ship_wire: int = 0  # shipping: veth bytes while the images were shipped
     tunnel: int = 0  # shipping: bytes through the tunnel to the host
     build: float = 0.0  # build on host: the build step (with postgres + proxy up)
-    switch_seconds: float = 0.0  # shipping: releases.switch_host (the staged host's switch)
+    prepare_seconds: float = 0.0  # shipping: releases.prepare_host (every host at once)
+    switch_seconds: float = 0.0  # shipping: prepare_host + switch_host (the host's turn)
     steps: dict[str, float] = field(default_factory=dict)  # shipping: the deploy's steps
 
     @property
@@ -120,7 +123,7 @@ class HostRun:
 class Run:
     wall: float = 0.0
     before_hosts: float = 0.0  # shipping: build, registry, push (once)
-    stage_wall: float = 0.0  # shipping: every host staged at once, until the first switch
+    stage_wall: float = 0.0  # shipping: every host staged and prepared, until the first switch
     hosts: list[HostRun] = field(default_factory=list)
 
     @property
@@ -273,12 +276,14 @@ class ShipMeter:
 
 
 class SwitchMeter:
-    """Wraps releases.staged and releases.switch_host (fleet.stage_then_switch calls both)
-    to time each host's staging, its switch, and the SSH sessions and bytes around them."""
+    """Wraps releases.staged, releases.prepare_host and releases.switch_host (what
+    fleet.stage_then_switch calls) to time each host's staging, its switch (prepare, done
+    while every host is staged, plus the switch itself, done in turn), and the SSH
+    sessions and bytes around them."""
 
     def __init__(self, rig):
         self.rig = rig
-        self.real_staged, self.real_switch = releases.staged, releases.switch_host
+        self.real = releases.staged, releases.prepare_host, releases.switch_host
         self.hosts: dict[str, HostRun] = {}
         self.marks: dict[str, tuple[float, int, int]] = {}
         self.first_switch: float | None = None
@@ -286,32 +291,42 @@ class SwitchMeter:
     def staged(self, c, settings, rollout, **kwargs):
         h = self.rig.host(c.host)
         self.marks[c.host] = (time.monotonic(), self.rig.traffic(h)[0], sessions(self.rig, h))
-        return self.real_staged(c, settings, rollout, **kwargs)
+        return self.real[0](c, settings, rollout, **kwargs)
+
+    def prepare_host(self, state, **kwargs):
+        mark = time.monotonic()
+        try:
+            return self.real[1](state, **kwargs)
+        finally:
+            host = self.hosts.setdefault(state.c.host, HostRun())
+            host.prepare_seconds = time.monotonic() - mark
 
     def switch_host(self, state, **kwargs):
         mark = time.monotonic()
         self.first_switch = self.first_switch or mark
         try:
-            return self.real_switch(state, **kwargs)
+            return self.real[2](state, **kwargs)
         finally:
             h = self.rig.host(state.c.host)
             staged_at, sent, opened = self.marks[state.c.host]
             host = self.hosts.setdefault(state.c.host, HostRun())
-            host.switch_seconds = time.monotonic() - mark
+            host.switch_seconds = host.prepare_seconds + time.monotonic() - mark
             host.wire = self.rig.traffic(h)[0] - sent
             host.sessions = sessions(self.rig, h) - opened
 
     def __enter__(self):
-        releases.staged, releases.switch_host = self.staged, self.switch_host
+        releases.staged, releases.prepare_host, releases.switch_host = (
+            self.staged, self.prepare_host, self.switch_host)
         return self
 
     def __exit__(self, *exc):
-        releases.staged, releases.switch_host = self.real_staged, self.real_switch
+        releases.staged, releases.prepare_host, releases.switch_host = self.real
 
 
 def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
     """`invoke deploy --hosts` (deploy/tasks/hosts.py) as it runs: the Rollout here, then
-    fleet.stage_then_switch (every host staged at once, then the switches, rolling)."""
+    fleet.stage_then_switch (every host staged and prepared at once, then the switches,
+    rolling)."""
     result = Run()
     local = invoke.Context()
     quiet = lambda _: None  # noqa: E731
@@ -447,9 +462,10 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
           f"`{env['PYTHON_IMAGE']}` ({mb(sizes['PYTHON_IMAGE'])}), `{env['POSTGRES_IMAGE']}` "
           f"and `{env['PROXY_IMAGE']}` loaded beforehand (untimed). Registry: "
           f"`{env['REGISTRY_IMAGE']}`. Build on each host: each host in turn. Build once, "
-          "ship (`invoke deploy --hosts`): every host staged at once (lock, upload, ship), "
-          "then the switches, one host at a time. Bytes = what the "
-          "host's veth carried to it during the deploy (whole deploy, worst host).\n")
+          "ship (`invoke deploy --hosts`): every host staged and prepared at once (lock, "
+          "upload, ship; migrate, the new containers healthy beside the old ones, no "
+          "traffic), then the switches, one host at a time. Bytes = what the host's veth "
+          "carried to it during the deploy (whole deploy, worst host).\n")
     print("| hosts | path | first deploy | bytes per host | code-only change | bytes per host "
           "| rollback per host (worst) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
@@ -467,9 +483,10 @@ def report(rows: list[tuple[int, dict[str, PathResult]]], env: dict[str, str],
     base_n, base = rows[0][0], rows[0][1]["ship"]
     print("\nBuild once, ship, in detail (per host: averages; \"before hosts\" = build, "
           "registry start and push, once per deploy):\n")
-    print("| hosts | deploy | before hosts | staging, all hosts at once | transfer per host "
-          "(upload + ship) | switch per host | SSH sessions per host | images through the "
-          "tunnel | veth while shipping (worst) | changed layers | ratio |")
+    print("| hosts | deploy | before hosts | staging + prepare, all hosts at once | "
+          "transfer per host (upload + ship) | switch per host (prepare + switch) | "
+          "SSH sessions per host | images through the tunnel | veth while shipping (worst) | "
+          "changed layers | ratio |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, by_path in rows:
         r = by_path["ship"]

@@ -155,6 +155,11 @@ def up(c: Compose, services: str | Iterable[str] = (), build: bool | None = Fals
     return c.argv(*args, *_services(services))
 
 
+def services(c: Compose) -> list[str]:
+    """The Compose file's service names, one per line (v1 and v2)."""
+    return c.argv("config", "--services")
+
+
 def scale_up(c: Compose, service: str, count: int) -> list[str]:
     """Start new containers of ``service`` beside the running ones, from the current image
     and config, leaving the existing ones untouched (v1 and v2)."""
@@ -300,6 +305,7 @@ class ContainerState:
     ip: str = ""  # its address on the project's network (the proxy routes to it)
     image_id: str = ""
     release: str = ""  # the deploy.release label of its image (deploy/release_switch.py)
+    healthcheck: tuple[str, ...] = ()  # its healthcheck's test: ("CMD", …) or ("CMD-SHELL", …)
 
     @property
     def label(self) -> str:
@@ -359,6 +365,8 @@ def parse_inspect(text: str) -> list[ContainerState]:
                 ip=_first_ip((c.get("NetworkSettings") or {}).get("Networks")),
                 image_id=c.get("Image", ""),
                 release=labels.get("deploy.release", ""),
+                healthcheck=tuple(((c.get("Config") or {}).get("Healthcheck") or {})
+                                  .get("Test") or ()),
             )
         )
     return states

@@ -5,7 +5,7 @@ Like compose.py, nothing here runs a process: deploy/shell.py does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 RELEASE_LABEL = "deploy.release"
 # On the proxy image: a hash of what it was built from (builds.proxy_source).
@@ -67,3 +67,21 @@ def remove(ids: Iterable[str]) -> list[str]:
 
 def logs(container: str, tail: int) -> list[str]:
     return ["docker", "logs", "--tail", str(int(tail)), *_ids([container])]
+
+
+def exit_codes(container: str, since: str = "1h") -> list[str]:
+    """The exit code of each time the container stopped (its `die` events), oldest first:
+    a container its restart policy started again shows exit code 0 in `docker inspect`."""
+    return ["docker", "events", "--since", since, "--until", "0s",
+            "--filter", f"container={_ids([container])[0]}", "--filter", "event=die",
+            "--format", "{{.Actor.Attributes.exitCode}}"]
+
+
+def healthcheck(container: str, test: Sequence[str]) -> list[str] | None:
+    """The container's own healthcheck, run now (`docker exec`), as Docker runs it: a
+    ``CMD`` test as is, a ``CMD-SHELL`` one through ``/bin/sh -c``; None when it has none."""
+    if len(test) >= 2 and test[0] == "CMD":
+        return ["docker", "exec", *_ids([container]), *test[1:]]
+    if len(test) == 2 and test[0] == "CMD-SHELL":
+        return ["docker", "exec", *_ids([container]), "/bin/sh", "-c", test[1]]
+    return None

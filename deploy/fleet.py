@@ -1,8 +1,9 @@
 """One remote deploy run: the release's images are made here once and shipped to each host.
 
     revision: a commit (or --allow-dirty) → build here, once (--no-build: they must exist
-    here already) → the registry, opened once → publish, once → per host
-    (deploy/releases.py): lock → upload → ship → the switch → current → prune
+    here already) → the registry, opened once → publish, once → every host at once
+    (deploy/releases.py): lock → upload → ship → prepare (the new release running beside
+    the old, no traffic) → then host by host: the switch → current → prune
 
 A host never builds. Each needs three images, named as its settings name them:
 
@@ -226,10 +227,12 @@ STAGE_AT_ONCE = 8
 def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, *,
                       parallel: int = 1, lock_wait: float = 300.0, printer=None) -> None:
     """`invoke deploy --hosts`: every host gets the release (its directory and images,
-    under its deploy lock) before any host switches, so a host that cannot get it stops
-    the deploy with every host still serving what it served; then the switches, rolling.
-    Each host keeps its lock until the end of the run. ``printer(prefix)`` gives a host's
-    output function (default: remote.printer, stdout)."""
+    under its deploy lock) and runs it, healthy, beside the old one, taking no traffic,
+    before any host switches (releases.staged, releases.prepare_host), so a host that
+    cannot stops the deploy with every host still serving what it served (each prepared
+    one taken back); then the switches, rolling: each a few API calls, the drain and the
+    old containers' stop. Each host keeps its lock until the end of the run.
+    ``printer(prefix)`` gives a host's output function (default: remote.printer, stdout)."""
     from deploy import releases, remote
 
     printer = printer or remote.printer
@@ -237,13 +240,15 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     ready: dict[str, releases.Staged] = {}
 
     def stage(host) -> None:
-        settings = per_host[host.name]
+        settings, prefix = per_host[host.name], f"[{host.name}] "
         with ExitStack() as stack:
             c = remote.connection(host, settings)
             stack.callback(c.close)
-            ready[host.name] = stack.enter_context(releases.staged(
-                c, settings, rollout, lock_wait=lock_wait, out=printer(f"[{host.name}] ")))
+            state = stack.enter_context(releases.staged(
+                c, settings, rollout, lock_wait=lock_wait, out=printer(prefix)))
             held[host.name] = stack.pop_all()
+        ready[host.name] = state
+        releases.prepare_host(state, out=printer(prefix), stream=remote.PrefixStream(prefix))
 
     def switch(host) -> None:
         prefix = f"[{host.name}] "
@@ -253,9 +258,11 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     try:
         at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))
         remote.run_on_hosts("stage", targets, stage, at_once,
-                            mode=f"lock, upload, ship; at most {at_once} at once; nothing "
-                                 "switches until every host has the release",
-                            done="staged",
+                            mode=f"lock, upload, ship, migrate, start the new containers "
+                                 f"beside the old, healthy, no traffic yet; at most "
+                                 f"{at_once} at once; nothing switches until every host is "
+                                 "ready",
+                            done="ready",
                             failed_note="no host switched: each still serves what it served")
         remote.run_on_hosts("deploy", targets, switch, parallel)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from deploy.compose import ContainerState
 from deploy.errors import DeployError, DeployTimeout
@@ -102,6 +103,9 @@ def wait_until_healthy(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_change: Callable[[list[ContainerState]], None] | None = None,
+    answers: Callable[[list[ContainerState]], bool] | None = None,
+    fresh: bool = False,
+    probe_now: Callable[[ContainerState], bool] | None = None,
 ) -> list[ContainerState]:
     """Poll ``probe`` until every container is ready; return the final states.
 
@@ -109,17 +113,33 @@ def wait_until_healthy(
     (no point waiting out the timeout), HealthTimeout when time runs out. One-off
     ``compose run`` containers are ignored. ``interval`` is capped at 0.25 s and counts
     the probe's own time, so a change is noticed within one interval.
+
+    ``answers(states)``: another way to be ready, asked while Docker's healthcheck has not
+    passed yet and no container has a problem (a deploy: the proxy's check of the new
+    containers, every 0.1 s, where Docker's first probe runs a whole interval after the
+    start). ``fresh``: the containers were just created, so any restart counts (not only
+    one after the first poll).
+
+    ``probe_now(container)``: run the container's own healthcheck at once (a passed one
+    counts as healthy, as Docker's would a moment later): Docker runs the first probe a
+    whole healthcheck interval after the start, and the stack's intervals are long, so an
+    idle stack costs little CPU.
     """
     interval = min(max(interval, 0.0), MAX_INTERVAL)
     deadline = clock() + timeout
     restarts_at_start: dict[str, int] = {}
     last_seen: tuple = ()
     states: list[ContainerState] = []
+    passed: set[str] = set()  # containers whose healthcheck probe_now ran and passed
+
+    def ready(s: ContainerState) -> bool:
+        return is_ready(s) or (s.status == "running" and s.id in passed)
+
     while True:
         polled_at = clock()
         states = [s for s in probe() if not s.one_off]
         for s in states:
-            restarts_at_start.setdefault(s.id, s.restart_count)
+            restarts_at_start.setdefault(s.id, 0 if fresh else s.restart_count)
 
         seen = tuple((s.id, s.status, s.health, s.restart_count) for s in states)
         if on_change is not None and seen != last_seen:
@@ -134,7 +154,16 @@ def wait_until_healthy(
                 states,
                 [s for s, _ in failed],
             )
-        if states and all(is_ready(s) for s in states):
+        if probe_now is not None:
+            for s in states:
+                if (s.status == "running" and s.health == "starting" and s.id not in passed
+                        and probe_now(s)):
+                    passed.add(s.id)
+        if states and all(ready(s) for s in states):
+            # A healthcheck that passed here is what Docker reports at its next probe.
+            return [replace(s, health="healthy") if s.id in passed else s for s in states]
+        if states and answers is not None and all(s.status == "running" for s in states) \
+                and answers(states):
             return states
 
         now = clock()
@@ -146,7 +175,7 @@ def wait_until_healthy(
                     states,
                     [],
                 )
-            waiting = [s for s in states if not is_ready(s)]
+            waiting = [s for s in states if not ready(s)]
             raise HealthTimeout(
                 f"not healthy after {timeout:g}s: "
                 + "; ".join(f"{labels[s.id]}: {summary(s)}" for s in waiting),

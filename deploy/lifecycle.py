@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy import compose, health, shell
+from deploy import compose, docker, health, shell
 from deploy.compose import Compose, ContainerState
 from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
 from deploy.settings import Settings
@@ -86,8 +86,22 @@ class Stack:
 
     # --- steps -------------------------------------------------------------------------
 
-    def up(self, build: bool = False) -> None:
-        self.run(compose.up(self.compose, build=build), hide=False, what="up")
+    def up(self, build: bool = False, first: tuple[str, ...] = ()) -> None:
+        """`up -d`. ``first``: those services first, waited for (their own healthchecks run
+        at once), then the rest with `--no-deps`: Compose itself would wait for Docker's
+        first probe of a `service_healthy` dependency, a whole healthcheck interval."""
+        if not first:
+            self.run(compose.up(self.compose, build=build), hide=False, what="up")
+            return
+        self.run(compose.up(self.compose, first, build=build, no_deps=True), hide=False,
+                 what="up")
+        self.wait_healthy(self.settings.health_timeout, services=first)
+        # Named: given every service, Compose v1 still waits for the dependencies among them.
+        names = self.run(compose.services(self.compose), what="config").stdout.split()
+        rest = [n for n in names if n not in first]
+        if rest:
+            self.run(compose.up(self.compose, rest, build=build, no_deps=True), hide=False,
+                     what="up")
 
     def down(self, volumes: bool = False) -> None:
         self.run(compose.down(self.compose, volumes=volumes), hide=False, what="down")
@@ -102,17 +116,27 @@ class Stack:
             return []
         return compose.parse_inspect(result.stdout)
 
+    def probe_now(self, s: ContainerState) -> bool:
+        """Run the container's own healthcheck now; True when it passed (health.py)."""
+        argv = docker.healthcheck(s.id, s.healthcheck)
+        return argv is not None and self.run(argv, check=False).exited == 0
+
     def log_lines(self, services=(), tail=None, since=None, timestamps=False) -> list[str]:
         argv = compose.logs(self.compose, services, tail=tail, since=since,
                             timestamps=timestamps)
         return self.run(argv, merge_stderr=True, what="logs").stdout.splitlines()
 
-    def wait_healthy(self, timeout: float) -> list[ContainerState]:
+    def wait_healthy(self, timeout: float, services: tuple[str, ...] = ()
+                     ) -> list[ContainerState]:
+        def probe():
+            return [s for s in self.states() if not services or s.service in services]
+
         def show(states):
             self.out("   " + ", ".join(f"{s.label}: {health.summary(s)}" for s in states))
 
         try:
-            return health.wait_until_healthy(self.states, timeout=timeout, on_change=show)
+            return health.wait_until_healthy(probe, timeout=timeout, on_change=show,
+                                             probe_now=self.probe_now)
         except (health.ServiceFailed, health.HealthTimeout) as exc:
             failing = exc.failing or exc.states
             logs = {}
@@ -335,9 +359,10 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not backup:
         out("   --no-backup: no backup taken")
     timer.step("down --volumes", stack.down, True)
-    timer.step("up", stack.up)
+    from deploy.release_switch import BASE_SERVICES, resync
+
+    timer.step("up", stack.up, False, BASE_SERVICES)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
-    from deploy.release_switch import resync
 
     timer.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:

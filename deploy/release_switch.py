@@ -1,12 +1,14 @@
 """A deploy nobody notices: the new backend starts beside the old, the proxy switches.
 
-    docker → build → postgres + proxy up → migrate (the old release keeps serving)
-    → tag live → start new → wait-healthy (new) → proxy: prepare
-    → SWITCH (the point of no return) → drain + stop old → check-tables --expected
+    prepare: docker → build → postgres + proxy up → migrate (the old release keeps serving)
+             → tag live → start new → proxy: prepare (new slots checked, no traffic)
+             → wait-healthy (new): Docker's healthcheck or the proxy's, whichever passes first
+    finish:  SWITCH (the point of no return) → drain + stop old → check-tables --expected
 
 Everything before the switch can be undone: a failure there (build, migration, a new
 container that never becomes healthy) removes the new containers, moves `live` back and
-leaves the old release serving. Written against ``Stack``, so the same code runs on this
+leaves the old release serving. A remote deploy prepares every host before any host
+switches (deploy/fleet.py). Written against ``Stack``, so the same code runs on this
 machine and on a host's fabric Connection. The HAProxy side is deploy/proxy.py.
 
 Release identity lives in Docker, not in state files: the backend image is built as
@@ -20,7 +22,8 @@ import textwrap
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 from deploy import compose, docker, health, proxy, revision
 from deploy.builds import (
@@ -88,6 +91,7 @@ class Proxy:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     _container: str | None = field(default=None, init=False, repr=False)
+    _up: bool = field(default=False, init=False, repr=False)  # the last answers() said yes
 
     def container(self) -> str:
         """The running proxy container, looked up once: a deploy never recreates it after
@@ -127,10 +131,26 @@ class Proxy:
         return proxy.parse_stat(self.call(proxy.show_stat(), "sessions"))
 
     def prepare(self, plan: proxy.SwitchPlan) -> None:
+        """``assign``, then wait until each new slot passed a check."""
+        self.assign(plan)
+        self.wait_up(plan)
+
+    def assign(self, plan: proxy.SwitchPlan) -> None:
         """New slots get their addresses, weight 0 (stale ones maintenance), in one API
-        call; wait until each passed a check."""
+        call: HAProxy checks them from then on, every 0.1 s until they pass."""
         if plan.new or plan.stale:
             self.command(proxy.assign(plan.new, plan.stale), "prepare " + ", ".join(plan.new))
+        self._up = False
+
+    def answers(self, plan: proxy.SwitchPlan) -> bool:
+        """Has every new slot passed HAProxy's check at its address (GET /health, 200)?"""
+        self._up = proxy.new_slots_up(self.servers(), plan)[0]
+        return self._up
+
+    def wait_up(self, plan: proxy.SwitchPlan) -> None:
+        """Until every new slot passed a check (at once when ``answers`` just said so)."""
+        if self._up:
+            return
         deadline = self.clock() + self.policy.up_timeout
         while True:
             ok, missing = proxy.new_slots_up(self.servers(), plan)
@@ -251,8 +271,13 @@ def remove_containers(stack: Stack, ids: list[str], stop_seconds: int) -> None:
         stack.run(docker.remove(ids), what="remove")
 
 
-def wait_new_healthy(stack: Stack, new_ids: set[str], timeout: float) -> list[ContainerState]:
-    """wait-healthy for the new containers only, with each failing container's logs."""
+def wait_new_healthy(stack: Stack, new_ids: set[str], timeout: float,
+                     answers: Callable[[list[ContainerState]], bool] | None = None
+                     ) -> list[ContainerState]:
+    """wait-healthy for the new containers only, with each failing container's logs (and
+    its last exit code, when its restart policy started it again). ``answers``: the
+    proxy's check, which passes within ~0.1 s of the backend answering /health, where
+    Docker's first probe comes a whole healthcheck interval after the start."""
     def probe():
         return [s for s in stack.states() if s.id in new_ids]
 
@@ -260,14 +285,23 @@ def wait_new_healthy(stack: Stack, new_ids: set[str], timeout: float) -> list[Co
         stack.out("   " + ", ".join(f"{s.name}: {health.summary(s)}" for s in states))
 
     try:
-        return health.wait_until_healthy(probe, timeout=timeout, on_change=show)
+        return health.wait_until_healthy(probe, timeout=timeout, on_change=show,
+                                         answers=answers, fresh=True)
     except (health.ServiceFailed, health.HealthTimeout) as exc:
         reports = []
         for s in exc.failing or exc.states:
+            if s.restart_count and not s.exit_code:
+                s = replace(s, exit_code=_last_exit_code(stack, s.id))
             result = stack.run(docker.logs(s.id, health.LOG_LINES), check=False,
                                merge_stderr=True)
             reports.append(health.describe_failure([s], {s.service: result.stdout.splitlines()}))
         raise type(exc)(f"{exc}\n" + "\n".join(reports), exc.states, exc.failing) from None
+
+
+def _last_exit_code(stack: Stack, container: str) -> int:
+    """How the container last stopped (Docker's `die` event); 0 when that is not known."""
+    found = stack.run(docker.exit_codes(container), check=False).stdout.split()
+    return int(found[-1]) if found and found[-1].lstrip("-").isdigit() else 0
 
 
 def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: float) -> None:
@@ -278,7 +312,8 @@ def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: floa
         stack.out("   " + ", ".join(f"{s.label}: {health.summary(s)}" for s in states))
 
     try:
-        health.wait_until_healthy(probe, timeout=timeout, on_change=show)
+        health.wait_until_healthy(probe, timeout=timeout, on_change=show,
+                                  probe_now=stack.probe_now)
     except (health.ServiceFailed, health.HealthTimeout) as exc:
         failing = exc.failing or exc.states
         logs = {s.service: stack.log_lines([s.service], tail=health.LOG_LINES)
@@ -294,7 +329,8 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
            release: str | None = None, database=None, schema: bool = True,
            on_switch: Callable[[], None] | None = None, shipped: bool = False,
            base_unchanged: bool = False) -> dict:
-    """The zero-downtime deploy of one stack (this machine, or a host through ``c``).
+    """The zero-downtime deploy of one stack (this machine, or a host through ``c``):
+    ``prepare``, then ``finish``.
 
     ``database()`` gives a context manager yielding settings whose DATABASE_URL reaches the
     stack's database (a tunnel on a host). ``schema=False`` (a rollback) neither migrates
@@ -304,7 +340,51 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
     ``base_unchanged=True`` (a host whose compose file and .env are the current release's):
     postgres and the proxy are left alone when they run healthy on the right images, as a
     rollback leaves them."""
-    from deploy.checks import check_tables, format_report
+    return finish(prepare(c, settings, build=build, out=out, stream=stream, release=release,
+                          database=database, schema=schema, shipped=shipped,
+                          base_unchanged=base_unchanged), on_switch)
+
+
+@dataclass
+class Prepared:
+    """A stack with the new release running beside the old one, healthy, its proxy slots
+    checked and taking no traffic: everything before the point of no return. ``finish``
+    switches to it; ``undo`` takes it back (the old release never stopped serving)."""
+
+    stack: Stack
+    timer: StepTimer
+    switcher: Proxy
+    plan: proxy.SwitchPlan
+    serving: list[ContainerState]
+    new: list[ContainerState]
+    previous_live: str | None
+    release: str
+    target: str
+    migrated: object  # the runner's result; None without schema
+    database: Callable
+    schema: bool
+    started: float
+    ready_at: float
+    undoable: bool = True  # until the switch is sent (or it was undone)
+
+    def undo(self) -> None:
+        """Once; never after the switch was sent (the new release may be serving)."""
+        if self.undoable:
+            self.undoable = False
+            _undo(self.stack, self.switcher, self.plan, {s.id for s in self.new},
+                  self.previous_live, self.switcher.policy, self.stack.out)
+
+
+# A release prepared longer ago than this is checked again (one API call) before the switch:
+# a host of a rolling deploy waits for the hosts before it.
+RECHECK_AFTER = 1.0
+
+
+def prepare(c, settings: Settings, *, build: bool = True, out: Out = print, stream=None,
+            release: str | None = None, database=None, schema: bool = True,
+            shipped: bool = False, base_unchanged: bool = False) -> Prepared:
+    """Everything before the point of no return (see ``deploy``); a failure takes back
+    what it started and leaves the old release serving."""
     from deploy.runner import migrate
 
     started = time.perf_counter()
@@ -359,7 +439,6 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
             + ", ".join(s.name for s in leftovers))
         remove_containers(stack, [s.id for s in leftovers], policy.stop_seconds)
     previous_live = image_id(stack, image(settings, LIVE))
-    old_releases = sorted({s.release or "?" for s in serving})
     count = max(1, len(serving))
     new_ids: set[str] = set()
     plan = None
@@ -370,25 +449,50 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
         timer.step(f"start new ({count} beside {len(serving)} old)", stack.run,
                    compose.scale_up(stack.compose, BACKEND, len(serving) + count),
                    hide=False, what="start new")
-        new_ids = {s.id for s in backends(stack.states())} - before
+        fresh = [s for s in backends(stack.states()) if s.id not in before]
+        new_ids = {s.id for s in fresh}
         if not new_ids:
             raise DeployError("start new: Compose started no new backend container")
+        answers = None
+        if all(s.ip for s in fresh):  # running, addressed: the proxy checks them already
+            plan = proxy.plan_switch(servers, [s.ip for s in fresh])
+            timer.step("proxy: prepare (new slots checked, no traffic yet)", switcher.assign,
+                       plan)
+            answers = partial(_answers, switcher, plan)
         new = timer.step("wait-healthy (new)", wait_new_healthy, stack, new_ids,
-                         settings.health_timeout)
-        plan = proxy.plan_switch(servers, [s.ip for s in new])
-        timer.step("proxy: prepare (new slots checked, no traffic yet)", switcher.prepare, plan)
+                         settings.health_timeout, answers)
+        if plan is None or sorted(plan.new.values()) != sorted(s.ip for s in new):
+            plan = proxy.plan_switch(servers, [s.ip for s in new])
+            switcher.assign(plan)
+        timer.step("proxy: new slots up", switcher.wait_up, plan)
     except BaseException:
         _undo(stack, switcher, plan, new_ids, previous_live, policy, out)
         raise
 
+    return Prepared(stack, timer, switcher, plan, serving, new, previous_live, release,
+                    target, result, db, schema, started, time.monotonic())
+
+
+def finish(p: Prepared, on_switch: Callable[[], None] | None = None) -> dict:
+    """The switch (the point of no return), then drain and stop the old containers, and
+    check the tables. Returns the deploy's summary."""
+    from deploy.checks import check_tables, format_report
+
+    stack, timer, switcher, plan = p.stack, p.timer, p.switcher, p.plan
+    out, release, target = stack.out, p.release, p.target
+    if time.monotonic() - p.ready_at > RECHECK_AFTER:
+        timer.step("proxy: new slots still up", _still_up, p)
+    old_releases = sorted({s.release or "?" for s in p.serving})
+    serving, policy, db, result = p.serving, switcher.policy, p.database, p.migrated
     out(f"   {POINT_OF_NO_RETURN}: the point of no return: traffic moves from "
         f"{', '.join(old_releases) or 'nothing'} to {release}")
+    p.undoable = False
     timer.step(POINT_OF_NO_RETURN, _flip, switcher, plan)
     if on_switch is not None:
         on_switch()
     timer.step("drain + stop old", _retire, stack, switcher, plan, serving, policy, out)
     report = None
-    if schema:
+    if p.schema:
         with db() as reachable:
             report = timer.step("check-tables --expected", check_tables,
                                 reachable.database_url, reachable.migrations_dir, prefix=None,
@@ -398,7 +502,7 @@ def deploy(c, settings: Settings, *, build: bool = True, out: Out = print, strea
             for line in lines:
                 out("   " + line)
             raise failure
-    total = time.perf_counter() - started
+    total = time.perf_counter() - p.started
     out(f"deploy: done in {total:.1f} s; each step:")
     for line in textwrap.wrap(", ".join(f"{n} {t:.1f} s" for n, t in timer.timings), 88):
         out(f"   {line}")
@@ -437,6 +541,23 @@ def _build_and_base_up(stack: Stack, release: str) -> None:
         finally:
             building.result()
     stack.out(f"   built {image(stack.settings, release)}")
+
+
+def _still_up(p: Prepared) -> None:
+    """A release prepared a while ago (its host waited for its turn): its new slots must
+    still pass HAProxy's check; if not, it is taken back, and the old release serves on."""
+    try:
+        ok, missing = proxy.new_slots_up(p.switcher.servers(), p.plan)
+        if not ok:
+            raise DeployError("proxy: the new container(s) stopped passing HAProxy's check "
+                              "while waiting for the switch: " + "; ".join(missing))
+    except BaseException:
+        p.undo()
+        raise
+
+
+def _answers(switcher: Proxy, plan: proxy.SwitchPlan, states: list[ContainerState]) -> bool:
+    return switcher.answers(plan)
 
 
 def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:

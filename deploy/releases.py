@@ -182,6 +182,7 @@ class Staged:
     before: HostReleases
     started: float
     switched: bool = False
+    prepared: object = None  # release_switch.Prepared: the new release running, not switched
 
 
 @contextmanager
@@ -207,17 +208,36 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=prin
             yield state
         finally:
             if not state.switched:
+                if state.prepared is not None:
+                    try:
+                        state.prepared.undo()
+                    except Exception as exc:  # noqa: BLE001 - the lock and directory still go
+                        out(f"   could not take back the prepared release: {exc}")
                 _remove(c, settings, release)
                 out(f"   {release} not switched to: its directory removed; "
                     f"{state.before.current or 'nothing'} still current")
 
 
+def prepare_host(state: Staged, *, out=print, stream=None) -> None:
+    """A staged host, up to the point of no return (release_switch.prepare), nothing built
+    there: migrate through the tunnel, the new containers started beside the old ones,
+    healthy, and their proxy slots checked, taking no traffic. `invoke deploy --hosts`
+    prepares every host before any host switches; `staged` takes a prepared release back
+    when its host never switches."""
+    from deploy.release_switch import prepare
+
+    c, settings = state.c, state.settings
+    state.prepared = prepare(c, remote.release_paths(settings, state.release), build=False,
+                             shipped=True, out=out, stream=stream, release=state.tag,
+                             database=lambda: _database(c, settings),
+                             base_unchanged=_same_stack_config(c, settings, state))
+
+
 def switch_host(state: Staged, *, out=print, stream=None) -> dict:
-    """A staged host: the zero-downtime sequence of release_switch.py, with nothing built
-    there (migrate through the tunnel, start new beside old, switch its proxy, drain) →
-    `current` → prune releases and images. A failure before the switch leaves the previous
-    release serving (it was never stopped)."""
-    from deploy.release_switch import deploy as switch_deploy
+    """A staged host (prepared first when it is not yet: `prepare_host`): the switch of
+    release_switch.finish → `current` → prune releases and images. A failure before the
+    switch leaves the previous release serving (it was never stopped)."""
+    from deploy.release_switch import finish
 
     c, settings, release = state.c, state.settings, state.release
 
@@ -225,10 +245,9 @@ def switch_host(state: Staged, *, out=print, stream=None) -> dict:
         switch_current(c, settings, release)
         state.switched = True
 
-    summary = switch_deploy(c, remote.release_paths(settings, release), build=False,
-                            shipped=True, out=out, stream=stream, release=state.tag,
-                            database=lambda: _database(c, settings), on_switch=on_switch,
-                            base_unchanged=_same_stack_config(c, settings, state))
+    if state.prepared is None:
+        prepare_host(state, out=out, stream=stream)
+    summary = finish(state.prepared, on_switch)
     prune(c, settings, settings.keep_releases, out,
           HostReleases(sorted({*state.before.names, release}), release))
     out(f"deploy: {c.host} now serves {release} (done in "

@@ -56,8 +56,9 @@ def up(c):
     if not is_remote(c):
         require_stack_settings(stack.settings)
     stack.check_docker()
-    stack.up()
-    from deploy.release_switch import resync
+    from deploy.release_switch import BASE_SERVICES, resync
+
+    stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
 
     routed = resync(stack)
     if routed:

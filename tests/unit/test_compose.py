@@ -445,3 +445,24 @@ def test_project_states_is_one_command_with_the_filters_as_arguments():
     assert argv[3:] == ["sh", "label=com.docker.compose.project=shop; rm -rf /",
                         "label=com.docker.compose.oneoff=False"]
     assert "shop" not in argv[2]  # the script is a constant
+
+
+def test_a_container_healthcheck_is_run_as_docker_runs_it():
+    from deploy import docker
+
+    assert docker.healthcheck("abc", ("CMD", "bash", "/app/check.sh")) == [
+        "docker", "exec", "abc", "bash", "/app/check.sh"]
+    assert docker.healthcheck("abc", ("CMD-SHELL", "pg_isready -q -U \"$U\"")) == [
+        "docker", "exec", "abc", "/bin/sh", "-c", "pg_isready -q -U \"$U\""]
+    assert docker.healthcheck("abc", ("NONE",)) is None
+    assert docker.healthcheck("abc", ()) is None
+    with pytest.raises(ValueError, match="container or image ids expected"):
+        docker.healthcheck("-x", ("CMD", "true"))
+
+
+def test_the_exit_codes_of_a_restarted_container_come_from_its_die_events():
+    from deploy import docker
+
+    assert docker.exit_codes("abc") == [
+        "docker", "events", "--since", "1h", "--until", "0s", "--filter", "container=abc",
+        "--filter", "event=die", "--format", "{{.Actor.Attributes.exitCode}}"]

@@ -121,6 +121,52 @@ def test_a_restart_count_rising_during_the_wait_is_a_restart_loop():
     assert clock.now - 1000.0 < 1
 
 
+def test_a_fresh_container_that_restarted_before_the_first_poll_has_failed():
+    clock = FakeClock()
+    probe = scripted([state("backend", health="starting", restarts=1)])
+    with pytest.raises(ServiceFailed, match=r"backend: restarted 1 time\(s\) while waiting"):
+        wait(probe, clock, fresh=True)
+    # Not fresh: a restart before the wait began is history, not this wait's failure.
+    clock = FakeClock()
+    probe = scripted([state("backend", health="starting", restarts=1)],
+                     [state("backend", health="healthy", restarts=1)])
+    assert wait(probe, clock)[0].health == "healthy"
+
+
+def test_answers_ends_the_wait_before_docker_says_healthy():
+    clock = FakeClock()
+    asked = []
+
+    def answers(states):
+        asked.append([s.health for s in states])
+        return len(asked) == 2  # the proxy's check passes on the second poll
+
+    probe = scripted([state("backend", health="starting")])
+    done = wait(probe, clock, answers=answers)
+    assert [s.health for s in done] == ["starting"]
+    assert asked == [["starting"], ["starting"]]
+    assert clock.sleeps == [0.25]
+
+
+def test_answers_is_not_asked_when_a_container_failed_or_is_not_running():
+    asked = []
+
+    def answers(states):
+        asked.append(1)
+        return True
+
+    clock = FakeClock()
+    probe = scripted([state("backend", "created", health="starting")],
+                     [state("backend", "exited", exit_code=3)])
+    with pytest.raises(ServiceFailed, match="backend: exited with exit code 3"):
+        wait(probe, clock, answers=answers)
+    clock = FakeClock()
+    probe = scripted([state("backend", health="unhealthy", log=["503 no"])])
+    with pytest.raises(ServiceFailed, match="backend: unhealthy; last probe: 503 no"):
+        wait(probe, clock, answers=answers)
+    assert asked == []
+
+
 def test_two_restarts_already_is_a_restart_loop():
     clock = FakeClock()
     probe = scripted([state("backend", restarts=2)])
@@ -239,3 +285,35 @@ def test_the_failure_report_of_a_crash_without_logs_says_so():
         "  finished:   2026-11-26T07:50:24Z",
         "  logs: (none)",
     ]
+
+
+def test_probe_now_runs_the_healthcheck_of_starting_containers_once_it_passes():
+    clock = FakeClock()
+    ran = []
+
+    def probe_now(s):
+        ran.append(s.service)
+        return s.service == "proxy" or ran.count("postgres") == 2  # postgres fails once
+
+    starting = [state("postgres", health="starting"), state("proxy", health="starting")]
+    probe = scripted(starting)
+    done = wait(probe, clock, probe_now=probe_now)
+    # Docker still says starting: the passed checks are reported as healthy, each container
+    # probed until it passed and then no more.
+    assert [(s.service, s.health) for s in done] == [("postgres", "healthy"),
+                                                     ("proxy", "healthy")]
+    assert ran == ["postgres", "proxy", "postgres"]
+    assert clock.sleeps == [0.25]
+
+
+def test_probe_now_is_not_run_for_a_container_docker_already_judged():
+    ran = []
+    clock = FakeClock()
+    probe = scripted([state("db", health="healthy"), state("web")])
+    wait(probe, clock, probe_now=lambda s: ran.append(s) or True)
+    assert ran == []
+    clock = FakeClock()
+    probe = scripted([state("db", health="unhealthy", log=["refused"])])
+    with pytest.raises(ServiceFailed, match="db: unhealthy; last probe: refused"):
+        wait(probe, clock, probe_now=lambda s: ran.append(s) or True)
+    assert ran == []
