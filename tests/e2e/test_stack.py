@@ -71,8 +71,15 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     ps = stack.invoke("ps", "--json")
     assert ps.returncode == 0, ps.stderr
     rows = {r["service"]: r for r in json.loads(ps.stdout)}
-    assert {rows["postgres"]["health"], rows["backend"]["health"]} == {"healthy"}
     assert re.fullmatch(r"slot\d ready UP", rows["backend"]["proxy"]), rows["backend"]
+    # The deploy took the new backend as ready when HAProxy's check passed; Docker's own
+    # status follows at its next probe, within one healthcheck interval (5 s).
+    deadline = time.monotonic() + 6
+    while rows["backend"]["health"] == "starting" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ps = stack.invoke("ps", "--json")
+        rows = {r["service"]: r for r in json.loads(ps.stdout)}
+    assert {rows["postgres"]["health"], rows["backend"]["health"]} == {"healthy"}, rows
     assert rows["backend"]["ports"] == ["8080/tcp"]  # only the proxy publishes a port
     assert f"127.0.0.1:{stack.backend_port}->8080/tcp" in rows["proxy"]["ports"]
     assert f"127.0.0.1:{stack.pg_port}->5432/tcp" in rows["postgres"]["ports"]

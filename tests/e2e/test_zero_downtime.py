@@ -99,9 +99,14 @@ def test_a_changed_release_deployed_under_load_fails_no_request(make_stack, tree
     assert serving(stack, tree)[0] == {new}
     assert get(port) == 200
 
+    # Docker's own status of the new backend follows within one healthcheck interval (5 s).
+    row = rf"backend\s+\S+\s+running\s+healthy\s+0\s+{new}\s+slot\d+ ready UP"
+    deadline = time.monotonic() + 6
     table = stack.invoke("ps", cwd=tree.path)
-    assert re.search(rf"backend\s+\S+\s+running\s+healthy\s+0\s+{new}\s+slot\d+ ready UP",
-                     table.stdout), table.stdout
+    while not re.search(row, table.stdout) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        table = stack.invoke("ps", cwd=tree.path)
+    assert re.search(row, table.stdout), table.stdout
 
 
 def test_a_new_release_that_never_becomes_healthy_leaves_the_old_one_serving(make_stack, tree):
