@@ -202,14 +202,21 @@ class Project:
                              capture_output=True, text=True, check=True).stdout
         return json.loads(out)
 
-    def assert_healthy(self, services: set[str]) -> None:
-        """Every container running and healthy, and exactly these services present."""
-        seen = {}
-        for c in self.states():
-            service = c["Config"]["Labels"].get("com.docker.compose.service", "")
-            health = (c["State"].get("Health") or {}).get("Status")
-            seen[service] = (c["State"]["Status"], health)
-        bad = {s: v for s, v in seen.items() if v != ("running", "healthy")}
+    def assert_healthy(self, services: set[str], within: float = 6.0) -> None:
+        """Every container running and healthy, and exactly these services present. Docker's
+        status is given ``within`` seconds (one healthcheck interval, 5 s, and a margin) to
+        follow: a deploy does not wait for Docker's next probe (README, "Health checks")."""
+        deadline = time.monotonic() + within
+        while True:
+            seen = {}
+            for c in self.states():
+                service = c["Config"]["Labels"].get("com.docker.compose.service", "")
+                health = (c["State"].get("Health") or {}).get("Status")
+                seen[service] = (c["State"]["Status"], health)
+            bad = {s: v for s, v in seen.items() if v != ("running", "healthy")}
+            if set(seen) != services or not bad or time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
         if set(seen) != services or bad:
             raise RuntimeError(f"{self.name}: expected {sorted(services)} running and healthy, "
                                f"got {seen}")

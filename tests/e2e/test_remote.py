@@ -15,6 +15,7 @@ ports (tests/e2e/fleet_rig.py). The tests run in file order and build on each ot
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import invoke
@@ -310,6 +311,32 @@ def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_swi
     for h in fleet.hosts:
         assert (fleet.releases(h), fleet.current(h), fleet.backend_ids(h)) == before[h.name]
         assert fleet.health(h) == 200
+
+
+def test_sigterm_while_the_hosts_are_prepared_takes_every_new_release_back(fleet):
+    # SIGTERM once a host runs its new container beside the old one (prepared, no traffic):
+    # the run stops, every host takes its new release back, none switched.
+    before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
+              for h in fleet.hosts}
+    fleet.tree.change()
+    deploy = fleet.popen_invoke("deploy", "--hosts", fleet.spec())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(
+            len(fleet.backend_ids(h)) > len(before[h.name][2]) for h in fleet.hosts):
+        assert deploy.poll() is None, deploy.communicate()
+        time.sleep(0.1)
+    deploy.send_signal(signal.SIGTERM)
+    out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode == 143, out[-3000:] + err[-3000:]
+    assert "deploy: interrupted (SIGTERM)" in err, err[-2000:]
+    assert "Traceback" not in out + err
+    assert "point of no return" not in out
+    for h, addr in zip(fleet.hosts, fleet.names, strict=True):
+        assert (fleet.releases(h), fleet.current(h), fleet.backend_ids(h)) == before[h.name]
+        assert fleet.health(h) == 200
+        assert re.search(rf"^\[{re.escape(addr)}\]    \S+ not switched to: its directory "
+                         rf"removed; {re.escape(before[h.name][1])} still current$", out,
+                         re.M), out[-3000:]
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
