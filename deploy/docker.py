@@ -69,10 +69,12 @@ def logs(container: str, tail: int) -> list[str]:
     return ["docker", "logs", "--tail", str(int(tail)), *_ids([container])]
 
 
-def exit_codes(container: str, since: str = "1h") -> list[str]:
+def exit_codes(container: str, until: str, since: str = "1h") -> list[str]:
     """The exit code of each time the container stopped (its `die` events), oldest first:
-    a container its restart policy started again shows exit code 0 in `docker inspect`."""
-    return ["docker", "events", "--since", since, "--until", "0s",
+    a container its restart policy started again shows exit code 0 in `docker inspect`.
+    ``until``: a time from the daemon, e.g. the container's last StartedAt (RFC 3339, ns):
+    a relative one (`0s`) is cut to whole seconds, and would miss a die just before."""
+    return ["docker", "events", "--since", since, "--until", until,
             "--filter", f"container={_ids([container])[0]}", "--filter", "event=die",
             "--format", "{{.Actor.Attributes.exitCode}}"]
 

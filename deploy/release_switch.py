@@ -291,16 +291,18 @@ def wait_new_healthy(stack: Stack, new_ids: set[str], timeout: float,
         reports = []
         for s in exc.failing or exc.states:
             if s.restart_count and not s.exit_code:
-                s = replace(s, exit_code=_last_exit_code(stack, s.id))
+                s = replace(s, exit_code=_last_exit_code(stack, s))
             result = stack.run(docker.logs(s.id, health.LOG_LINES), check=False,
                                merge_stderr=True)
             reports.append(health.describe_failure([s], {s.service: result.stdout.splitlines()}))
         raise type(exc)(f"{exc}\n" + "\n".join(reports), exc.states, exc.failing) from None
 
 
-def _last_exit_code(stack: Stack, container: str) -> int:
-    """How the container last stopped (Docker's `die` event); 0 when that is not known."""
-    found = stack.run(docker.exit_codes(container), check=False).stdout.split()
+def _last_exit_code(stack: Stack, s: ContainerState) -> int:
+    """How the container last stopped (its `die` events before its latest start); 0 when
+    that is not known."""
+    found = stack.run(docker.exit_codes(s.id, s.started_at or "0s"),
+                      check=False).stdout.split()
     return int(found[-1]) if found and found[-1].lstrip("-").isdigit() else 0
 
 

@@ -207,3 +207,36 @@ def test_docker_missing_or_its_daemon_down_is_a_setup_error_with_what_to_do(make
     missing = stack.invoke("ps", env={"PATH": python_only})
     assert missing.returncode == 2, missing.stdout + missing.stderr
     assert missing.stderr.strip().startswith("docker: not installed; install Docker Engine")
+
+
+def test_the_exit_code_of_a_container_docker_restarted_comes_from_its_die_events(docker_ready):
+    # `docker inspect` says exit code 0 once the restart policy started a crashed container
+    # again; the failure report reads the crash's code from Docker's events instead.
+    import invoke
+
+    from deploy import compose, shell
+    from deploy.release_switch import _last_exit_code
+    from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file
+
+    image = read_env_file(LOCAL_IMAGES_ENV).get("PYTHON_IMAGE", "python:3.12-slim")
+    c = invoke.Context()
+    started = subprocess.run(["docker", "run", "-d", "--restart", "unless-stopped", image,
+                              "sh", "-c", "sleep 0.3; exit 7"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            (state,) = compose.parse_inspect(shell.run(c, ["docker", "inspect", started]).stdout)
+            if state.status == "running" and state.restart_count >= 1:
+                break
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+        assert state.exit_code == 0  # what inspect says of a restarted container
+
+        class OnThisMachine:
+            def run(self, argv, **kwargs):
+                return shell.run(c, argv, **kwargs)
+
+        assert _last_exit_code(OnThisMachine(), state) == 7
+    finally:
+        subprocess.run(["docker", "rm", "-f", started], capture_output=True)

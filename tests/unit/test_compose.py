@@ -463,6 +463,9 @@ def test_a_container_healthcheck_is_run_as_docker_runs_it():
 def test_the_exit_codes_of_a_restarted_container_come_from_its_die_events():
     from deploy import docker
 
-    assert docker.exit_codes("abc") == [
-        "docker", "events", "--since", "1h", "--until", "0s", "--filter", "container=abc",
+    # Until the container's latest start, to the nanosecond: `--until 0s` is cut to whole
+    # seconds by the docker CLI, and missed a die event of the same second.
+    started = "2026-11-29T03:50:16.808939494Z"
+    assert docker.exit_codes("abc", started) == [
+        "docker", "events", "--since", "1h", "--until", started, "--filter", "container=abc",
         "--filter", "event=die", "--format", "{{.Actor.Attributes.exitCode}}"]
