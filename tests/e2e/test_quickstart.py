@@ -64,8 +64,8 @@ def checkout(docker_ready, tmp_path):
     co = Checkout(root)
     yield co
     co.invoke("down", timeout=300)
-    subprocess.run(["docker", "volume", "rm", "-f", f"{co.project}_pgdata"],
-                   capture_output=True)
+    subprocess.run(["docker", "volume", "rm", "-f", f"{co.project}_pgdata",
+                    f"{co.project}_proxy-state"], capture_output=True)
     subprocess.run(["docker", "image", "rm", "-f", f"{co.project}_backend",
                     f"{co.project}-backend"], capture_output=True)
 
