@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 from deploy import compose, docker, health, proxy, revision
 from deploy.builds import (
@@ -306,24 +305,6 @@ def _last_exit_code(stack: Stack, s: ContainerState) -> int:
     return int(found[-1]) if found and found[-1].lstrip("-").isdigit() else 0
 
 
-def wait_services_healthy(stack: Stack, services: tuple[str, ...], timeout: float) -> None:
-    def probe():
-        return [s for s in stack.states() if s.service in services]
-
-    def show(states):
-        stack.out("   " + ", ".join(f"{s.label}: {health.summary(s)}" for s in states))
-
-    try:
-        health.wait_until_healthy(probe, timeout=timeout, on_change=show,
-                                  probe_now=stack.probe_now)
-    except (health.ServiceFailed, health.HealthTimeout) as exc:
-        failing = exc.failing or exc.states
-        logs = {s.service: stack.log_lines([s.service], tail=health.LOG_LINES)
-                for s in failing if s.service}
-        raise type(exc)(f"{exc}\n{health.describe_failure(failing, logs)}", exc.states,
-                        exc.failing) from None
-
-
 # --- the sequence ----------------------------------------------------------------------------
 
 
@@ -422,8 +403,8 @@ def prepare(c, settings: Settings, *, build: bool = True, out: Out = print, stre
     else:
         timer.step("postgres + proxy up", base_up, stack, build)
     if not skip_base:
-        timer.step("wait-healthy (postgres, proxy)", wait_services_healthy, stack,
-                   BASE_SERVICES, settings.health_timeout)
+        timer.step("wait-healthy (postgres, proxy)", stack.wait_healthy,
+                   settings.health_timeout, BASE_SERVICES)
     db = database or (lambda: nullcontext(settings))
     result = None
     if schema:
@@ -455,14 +436,13 @@ def prepare(c, settings: Settings, *, build: bool = True, out: Out = print, stre
         new_ids = {s.id for s in fresh}
         if not new_ids:
             raise DeployError("start new: Compose started no new backend container")
-        answers = None
         if all(s.ip for s in fresh):  # running, addressed: the proxy checks them already
             plan = proxy.plan_switch(servers, [s.ip for s in fresh])
             timer.step("proxy: prepare (new slots checked, no traffic yet)", switcher.assign,
                        plan)
-            answers = partial(_answers, switcher, plan)
         new = timer.step("wait-healthy (new)", wait_new_healthy, stack, new_ids,
-                         settings.health_timeout, answers)
+                         settings.health_timeout,
+                         (lambda _: switcher.answers(plan)) if plan else None)
         if plan is None or sorted(plan.new.values()) != sorted(s.ip for s in new):
             plan = proxy.plan_switch(servers, [s.ip for s in new])
             switcher.assign(plan)
@@ -556,10 +536,6 @@ def _still_up(p: Prepared) -> None:
     except BaseException:
         p.undo()
         raise
-
-
-def _answers(switcher: Proxy, plan: proxy.SwitchPlan, states: list[ContainerState]) -> bool:
-    return switcher.answers(plan)
 
 
 def _flip(switcher: Proxy, plan: proxy.SwitchPlan) -> None:
