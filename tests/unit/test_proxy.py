@@ -10,7 +10,10 @@ prepare, a flip and a command naming a server that does not exist.
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,30 +43,37 @@ def test_every_api_command_is_a_docker_exec_of_one_constant_script():
     assert "/dev/tcp/127.0.0.1/9999" in proxy.API_SCRIPT
 
 
-def test_the_api_script_sends_its_argument_as_data_and_prints_the_answer(tmp_path):
-    # The script itself, against a one-shot TCP server standing in for the stats socket.
-    import socket
-    import threading
-
+@contextmanager
+def stats_socket(*answers: bytes):
+    """A TCP server standing in for HAProxy's stats socket: one connection per answer, in
+    turn; yields (its port, what each connection received)."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        got = []
+        server.listen(len(answers))
+        got: list[bytes] = []
 
         def serve():
-            conn, _ = server.accept()
-            with conn:
-                got.append(conn.recv(1000))
-                conn.sendall(b"answer\n")
+            for answer in answers:
+                conn, _ = server.accept()
+                with conn:
+                    got.append(conn.recv(1000))
+                    conn.sendall(answer)
 
         thread = threading.Thread(target=serve)
         thread.start()
+        try:
+            yield server.getsockname()[1], got
+        finally:
+            thread.join(timeout=10)
+
+
+def test_the_api_script_sends_its_argument_as_data_and_prints_the_answer(tmp_path):
+    # The script itself, against a one-shot TCP server standing in for the stats socket.
+    with stats_socket(b"answer\n") as (port, got):
         script = proxy.API_SCRIPT.replace(str(proxy.API_PORT), str(port))
         hostile = "show info; $(touch x) `touch y`"
         out = subprocess.run(["bash", "-c", script, "bash", hostile], capture_output=True,
                              text=True, cwd=tmp_path, timeout=10)
-        thread.join()
     assert out.stdout == "answer\n"
     assert got == [hostile.encode() + b"\n"]
     assert list(tmp_path.iterdir()) == []
@@ -73,32 +83,14 @@ def test_a_change_and_its_save_run_in_one_exec_the_answer_printed_the_state_writ
         tmp_path):
     # Against a TCP server standing in for the stats socket: the command on the first
     # connection (its answer printed), `show servers state` on the second (saved).
-    import socket
-    import threading
-
     argv = proxy.api("abc123", "set server app/slot2 state ready", save=True)
     assert argv == ["docker", "exec", "abc123", "bash", "-c", proxy.API_SCRIPT, "bash",
                     "set server app/slot2 state ready", proxy.STATE_FILE]
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(2)
-        port = server.getsockname()[1]
-        got = []
-
-        def serve():
-            for answer in (b"\n", b"1\n# be_id be_name\n3 app\n"):
-                conn, _ = server.accept()
-                with conn:
-                    got.append(conn.recv(1000))
-                    conn.sendall(answer)
-
-        thread = threading.Thread(target=serve)
-        thread.start()
+    with stats_socket(b"\n", b"1\n# be_id be_name\n3 app\n") as (port, got):
         script = argv[5].replace(str(proxy.API_PORT), str(port))
         state = tmp_path / "server-state"
         out = subprocess.run(["bash", "-c", script, "bash", argv[7], str(state)],
                              capture_output=True, text=True, timeout=10)
-        thread.join()
     assert (out.returncode, out.stdout, out.stderr) == (0, "\n", "")
     assert got == [b"set server app/slot2 state ready\n", b"show servers state\n"]
     assert state.read_text() == "1\n# be_id be_name\n3 app\n"
