@@ -10,7 +10,7 @@ In one run, on this machine's Docker engine, for each path:
   until healthy (docker inspect every 0.25 s), `python -m deploy migrate`,
   `python -m deploy check-tables --expected`;
 - **switch** (now): the sample stack with HAProxy in front, `invoke deploy`
-  (deploy/release_switch.py).
+  (deploy/release/sequence.py).
 
 Each path gets its own throwaway Compose project deployed from a git copy of this project
 (tests/e2e/release_tree.py); a changed release is a new commit of that copy. Load, the
@@ -214,7 +214,7 @@ HOT_ALTER = """\
 -- ROLLBACK: ALTER TABLE hot_counters DROP COLUMN IF EXISTS note;
 ALTER TABLE hot_counters ADD COLUMN IF NOT EXISTS note TEXT;
 """
-LOCK_TIMEOUT = 0.5  # MIGRATION_LOCK_TIMEOUT's default (deploy/policy.py)
+LOCK_TIMEOUT = 0.5  # MIGRATION_LOCK_TIMEOUT's default (deploy/migrate/policy.py)
 LOCKED_CASES = {  # name -> MIGRATION_LOCK_TIMEOUT for the deploy
     "lock timeout (now: 0.5 s, retried)": None,
     "no lock timeout (today)": "3600",

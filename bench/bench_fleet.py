@@ -15,7 +15,7 @@ from a throwaway git copy of this project (tests/e2e/release_tree.py):
   the release .env), then the zero-downtime sequence with `docker build` of the backend
   and the proxy on the host; rollback = the same switch back, Compose bringing postgres
   and the proxy up first, as it did;
-- **build once, ship** (deploy/fleet.py, as `invoke deploy --hosts` runs it, in this
+- **build once, ship** (deploy/fleet/rollout.py, as `invoke deploy --hosts` runs it, in this
   process): build here, the project's registry here, push; then every host staged and
   prepared at once (lock, upload the release directory, ship the images through an SSH
   tunnel, checked by image ID; migrate, the new containers started beside the old ones,
@@ -68,19 +68,19 @@ if str(REPO) not in sys.path:
 
 import invoke  # noqa: E402
 
-from deploy import (  # noqa: E402
-    builds,
-    fleet,
-    images,
-    registry,
-    release_switch,
-    releases,
-    remote,
-    shell,
-    shipping,
+from deploy import shell  # noqa: E402
+from deploy.commands import images  # noqa: E402
+from deploy.fleet import hosts as remote  # noqa: E402
+from deploy.fleet import (  # noqa: E402
+    registry,  # noqa: E402
+    releases,  # noqa: E402
+    shipping,  # noqa: E402
 )
-from deploy.lifecycle import Stack  # noqa: E402
-from deploy.revision import revision  # noqa: E402
+from deploy.fleet import rollout as fleet  # noqa: E402
+from deploy.machine import builds  # noqa: E402
+from deploy.machine.stack import Stack  # noqa: E402
+from deploy.release import sequence as release_switch  # noqa: E402
+from deploy.release.revision import revision  # noqa: E402
 from deploy.settings import load_settings  # noqa: E402
 from tests.e2e import netns  # noqa: E402
 from tests.e2e.release_tree import ReleaseTree  # noqa: E402

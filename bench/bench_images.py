@@ -1,5 +1,5 @@
 """Shipping images to hosts that cannot pull: `docker save | ssh docker load` vs the
-tunnelled registry (deploy/registry.py, deploy/shipping.py), for 1, 2 and 4 hosts.
+tunnelled registry (deploy/fleet/registry.py, deploy/fleet/shipping.py), for 1, 2 and 4 hosts.
 
     python bench/bench_images.py [--hosts 1,2,4]        # as root (network-namespace hosts)
 
@@ -50,7 +50,10 @@ if str(REPO) not in sys.path:
 
 import invoke  # noqa: E402
 
-from deploy import registry, shipping  # noqa: E402
+from deploy.fleet import (  # noqa: E402
+    registry,  # noqa: E402
+    shipping,
+)
 from tests.e2e import netns  # noqa: E402
 from tests.e2e.shipping_rig import (  # noqa: E402
     connect,

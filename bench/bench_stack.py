@@ -83,7 +83,7 @@ PROBES = {
     "bash": "bash /app/deploy/stack/backend/healthcheck.sh",
     "python": "python3 -m deploy.stack.backend.app --probe",
 }
-MAX_POLL = 0.25  # wait-healthy's poll interval (deploy/health.py MAX_INTERVAL)
+MAX_POLL = 0.25  # wait-healthy's poll interval (deploy/machine/health.py MAX_INTERVAL)
 SERVICES = {"postgres", "backend", "proxy"}
 
 # The bare sequence, stamped between phases (date +%s%N: wall clock, like Docker's events).

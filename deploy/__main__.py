@@ -61,7 +61,7 @@ def run(argv: list[str]) -> int:
 
     settings = load_settings()
     if args.command == "migrate":
-        from deploy.runner import migrate, with_flags
+        from deploy.migrate.runner import migrate, with_flags
 
         settings = with_flags(settings, migration_lock_timeout=args.migration_lock_timeout,
                               lock_retries=args.lock_retries, lock_budget=args.lock_budget,
@@ -71,7 +71,7 @@ def run(argv: list[str]) -> int:
                 allow_ahead=args.allow_ahead)
         return 0
     if args.command == "migrate-status":
-        from deploy.runner import format_status, status
+        from deploy.migrate.runner import format_status, status
 
         rows, plan = status(settings, wait=args.wait)
         if args.json:
@@ -79,11 +79,11 @@ def run(argv: list[str]) -> int:
         else:
             print("\n".join(format_status(rows)))
         if plan.drift:
-            from deploy.runner import drift_error
+            from deploy.migrate.runner import drift_error
 
             raise drift_error(plan)
         return 0
-    from deploy.checks import check_tables, format_report
+    from deploy.migrate.tables import check_tables, format_report
 
     report = check_tables(settings.database_url, settings.migrations_dir, prefix=args.prefix,
                           schema=args.schema, expected=args.expected, wait=args.wait)

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from deploy.errors import ConfigError
-from deploy.policy import DEFAULT_LOCK_BUDGET, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT
+from deploy.migrate.policy import DEFAULT_LOCK_BUDGET, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT
 
 DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
@@ -51,11 +51,11 @@ class Settings:
     hosts_dir: Path
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
     db_error: ConfigError | None = field(default=None, compare=False, repr=False)
-    # The zero-downtime switch (deploy/release_switch.py).
+    # The zero-downtime switch (deploy/release/sequence.py).
     drain_timeout: float = 30.0
     backend_image: str = "app-backend"
     proxy_image: str = "haproxy:2.6"
-    # How migration statements wait for table locks (deploy/policy.py explains the defaults).
+    # How migration statements wait for table locks (deploy/migrate/policy.py: the defaults).
     migration_lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     migration_lock_retries: int = DEFAULT_LOCK_RETRIES
     migration_lock_budget: float = DEFAULT_LOCK_BUDGET

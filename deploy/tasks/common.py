@@ -36,7 +36,7 @@ def exits(fn):
 def settings_for(c) -> Settings:
     """The settings for where `c` points: local, or under `fab -H` the host's overlay
     (deploy/hosts/<host>.env) with its host key checked before anything is sent."""
-    from deploy import remote  # stdlib only at import; Fabric is imported when used
+    from deploy.fleet import hosts as remote  # stdlib only at import; Fabric is imported when used
 
     settings = load_settings()
     if not remote.is_remote(c):
@@ -50,7 +50,7 @@ def settings_for(c) -> Settings:
 @contextmanager
 def database(c, settings: Settings):
     """Settings whose DATABASE_URL reaches the database from here (a tunnel under fab)."""
-    from deploy.remote import database_url
+    from deploy.fleet.hosts import database_url
 
     with database_url(c, settings) as url:
         yield settings.with_database_url(url)
@@ -76,8 +76,8 @@ def print_lines(lines) -> None:
 
 def stack_for(c):
     """The stack where `c` points: the local one, or the host's live release under fab."""
-    from deploy.lifecycle import Stack
-    from deploy.remote import PrefixStream, is_remote, printer, release_paths
+    from deploy.fleet.hosts import PrefixStream, is_remote, printer, release_paths
+    from deploy.machine.stack import Stack
 
     settings = settings_for(c)
     if is_remote(c):

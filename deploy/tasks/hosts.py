@@ -20,15 +20,15 @@ from deploy.tasks.common import count, exits, seconds, settings_for
 @exits
 def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False):
     """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
-    from deploy import remote
+    from deploy.fleet import hosts as remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
     n_parallel = count("--parallel", parallel, 1)
     if remote.is_remote(c):  # fab -H …: Fabric calls us once per host
         import invoke
 
-        from deploy import fleet
-        from deploy.releases import deploy_host
+        from deploy.fleet import rollout as fleet
+        from deploy.fleet.releases import deploy_host
 
         settings = settings_for(c)
         # The first host's call builds and publishes; the others reuse it (one process).
@@ -42,8 +42,8 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
         _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
                       lock_wait=wait)
         return
-    from deploy.deploy_locks import LocalLock, local_lock_path
-    from deploy.lifecycle import deploy as run_deploy
+    from deploy.machine.stack import deploy as run_deploy
+    from deploy.release.locks import LocalLock, local_lock_path
 
     settings = settings_for(c)
     with LocalLock(local_lock_path(settings.project_name), wait):
@@ -51,7 +51,7 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
 
 
 def _targets(hosts: str):
-    from deploy import remote
+    from deploy.fleet import hosts as remote
 
     shared = load_settings()
     targets = remote.parse_hosts(hosts)
@@ -66,8 +66,9 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
     switches, rolling."""
     import invoke
 
-    from deploy import fleet, remote
-    from deploy.lifecycle import require_stack_settings
+    from deploy.fleet import hosts as remote
+    from deploy.fleet import rollout as fleet
+    from deploy.machine.stack import require_stack_settings
 
     shared, targets, per_host = _targets(hosts)
     for settings in per_host.values():
@@ -82,7 +83,7 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
 
 
 def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -> None:
-    from deploy import remote
+    from deploy.fleet import hosts as remote
 
     def job(host):
         settings = per_host[host.name]
@@ -104,11 +105,11 @@ def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -
 @exits
 def rollback(c, hosts=None, lock_wait=None, parallel=None):
     """Back to the previous release's image, already on the host: no build, no upload."""
-    from deploy import remote
+    from deploy.fleet import hosts as remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
     if remote.is_remote(c):
-        from deploy.releases import rollback_host
+        from deploy.fleet.releases import rollback_host
 
         settings = settings_for(c)
         prefix = f"[{c.host}] "
@@ -118,7 +119,7 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
     if not hosts:
         raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
                           "fab -H web1 rollback)")
-    from deploy.releases import rollback_host
+    from deploy.fleet.releases import rollback_host
 
     _, targets, per_host = _targets(hosts)
     _run_on_hosts(targets, per_host, "rollback", count("--parallel", parallel, 1),
@@ -130,8 +131,8 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
 @exits
 def releases(c, hosts=None):
     """The releases kept on each host: * = current, their image, its ID, which one is live."""
-    from deploy import remote
-    from deploy.releases import format_release, release_images
+    from deploy.fleet import hosts as remote
+    from deploy.fleet.releases import format_release, release_images
 
     def show(conn, settings, name):
         rows = release_images(conn, settings)

@@ -28,8 +28,8 @@ def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
             migration_lock_timeout=None, lock_retries=None, lock_budget=None,
             statement_timeout=None):
     """Apply pending SQL migrations, each exactly once, under an advisory lock."""
-    from deploy.runner import migrate as run_migrate
-    from deploy.runner import with_flags
+    from deploy.migrate.runner import migrate as run_migrate
+    from deploy.migrate.runner import with_flags
 
     flags = {
         "migration_lock_timeout": seconds("--migration-lock-timeout", migration_lock_timeout,
@@ -49,7 +49,7 @@ def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
 @exits
 def migrate_status(c, json_=False, wait=None):
     """Show every migration: applied (when, ms), pending, changed or missing; exit 3 on drift."""
-    from deploy.runner import drift_error, format_status, status
+    from deploy.migrate.runner import drift_error, format_status, status
 
     with database(c, settings_for(c)) as settings:
         rows, plan = status(settings, wait=seconds("--wait", wait, 0.0))
@@ -72,8 +72,8 @@ def migrate_status(c, json_=False, wait=None):
 @exits
 def check_tables(c, prefix=None, schema="public", expected=False, json_=False, wait=None):
     """List tables by literal prefix, or verify the tables the migrations create."""
-    from deploy.checks import check_tables as run_check
-    from deploy.checks import format_report
+    from deploy.migrate.tables import check_tables as run_check
+    from deploy.migrate.tables import format_report
 
     with database(c, settings_for(c)) as settings:
         report = run_check(settings.database_url, settings.migrations_dir, prefix=prefix,
@@ -91,7 +91,7 @@ def check_tables(c, prefix=None, schema="public", expected=False, json_=False, w
 @exits
 def new_migration(c, name):
     """Write the next numbered migration file from the idempotent template."""
-    from deploy.runner import new_migration as run_new
+    from deploy.migrate.runner import new_migration as run_new
 
     run_new(settings_for(c), name)
 
@@ -104,7 +104,7 @@ def new_migration(c, name):
 @exits
 def redo_migration(c, filename, yes=False, lock_timeout=None):
     """Re-run one applied migration (replaces deleting its history row by hand)."""
-    from deploy.runner import redo
+    from deploy.migrate.runner import redo
 
     with database(c, settings_for(c)) as settings:
         redo(settings, filename, yes=yes,
@@ -119,7 +119,7 @@ def redo_migration(c, filename, yes=False, lock_timeout=None):
 @exits
 def forget_migration(c, filename, yes=False, lock_timeout=None):
     """Delete one history row on purpose; the schema it changed is left as it is."""
-    from deploy.runner import forget
+    from deploy.migrate.runner import forget
 
     with database(c, settings_for(c)) as settings:
         forget(settings, filename, yes=yes,
@@ -130,7 +130,7 @@ def forget_migration(c, filename, yes=False, lock_timeout=None):
 @exits
 def lint_migrations(c, json_=False):
     """Check every migration statically: syntax, idempotency, rollback notes, deploy safety."""
-    from deploy.lint import format_findings, lint_directory
+    from deploy.sqllint.lint import format_findings, lint_directory
 
     settings = settings_for(c)
     findings = lint_directory(settings.migrations_dir)

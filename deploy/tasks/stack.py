@@ -7,7 +7,7 @@ import json
 from invoke import task
 
 from deploy.errors import ConfigError
-from deploy.lifecycle import StepTimer
+from deploy.machine.stack import StepTimer
 from deploy.tasks.common import (
     count,
     database,
@@ -23,8 +23,9 @@ from deploy.tasks.common import (
 @exits
 def build(c, no_cache=False):
     """Build the release's images here, once: BACKEND_IMAGE:<git sha> and the proxy."""
-    from deploy import builds, revision
-    from deploy.remote import is_remote
+    from deploy.fleet.hosts import is_remote
+    from deploy.machine import builds
+    from deploy.release import revision
 
     if is_remote(c):
         raise ConfigError("build: images are built on this machine and shipped to hosts "
@@ -49,14 +50,14 @@ def build(c, no_cache=False):
 @exits
 def up(c):
     """Start the stack in the background (docker compose up -d, no build)."""
-    from deploy.lifecycle import require_stack_settings
-    from deploy.remote import is_remote
+    from deploy.fleet.hosts import is_remote
+    from deploy.machine.stack import require_stack_settings
 
     stack = stack_for(c)
     if not is_remote(c):
         require_stack_settings(stack.settings)
     stack.check_docker()
-    from deploy.release_switch import BASE_SERVICES, resync
+    from deploy.release.sequence import BASE_SERVICES, resync
 
     stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
 
@@ -81,7 +82,7 @@ def down(c, volumes=False):
 @exits
 def wait_healthy(c, timeout=None):
     """Wait until every service with a healthcheck is healthy and the rest are running."""
-    from deploy.lifecycle import format_states
+    from deploy.machine.stack import format_states
 
     stack = stack_for(c)
     stack.check_docker()
@@ -93,8 +94,8 @@ def wait_healthy(c, timeout=None):
 @exits
 def ps(c, json_=False):
     """Each container: state, health, exit code, its release, the proxy's view of it, ports."""
-    from deploy.lifecycle import format_states, state_dict
-    from deploy.release_switch import routes
+    from deploy.machine.stack import format_states, state_dict
+    from deploy.release.sequence import routes
 
     stack = stack_for(c)
     stack.check_docker()
@@ -119,8 +120,8 @@ def ps(c, json_=False):
 def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
          tail=None, timestamps=False):
     """Print or search the logs of SERVICES (a name, a,b or 'all'), filtered in Python."""
-    from deploy import logs as logfilter
-    from deploy.lifecycle import no_match
+    from deploy.machine import logs as logfilter
+    from deploy.machine.stack import no_match
 
     pattern = (logfilter.compile_pattern(grep, case_sensitive=case_sensitive)
                if grep is not None else None)
@@ -150,8 +151,8 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
     """Back up (pg_dump), destroy volumes, start fresh, migrate: guarded by the project name."""
     import sys
 
-    from deploy.lifecycle import confirm_reset
-    from deploy.lifecycle import reset as run_reset
+    from deploy.machine.stack import confirm_reset
+    from deploy.machine.stack import reset as run_reset
 
     stack = stack_for(c)
     confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())
@@ -162,7 +163,7 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
 @exits
 def psql(c):
     """Open psql inside the postgres service (interactive)."""
-    from deploy import compose
+    from deploy.commands import compose
 
     stack = stack_for(c)
     stack.check_docker()

@@ -17,7 +17,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from deploy import registry
+from deploy.fleet import registry
 from tests.e2e.conftest import (
     LOCAL_IMAGES_ENV,
     ROOT,
@@ -81,7 +81,7 @@ class Fleet:
 
     def settings(self, host):
         """The host's settings as a deploy reads them (shared file + its overlay)."""
-        from deploy import remote
+        from deploy.fleet import hosts as remote
         from deploy.settings import load_settings
 
         shared = load_settings(environ={"ENV_FILE": str(self.env_file)}, cwd=self.tree.path)

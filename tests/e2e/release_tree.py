@@ -1,7 +1,7 @@
 """A throwaway git copy of this project, where each change() is a new release.
 
 `invoke deploy` names a release by the git commit of the directory it runs in
-(deploy/revision.py), so tests and benchmarks that need a *changed*
+(deploy/release/revision.py), so tests and benchmarks that need a *changed*
 release deploy from such a copy and commit a change between deploys.
 """
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy import remote
+from deploy.fleet import hosts as remote
 from deploy.settings import Settings, load_settings
 from tests.e2e.busybox import busybox_tar
 from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file

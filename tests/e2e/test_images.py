@@ -11,9 +11,9 @@ import uuid
 import invoke
 import pytest
 
-from deploy import registry, shipping
+from deploy.commands.images import parse_ref
 from deploy.errors import DeployError
-from deploy.images import parse_ref
+from deploy.fleet import registry, shipping
 from tests.e2e import shipping_rig
 from tests.e2e.conftest import _missing
 from tests.e2e.fleet_rig import BUILD

@@ -20,8 +20,9 @@ import time
 
 import invoke
 
-from deploy import images, registry
-from deploy.releases import RELEASE_RE
+from deploy.commands import images
+from deploy.fleet import registry
+from deploy.fleet.releases import RELEASE_RE
 from tests.e2e.fleet_rig import BUILD, SECRET
 from tests.e2e.netns_load import NetnsLoad
 from tests.e2e.shipping_rig import local_images

@@ -91,7 +91,7 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     assert health.stdout.startswith("200 "), health.stdout + health.stderr
 
     # `invoke build` makes the release's image, tagged by commit, and nothing else moves.
-    from deploy.revision import revision
+    from deploy.release.revision import revision
 
     built = stack.invoke("build")
     assert built.returncode == 0, built.stdout + built.stderr
@@ -214,8 +214,9 @@ def test_the_exit_code_of_a_container_docker_restarted_comes_from_its_die_events
     # again; the failure report reads the crash's code from Docker's events instead.
     import invoke
 
-    from deploy import compose, shell
-    from deploy.release_switch import _last_exit_code
+    from deploy import shell
+    from deploy.commands import compose
+    from deploy.release.sequence import _last_exit_code
     from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file
 
     image = read_env_file(LOCAL_IMAGES_ENV).get("PYTHON_IMAGE", "python:3.12-slim")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from deploy import remote
+from deploy.fleet import hosts as remote
 
 
 def _connection(fleet):

@@ -1,6 +1,6 @@
 """Issue 7 §6 (runner side): long work shows progress, one plain line at a time.
 
-The intervals are data (deploy/policy.py, Progress); these tests pass short ones to the
+The intervals are data (deploy/migrate/policy.py, Progress); these tests pass short ones to the
 real runner, in-process, against a real PostgreSQL.
 """
 
@@ -12,9 +12,9 @@ import time
 
 import psycopg
 
-from deploy.migration_lock import LOCK_CLASS, lock_key
-from deploy.policy import Progress
-from deploy.runner import migrate
+from deploy.migrate.lock import LOCK_CLASS, lock_key
+from deploy.migrate.policy import Progress
+from deploy.migrate.runner import migrate
 from deploy.settings import load_settings
 
 FAST = Progress(after=0.4, every=0.4, lock_every=0.4)

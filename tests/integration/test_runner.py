@@ -306,7 +306,7 @@ def test_a_failing_statement_in_a_no_transaction_file_reports_its_own_line(proje
 
 def test_a_held_lock_times_out_with_exit_4_naming_the_holder(project):
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
-    from deploy.migration_lock import LOCK_CLASS, lock_key
+    from deploy.migrate.lock import LOCK_CLASS, lock_key
 
     with psycopg.connect(project.url, autocommit=True,
                          application_name="someone else's runner") as holder:

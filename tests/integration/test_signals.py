@@ -127,7 +127,7 @@ def test_a_signalled_runner_rolls_back_and_a_second_runner_applies_the_file_exac
 
 
 def test_a_signal_while_waiting_for_the_migration_lock_stops_cleanly(project):
-    from deploy.migration_lock import LOCK_CLASS, lock_key
+    from deploy.migrate.lock import LOCK_CLASS, lock_key
 
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n")
     with psycopg.connect(project.url, autocommit=True, application_name="other") as holder:
@@ -209,7 +209,7 @@ def test_a_statement_that_reached_the_server_after_the_signal_is_cancelled_once(
     # the watcher's poll() cancels the statement once it is on the server, and only once.
     import threading
 
-    from deploy.interrupt import Interrupted, SignalGuard
+    from deploy.migrate.interrupt import Interrupted, SignalGuard
 
     guard = SignalGuard("migrate")  # not entered: the signal is simulated
     with psycopg.connect(project.url, autocommit=True) as conn, guard.deferred():

@@ -207,8 +207,8 @@ def test_invalid_files_are_reported_at_once_even_while_the_database_is_unreachab
 
 def test_the_backend_health_check_names_each_missing_table_on_the_connection_it_keeps(project, db):
     # What /health runs on every check, on its one kept connection (deploy/stack/backend).
-    from deploy.checks import expected_tables, missing_expected_tables
-    from deploy.migrations import discover
+    from deploy.migrate.files import discover
+    from deploy.migrate.tables import expected_tables, missing_expected_tables
 
     project.write("001_a.sql", "CREATE TABLE IF NOT EXISTS ai_a (id int);\n"
                                "CREATE TABLE IF NOT EXISTS audit.ai_b (id int);\n")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from deploy.lint import format_findings, lint_directory
-from deploy.safety import RULES
-from deploy.sqltools import lint_sql
+from deploy.sqllint.lint import format_findings, lint_directory
+from deploy.sqllint.parse import lint_sql
+from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: SELECT 1;\n"
 DROP = "ALTER TABLE users DROP COLUMN IF EXISTS legacy;"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from deploy import compose
-from deploy.compose import Compose, ContainerState
+from deploy.commands import compose
+from deploy.commands.compose import Compose, ContainerState
 from deploy.errors import ConfigError, DeployError
 
 FILE = "deploy/stack/docker-compose.yml"
@@ -448,7 +448,7 @@ def test_project_states_is_one_command_with_the_filters_as_arguments():
 
 
 def test_a_container_healthcheck_is_run_as_docker_runs_it():
-    from deploy import docker
+    from deploy.commands import docker
 
     assert docker.healthcheck("abc", ("CMD", "bash", "/app/check.sh")) == [
         "docker", "exec", "abc", "bash", "/app/check.sh"]
@@ -461,7 +461,7 @@ def test_a_container_healthcheck_is_run_as_docker_runs_it():
 
 
 def test_the_exit_codes_of_a_restarted_container_come_from_its_die_events():
-    from deploy import docker
+    from deploy.commands import docker
 
     # Until the container's latest start, to the nanosecond: `--until 0s` is cut to whole
     # seconds by the docker CLI, and missed a die event of the same second.

@@ -8,8 +8,8 @@ import pytest
 from pglast import ast, parser
 from pglast.stream import RawStream
 
-from deploy.migrations import parse_file
-from deploy.sqltools import created_tables, lint_sql
+from deploy.migrate.files import parse_file
+from deploy.sqllint.parse import created_tables, lint_sql
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 FILES = sorted(MIGRATIONS.glob("*.sql"))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy import builds
 from deploy.errors import ConfigError
-from deploy.fleet import HostImages, host_images, no_build_message, no_proxy_message
-from deploy.releases import ReleaseImage, format_release
-from deploy.revision import Revision
+from deploy.fleet.releases import ReleaseImage, format_release
+from deploy.fleet.rollout import HostImages, host_images, no_build_message, no_proxy_message
+from deploy.machine import builds
+from deploy.release.revision import Revision
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

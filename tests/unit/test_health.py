@@ -2,9 +2,9 @@
 
 import pytest
 
-from deploy.compose import ContainerState
+from deploy.commands.compose import ContainerState
 from deploy.errors import DeployError, DeployTimeout
-from deploy.health import HealthTimeout, ServiceFailed, describe_failure, wait_until_healthy
+from deploy.machine.health import HealthTimeout, ServiceFailed, describe_failure, wait_until_healthy
 
 
 def state(service, status="running", health=None, exit_code=0, restarts=0, log=(), **kw):

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deploy import images
+from deploy.commands import images
+from deploy.commands.images import Ref, parse_ref, parse_registry, plan_prune
 from deploy.errors import ConfigError
-from deploy.images import Ref, parse_ref, parse_registry, plan_prune
-from deploy.registry import Published, Registry, registry_config
+from deploy.fleet.registry import Published, Registry, registry_config
+from deploy.fleet.shipping import pull_name
 from deploy.settings import load_settings
-from deploy.shipping import pull_name
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

@@ -10,9 +10,9 @@ import pytest
 from invoke import MockContext, Result
 
 from deploy import shell
-from deploy.deploy_locks import LocalLock, describe_holder
 from deploy.errors import DeployTimeout, Refused
-from deploy.lifecycle import StepTimer, confirm_reset
+from deploy.machine.stack import StepTimer, confirm_reset
+from deploy.release.locks import LocalLock, describe_holder
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_the_one_executor_quotes_every_argument():
 
 
 def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, monkeypatch):
-    from deploy.lifecycle import detect_flavour_cached
+    from deploy.machine.stack import detect_flavour_cached
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
@@ -127,7 +127,7 @@ def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, 
 def test_a_waiting_deploy_repeats_who_holds_the_lock_every_few_seconds(tmp_path):
     import fcntl
 
-    from deploy import deploy_locks as locks
+    from deploy.release import locks
 
     path = tmp_path / "deploy.lock"
     path.write_text(locks.holder_record("20261128T170000Z-abc1234"))
@@ -156,7 +156,7 @@ def test_a_holder_is_described_in_words():
 
 
 def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
-    from deploy.lifecycle import LIST_AT_MOST, print_summary
+    from deploy.machine.stack import LIST_AT_MOST, print_summary
 
     said = []
     names = [f"ai_table_{i:02d}" for i in range(12)]

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from deploy.errors import ConfigError
-from deploy.logs import compile_pattern, filter_lines, parse_line, service_of
+from deploy.machine.logs import compile_pattern, filter_lines, parse_line, service_of
 
 # Real `docker-compose logs --no-color` (1.29.2): names padded to one width, `_1` suffix,
 # and an "Attaching to" line without a prefix.

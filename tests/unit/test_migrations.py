@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import ConfigError, InvalidMigrations
-from deploy.migrations import (
+from deploy.migrate.files import (
     HistoryRow,
     discover,
     new_migration_filename,

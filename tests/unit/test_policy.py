@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.applying import concurrent
-from deploy.policy import (
+from deploy.migrate.applying import concurrent
+from deploy.migrate.policy import (
     CLIENT_KEEPALIVES,
     DEFAULT_PROGRESS,
     RETRY_WAITS,
@@ -125,7 +125,7 @@ def test_other_statements_are_not_concurrently_ones(sql):
 
 # The MIGRATION_* settings that feed the policy (deploy/settings.py).
 def test_migration_lock_settings_default_to_the_policy_and_read_the_environment(tmp_path):
-    from deploy.runner import lock_retry
+    from deploy.migrate.runner import lock_retry
     from deploy.settings import load_settings
 
     default = lock_retry(load_settings(environ={}, cwd=tmp_path))
@@ -166,7 +166,7 @@ def test_a_bad_migration_lock_setting_is_named(tmp_path, name, value, message):
 ])
 def test_flags_over_the_settings_are_checked_and_named(tmp_path, flags, message):
     from deploy.errors import ConfigError
-    from deploy.runner import with_flags
+    from deploy.migrate.runner import with_flags
     from deploy.settings import load_settings
 
     with pytest.raises(ConfigError) as info:
@@ -175,7 +175,7 @@ def test_flags_over_the_settings_are_checked_and_named(tmp_path, flags, message)
 
 
 def test_flags_win_over_the_settings(tmp_path):
-    from deploy.runner import lock_retry, with_flags
+    from deploy.migrate.runner import lock_retry, with_flags
     from deploy.settings import load_settings
 
     s = load_settings(environ={"MIGRATION_LOCK_TIMEOUT": "2"}, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""deploy/proxy.py: runtime-API commands, parsers of real HAProxy 2.6 output, the switch
+"""deploy/commands/haproxy.py: runtime-API commands, parsers of real HAProxy 2.6 output, the switch
 plan and the drain policy as data.
 
 tests/unit/haproxy/*.txt were captured from HAProxy 2.6.12 (Debian's package, the image of
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import proxy
+from deploy.commands import haproxy as proxy
 from deploy.errors import DeployError
 
 CAPTURED = Path(__file__).parent / "haproxy"

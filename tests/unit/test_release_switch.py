@@ -3,8 +3,9 @@ stand-in for the proxy container (no Docker here: the e2e tests run the whole sw
 
 import pytest
 
-from deploy import proxy, release_switch
+from deploy.commands import haproxy as proxy
 from deploy.errors import DeployError
+from deploy.release import sequence as release_switch
 from tests.unit.test_proxy import captured
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import remote
 from deploy.errors import ConfigError, DeployError, DeployTimeout
-from deploy.releases import (
+from deploy.fleet import hosts as remote
+from deploy.fleet.hosts import Host, on_hosts, parse_hosts
+from deploy.fleet.releases import (
     RELEASE_RE,
     HostReleases,
     bundle,
@@ -21,7 +22,6 @@ from deploy.releases import (
     release_name,
     render_env,
 )
-from deploy.remote import Host, on_hosts, parse_hosts
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

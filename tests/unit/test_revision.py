@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy.errors import Refused
-from deploy.revision import (
+from deploy.release.revision import (
     Revision,
     dirty_tag,
     nogit_tag,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.safety import RULES
-from deploy.sqltools import lint_sql
+from deploy.sqllint.parse import lint_sql
+from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: SELECT 1;\n"  # line 1 of every file below
 NO_TX = "-- migrate: no-transaction\n"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.safety import RULES
-from deploy.sqltools import (
+from deploy.sqllint.parse import (
     Finding,
     SqlSyntaxError,
     Statement,
@@ -14,6 +13,7 @@ from deploy.sqltools import (
     lint_sql,
     split_statements,
 )
+from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: DROP TABLE IF EXISTS t;\n"
 RERUN = "(migrations must be safe to re-run)"

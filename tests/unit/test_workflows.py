@@ -206,7 +206,7 @@ def test_the_deploy_workflow_builds_once_checks_then_ships_to_the_configured_hos
     assert commands.index(check) < commands.index(ship)
 
 
-# What names the images a deploy builds and ships (deploy/fleet.py: host_images).
+# What names the images a deploy builds and ships (deploy/fleet/rollout.py: host_images).
 IMAGE_SETTINGS = ("COMPOSE_PROJECT_NAME", "BACKEND_IMAGE", "PROXY_IMAGE", "POSTGRES_IMAGE",
                   "PYTHON_IMAGE")
 

@@ -70,8 +70,8 @@ def make_health_check(database_url: str, migrations_dir: str) -> HealthCheck:
     """Return the /health logic. Imports the database code now: a broken image fails at start."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from deploy.checks import expected_tables, missing_expected_tables
-    from deploy.migrations import discover
+    from deploy.migrate.files import discover
+    from deploy.migrate.tables import expected_tables, missing_expected_tables
 
     password = str(conninfo_to_dict(database_url).get("password") or "")
     secrets = [x for x in {password, urllib.parse.quote(password, safe="")} if x]
@@ -122,7 +122,7 @@ class OneConnection:
         if not self._lock.acquire(timeout=self.wait):
             raise TimeoutError(f"the previous check has not answered for {self.wait:g} s")
         try:
-            from deploy import database as db
+            from deploy.migrate import db
 
             if self._conn is None or self._conn.closed:
                 # Raises "database: cannot connect to <url, password hidden>: <reason>".
@@ -143,7 +143,7 @@ def make_pool(database_url: str, size: int = POOL_SIZE):
     starts even while the database does not answer yet."""
     from psycopg_pool import ConnectionPool
 
-    from deploy.database import CLIENT_KEEPALIVES
+    from deploy.migrate.db import CLIENT_KEEPALIVES
 
     pool = ConnectionPool(
         database_url, min_size=2, max_size=size, open=False, name="backend",

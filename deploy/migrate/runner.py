@@ -2,7 +2,7 @@
 
 Shared by the Invoke tasks and `python -m deploy`; output goes through `out` so each
 front end decides where lines go. Invoke and Fabric are never imported here. How a file
-is applied (lock-timeout retries, signals, invalid indexes) is in deploy/applying.py.
+is applied (lock-timeout retries, signals, invalid indexes) is in deploy/migrate/applying.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy import database as db
-from deploy.dberrors import translates
 from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
-from deploy.migrations import (
+from deploy.migrate import db
+from deploy.migrate.dberrors import translates
+from deploy.migrate.files import (
     FILENAME_RE,
     Migration,
     Plan,
@@ -30,11 +30,11 @@ from deploy.migrations import (
     render_template,
     status_rows,
 )
-from deploy.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
+from deploy.migrate.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
 from deploy.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: the no-op path never needs them
-    from deploy.interrupt import SignalGuard
+    from deploy.migrate.interrupt import SignalGuard
 
 Out = Callable[[str], None]
 
@@ -150,13 +150,13 @@ def drift_error(plan: Plan) -> DriftError:
 def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out: Out,
             progress: Progress) -> Iterator[SignalGuard]:
     """Take the migration lock on conn, the connection that then runs the files, and SET
-    the session's timeouts and dead-client detection with the first try (deploy/policy.py).
+    the session's timeouts and dead-client detection with the first try (deploy/migrate/policy.py).
 
     SIGTERM/SIGINT: while waiting for the lock they stop the command at once; once it is
-    held they are handled at the guard's checkpoints (deploy/interrupt.py). Before this,
+    held they are handled at the guard's checkpoints (deploy/migrate/interrupt.py). Before this,
     nothing has been changed, and the default handling (the process ends) is right."""
-    from deploy import migration_lock as locks
-    from deploy.interrupt import SignalGuard
+    from deploy.migrate import lock as locks
+    from deploy.migrate.interrupt import SignalGuard
 
     with SignalGuard(command) as guard:
         guard.phase = "while waiting for the migration lock: nothing applied"
@@ -169,7 +169,7 @@ def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out:
 
 
 def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
-    from deploy.watcher import Watcher
+    from deploy.migrate.watcher import Watcher
 
     url = settings.database_url
     return Watcher(lambda: db.connect(url, application_name=_application_name("watcher")),
@@ -249,7 +249,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
             _accept_drift(conn, table, plan, out)
         started = time.perf_counter()
         if plan.pending:
-            from deploy.applying import Applier
+            from deploy.migrate.applying import Applier
 
             with _watcher(settings, conn, out, progress, guard) as watcher:
                 applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
@@ -289,7 +289,7 @@ def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
         if "." in table and not db.schema_exists(conn, table.split(".", 1)[0]):
             # Not "every file pending": the setting names a place that does not exist.
-            from deploy.dberrors import missing_schema
+            from deploy.migrate.dberrors import missing_schema
 
             raise missing_schema(table)
         history = db.read_history(conn, table)
@@ -321,7 +321,7 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
 def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
          out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
-    from deploy.applying import Applier
+    from deploy.migrate.applying import Applier
 
     migrations = discover(settings.migrations_dir)
     by_name = {m.filename: m for m in migrations}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from pglast import ast, parser
 
-from deploy.safety import RULES, risky_changes
-from deploy.sqltools import Executed, Finding, line_col, split_statements
+from deploy.sqllint.parse import Executed, Finding, line_col, split_statements
+from deploy.sqllint.safety import RULES, risky_changes
 
 DIRECTIVE = "-- lint: allow <rule> -- <reason>"
 

@@ -8,8 +8,8 @@
 Everything before the switch can be undone: a failure there (build, migration, a new
 container that never becomes healthy) removes the new containers, moves `live` back and
 leaves the old release serving. A remote deploy prepares every host before any host
-switches (deploy/fleet.py). Written against ``Stack``, so the same code runs on this
-machine and on a host's fabric Connection. The HAProxy side is deploy/proxy.py.
+switches (deploy/fleet/rollout.py). Written against ``Stack``, so the same code runs on this
+machine and on a host's fabric Connection. The HAProxy side is deploy/commands/haproxy.py.
 
 Release identity lives in Docker, not in state files: the backend image is built as
 ``BACKEND_IMAGE:<release>`` with the label ``deploy.release=<release>`` (containers show
@@ -24,8 +24,12 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
-from deploy import compose, docker, health, proxy, revision
-from deploy.builds import (
+from deploy.commands import compose, docker
+from deploy.commands import haproxy as proxy
+from deploy.commands.compose import ContainerState
+from deploy.errors import ConfigError, DeployError
+from deploy.machine import health
+from deploy.machine.builds import (
     LIVE,
     build_backend,
     build_proxy,
@@ -35,9 +39,8 @@ from deploy.builds import (
     postgres_image,
     proxy_image,
 )
-from deploy.compose import ContainerState
-from deploy.errors import ConfigError, DeployError
-from deploy.lifecycle import Stack, StepTimer
+from deploy.machine.stack import Stack, StepTimer
+from deploy.release import revision
 from deploy.settings import Settings
 
 BACKEND = "backend"
@@ -368,7 +371,7 @@ def prepare(c, settings: Settings, *, build: bool = True, out: Out = print, stre
             shipped: bool = False, base_unchanged: bool = False) -> Prepared:
     """Everything before the point of no return (see ``deploy``); a failure takes back
     what it started and leaves the old release serving."""
-    from deploy.runner import migrate
+    from deploy.migrate.runner import migrate
 
     started = time.perf_counter()
     stack = Stack(c, settings, out, stream)
@@ -458,7 +461,7 @@ def prepare(c, settings: Settings, *, build: bool = True, out: Out = print, stre
 def finish(p: Prepared, on_switch: Callable[[], None] | None = None) -> dict:
     """The switch (the point of no return), then drain and stop the old containers, and
     check the tables. Returns the deploy's summary."""
-    from deploy.checks import check_tables, format_report
+    from deploy.migrate.tables import check_tables, format_report
 
     stack, timer, switcher, plan = p.stack, p.timer, p.switcher, p.plan
     out, release, target = stack.out, p.release, p.target

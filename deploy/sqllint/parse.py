@@ -1,7 +1,7 @@
 """Static analysis of migration SQL with pglast: statements, created tables, lint findings.
 
-``lint_sql`` runs the rules of deploy/idempotency.py (re-runnable files) and
-deploy/safety.py (deploy-safe changes, acknowledged per deploy/acknowledge.py).
+``lint_sql`` runs the rules of deploy/sqllint/idempotency.py (re-runnable files) and
+deploy/sqllint/safety.py (deploy-safe changes, acknowledged per deploy/sqllint/acknowledge.py).
 Pure: text in, data out; no database. Every offset here is a character offset into the
 file's text (pglast already converts libpg_query's UTF-8 byte offsets to characters).
 """
@@ -17,7 +17,7 @@ import pglast
 from pglast import ast, parser
 from pglast.enums import ObjectType
 
-from deploy.migrations import line_col  # noqa: F401 - part of this module's API too
+from deploy.migrate.files import line_col  # noqa: F401 - part of this module's API too
 
 
 @dataclass(frozen=True)
@@ -288,11 +288,11 @@ def lint_sql(filename: str, text: str, transactional: bool) -> list[Finding]:
 
     A syntax error stops the analysis: it is the only finding for that file. The
     idempotency checks skip statements inside ``DO`` blocks (the author's guarded code);
-    the deploy-safety checks (deploy/safety.py) look inside them too. Acknowledged
+    the deploy-safety checks (deploy/sqllint/safety.py) look inside them too. Acknowledged
     findings come back with severity "info" and the reason in ``acknowledged``.
     """
-    from deploy.acknowledge import deploy_safety_findings
-    from deploy.idempotency import has_rollback_note, statement_findings
+    from deploy.sqllint.acknowledge import deploy_safety_findings
+    from deploy.sqllint.idempotency import has_rollback_note, statement_findings
 
     try:
         executed = list(_executed(text))

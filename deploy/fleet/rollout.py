@@ -2,7 +2,7 @@
 
     revision: a commit (or --allow-dirty) → build here, once (--no-build: they must exist
     here already) → the registry, opened once → publish, once → every host at once
-    (deploy/releases.py): lock → upload → ship → prepare (the new release running beside
+    (deploy/fleet/releases.py): lock → upload → ship → prepare (the new release running beside
     the old, no traffic) → then host by host: the switch → current → prune
 
 A host never builds. Each needs three images, named as its settings name them:
@@ -15,7 +15,7 @@ A host never builds. Each needs three images, named as its settings name them:
 Per-host overlays (deploy/hosts/<host>.env) may name them differently: the backend is
 built once, under the shared settings' name, and the other names are tags of that very
 image (one ID everywhere); the proxy is built once per distinct source (its files and
-PROXY_IMAGE). deploy/shipping.py checks on every host that each name has the ID it has
+PROXY_IMAGE). deploy/fleet/shipping.py checks on every host that each name has the ID it has
 here.
 """
 
@@ -27,9 +27,13 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from deploy import builds, docker, images, registry, revision, shell
+from deploy import shell
+from deploy.commands import docker, images
 from deploy.errors import ConfigError
-from deploy.lifecycle import Stack, StepTimer
+from deploy.fleet import registry
+from deploy.machine import builds
+from deploy.machine.stack import Stack, StepTimer
+from deploy.release import revision
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
@@ -233,7 +237,8 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     one taken back); then the switches, rolling: each a few API calls, the drain and the
     old containers' stop. Each host keeps its lock until the end of the run.
     ``printer(prefix)`` gives a host's output function (default: remote.printer, stdout)."""
-    from deploy import releases, remote
+    from deploy.fleet import hosts as remote
+    from deploy.fleet import releases
 
     printer = printer or remote.printer
     held: dict[str, ExitStack] = {}

@@ -10,7 +10,7 @@
   INVALID index behind); an INVALID index left by an earlier, interrupted build is dropped
   and built again instead of being skipped by IF NOT EXISTS.
 - SIGTERM/SIGINT: the running statement is cancelled on the server; the runner stops with
-  one line saying what happened to the file (deploy/interrupt.py).
+  one line saying what happened to the file (deploy/migrate/interrupt.py).
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from deploy import database as db
-from deploy.dberrors import exit_code_for
 from deploy.errors import DeployTimeout, MigrationError
-from deploy.interrupt import SignalGuard
-from deploy.migration_lock import Blocker
-from deploy.migrations import Migration, display_path, line_col
-from deploy.policy import LOCK_NOT_AVAILABLE, QUERY_CANCELED, LockRetry, milliseconds
-from deploy.watcher import Watcher
+from deploy.migrate import db
+from deploy.migrate.dberrors import exit_code_for
+from deploy.migrate.files import Migration, display_path, line_col
+from deploy.migrate.interrupt import SignalGuard
+from deploy.migrate.lock import Blocker
+from deploy.migrate.policy import LOCK_NOT_AVAILABLE, QUERY_CANCELED, LockRetry, milliseconds
+from deploy.migrate.watcher import Watcher
 
 Out = Callable[[str], None]
 _DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 
 
 def split(text: str):
-    from deploy.sqltools import split_statements  # pglast only when a file needs it
+    from deploy.sqllint.parse import split_statements  # pglast only when a file needs it
 
     return split_statements(text)
 

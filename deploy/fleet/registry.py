@@ -11,7 +11,7 @@ default) for its own duration:
   share it (the last one out removes it; local locks in /tmp, see local_registry), and a
   container left by a killed deploy is replaced.
 
-Hosts reach it through a reverse SSH tunnel (deploy/shipping.py). With DEPLOY_REGISTRY,
+Hosts reach it through a reverse SSH tunnel (deploy/fleet/shipping.py). With DEPLOY_REGISTRY,
 images are pushed there once (after `docker login --password-stdin` into a client config
 directory of our own when DEPLOY_REGISTRY_USER is set) and hosts pull from it.
 """
@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import images, shell
+from deploy import shell
+from deploy.commands import images
 from deploy.errors import ConfigError, DeployError, DeployTimeout
 from deploy.settings import Settings, redact
 
@@ -164,7 +165,7 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
     """
     import fcntl
 
-    from deploy.deploy_locks import LocalLock
+    from deploy.release.locks import LocalLock
 
     container, _ = names(project)
     users = open(users_path(project), "a+")  # held until the deploy ends

@@ -1,7 +1,7 @@
 """Fabric: hosts, host-key trust, per-host settings, the DB tunnel and the host lock.
 
 Local or remote is decided by which context arrives (docs/design.md): tasks pass `c` on; this
-module only knows how to reach a host safely. Releases live in deploy/releases.py.
+module only knows how to reach a host safely. Releases live in deploy/fleet/releases.py.
 """
 
 from __future__ import annotations
@@ -183,11 +183,11 @@ def connection(host: Host, settings: Settings):
 def database_url(c, settings: Settings) -> Iterator[str]:
     """DATABASE_URL as seen from here: as is locally; through an SSH tunnel to the host's
     loopback-published port remotely (DATABASE_URL then describes the database as the
-    host sees it). The tunnel listens before its URL is handed out (deploy/tunnel.py)."""
+    host sees it). The tunnel listens before its URL is handed out (deploy/fleet/tunnel.py)."""
     if not is_remote(c):
         yield settings.database_url
         return
-    from deploy.tunnel import forward_local
+    from deploy.fleet.tunnel import forward_local
 
     parts = urlsplit(settings.database_url)
     remote_port = parts.port or 5432
@@ -240,7 +240,7 @@ def host_lock(c, settings: Settings, *, wait: float, release: str,
     """
     import math
 
-    from deploy.deploy_locks import PROGRESS_EVERY, describe_holder, holder_record
+    from deploy.release.locks import PROGRESS_EVERY, describe_holder, holder_record
 
     root = settings.deploy_path
     argv = ["sh", "-c", _LOCK_SCRIPT, "sh", root, f"{root}/.deploy.lock",

@@ -1,8 +1,8 @@
 """Docker images as data: references, argv builders and parsers for shipping images.
 
 Nothing here runs a process (docs/design.md, "commands are data"): every builder returns a
-``list[str]`` that deploy/shell.py runs, on this machine or on a host. deploy/shipping.py
-and deploy/registry.py put them together.
+``list[str]`` that deploy/shell.py runs, on this machine or on a host. deploy/fleet/shipping.py
+and deploy/fleet/registry.py put them together.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ LOCAL_POLL = 0.2
 
 
 def holder_record(release: str | None = None) -> str:
-    from deploy.database import applied_by  # the same "who" as history rows
+    from deploy.migrate.db import applied_by  # the same "who" as history rows
 
     record = {"by": applied_by(), "pid": os.getpid(),
               "since": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -10,7 +10,7 @@ cannot know what the database holds, so anything it did not create may have rows
 readers. Statements inside ``DO`` blocks count (plain SQL, not dynamic ``EXECUTE``),
 guarded or not: an ``IF NOT EXISTS … THEN ALTER TABLE …`` still runs on the live table.
 
-A file acknowledges a finding with a directive comment: deploy/acknowledge.py.
+A file acknowledges a finding with a directive comment: deploy/sqllint/acknowledge.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from deploy.sqltools import Created, Executed, name_of, qualified
+from deploy.sqllint.parse import Created, Executed, name_of, qualified
 
 # Rule id -> what it finds. The ids are stable: directives and CI annotations name them.
 RULES = {

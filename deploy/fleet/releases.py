@@ -4,7 +4,8 @@
     DEPLOY_PATH/current -> releases/<…>       the live release
 
 A release directory holds no build context: the images arrive already built
-(deploy/fleet.py, deploy/shipping.py), and the backend image of release `<time>-<tag>` is
+(deploy/fleet/rollout.py, deploy/fleet/shipping.py), and the backend image of release
+`<time>-<tag>` is
 BACKEND_IMAGE:<tag> on the host. Compose runs BACKEND_IMAGE:live, which the switch moves.
 """
 
@@ -19,12 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from deploy import images, remote, shell, shipping
+from deploy import shell
+from deploy.commands import images
 from deploy.errors import ConfigError, DeployError, Refused
-from deploy.lifecycle import StepTimer, print_summary
+from deploy.fleet import hosts as remote
+from deploy.fleet import shipping
+from deploy.machine.stack import StepTimer, print_summary
 from deploy.settings import Settings
 
-# <UTC time>-<tag>, the tag being deploy/revision.py's: the short sha, <sha>-dirty-<hash>
+# <UTC time>-<tag>, the tag being deploy/release/revision.py's: the short sha, <sha>-dirty-<hash>
 # for a tree with uncommitted changes (--allow-dirty), nogit-<UTC time> outside git.
 RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{4,40}(?:-dirty-[0-9a-f]{4,64})?"
                         r"|nogit(?:-\d{8}T\d{6}Z)?)$")
@@ -35,7 +39,7 @@ ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
 
 def release_name(now: datetime | None = None, tag: str | None = None) -> str:
     """`<UTC time>-<tag>`: sorts by time; the tag names the backend image."""
-    from deploy.revision import revision
+    from deploy.release.revision import revision
 
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{tag or revision().tag}"
@@ -64,7 +68,7 @@ def render_env(settings: Settings) -> str:
         # for unquoted values), so no quoting that one of them would keep.
         lines.append(f"{name}={value}")
     lines.append(f"COMPOSE_PROJECT_NAME={settings.project_name}")
-    # What Compose runs (deploy/lifecycle.py passes the same): a plain `docker compose up`
+    # What Compose runs (deploy/machine/stack.py passes the same): a plain `docker compose up`
     # in the release directory starts the live release too.
     lines.append(f"BACKEND_IMAGE={settings.backend_image}")
     lines.append("BACKEND_TAG=live")
@@ -157,7 +161,7 @@ def switch_current(c, settings: Settings, release: str) -> None:
 def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> list[str]:
     """Keep the newest `keep` release directories (and `current`), removing the others in
     one command; then every backend image but those of the releases kept (never `live`
-    or one a container uses: deploy/shipping.py), also one shipped for a release no host
+    or one a container uses: deploy/fleet/shipping.py), also one shipped for a release no host
     switched to (its directory was removed). Returns the releases kept."""
     old = [n for n in state.names[:-keep] if n != state.current] if keep else []
     if old:
@@ -187,12 +191,12 @@ class Staged:
 
 @contextmanager
 def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print):
-    """lock → upload the release directory → ship the images (deploy/fleet.py made and
+    """lock → upload the release directory → ship the images (deploy/fleet/rollout.py made and
     published them here). Nothing on the host changes what it serves; the lock is held
     until the block ends, and the release directory is removed then unless the host
     switched to it (`switch_host`). `invoke deploy --hosts` stages every host before any
     host switches."""
-    from deploy.lifecycle import require_stack_settings
+    from deploy.machine.stack import require_stack_settings
 
     require_stack_settings(settings)
     started = time.perf_counter()
@@ -224,7 +228,7 @@ def prepare_host(state: Staged, *, out=print, stream=None) -> None:
     healthy, and their proxy slots checked, taking no traffic. `invoke deploy --hosts`
     prepares every host before any host switches; `staged` takes a prepared release back
     when its host never switches."""
-    from deploy.release_switch import prepare
+    from deploy.release.sequence import prepare
 
     c, settings = state.c, state.settings
     state.prepared = prepare(c, remote.release_paths(settings, state.release), build=False,
@@ -237,7 +241,7 @@ def switch_host(state: Staged, *, out=print, stream=None) -> dict:
     """A staged host (prepared first when it is not yet: `prepare_host`): the switch of
     release_switch.finish → `current` → prune releases and images. A failure before the
     switch leaves the previous release serving (it was never stopped)."""
-    from deploy.release_switch import finish
+    from deploy.release.sequence import finish
 
     c, settings, release = state.c, state.settings, state.release
 
@@ -325,7 +329,7 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
                   stream=None) -> str:
     """Switch back to the previous release's image, already on the host: no build, no
     upload; the same proxy switch as a deploy. Migrations stay applied."""
-    from deploy.release_switch import deploy as switch_deploy
+    from deploy.release.sequence import deploy as switch_deploy
 
     remote.open_connection(c, settings)
     with remote.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
@@ -361,7 +365,7 @@ _LIST_MIGRATIONS = 'ls -1 "$1" 2>/dev/null; echo "--"; ls -1 "$2" 2>/dev/null; t
 def _rollback_notes(c, settings: Settings, newer: str, older: str) -> list:
     """The `-- ROLLBACK:` notes of the migrations `newer` has and `older` lacks (one command
     lists both; the files are read only when there are such migrations)."""
-    from deploy.migrations import parse_file
+    from deploy.migrate.files import parse_file
 
     root = PurePosixPath(settings.deploy_path) / "releases"
     listing = shell.run(c, ["sh", "-c", _LIST_MIGRATIONS, "sh",

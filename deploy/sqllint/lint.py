@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
-from deploy.migrations import FILENAME_RE, display_path, parse_file
+from deploy.migrate.files import FILENAME_RE, display_path, parse_file
 
 
 def lint_directory(directory: Path) -> list:
-    from deploy.sqltools import Finding, lint_sql
+    from deploy.sqllint.parse import Finding, lint_sql
 
     if not directory.is_dir():
         raise ConfigError(f"MIGRATIONS_DIR: {directory} is not a directory")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pglast import ast, parser
 from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind
 
-from deploy.sqltools import created_relation, qualified
+from deploy.sqllint.parse import created_relation, qualified
 
 _RERUN = "(migrations must be safe to re-run)"
 

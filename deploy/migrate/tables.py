@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import database as db
-from deploy.dberrors import translated
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
-from deploy.migrations import Migration, discover
+from deploy.migrate import db
+from deploy.migrate.dberrors import translated
+from deploy.migrate.files import Migration, discover
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ExpectedTable:
 
 def expected_tables(migrations: list[Migration], schema: str = "public") -> list[ExpectedTable]:
     """Tables the migrations create (parsed with pglast), first creator wins."""
-    from deploy.sqltools import SqlSyntaxError, created_tables
+    from deploy.sqllint.parse import SqlSyntaxError, created_tables
 
     seen: dict[tuple[str, str], ExpectedTable] = {}
     for m in migrations:

@@ -5,8 +5,8 @@
     <project>-proxy:live      deploy/stack/proxy (haproxy.cfg baked in) on PROXY_IMAGE,
                               label deploy.proxy.source=<hash of those files and PROXY_IMAGE>
 
-`invoke deploy` builds them for the stack here (deploy/release_switch.py); a remote deploy
-builds them here once and ships them (deploy/fleet.py): a host never builds.
+`invoke deploy` builds them for the stack here (deploy/release/sequence.py); a remote deploy
+builds them here once and ships them (deploy/fleet/rollout.py): a host never builds.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path, PurePosixPath
 
-from deploy import docker, proxy
-from deploy.lifecycle import Stack
+from deploy.commands import docker
+from deploy.commands import haproxy as proxy
+from deploy.machine.stack import Stack
 from deploy.settings import Settings
 
 # The tag Compose always runs: the switch moves it to the release that serves.

@@ -6,7 +6,7 @@
 - any other database error: exit 1, the server's message and SQLSTATE.
 
 Errors of a migration file itself are reported with the file's line and column by the
-runner (deploy/applying.py), which takes its exit code from exit_code_for().
+runner (deploy/migrate/applying.py), which takes its exit code from exit_code_for().
 """
 
 from __future__ import annotations

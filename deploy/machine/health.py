@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from deploy.compose import ContainerState
+from deploy.commands.compose import ContainerState
 from deploy.errors import DeployError, DeployTimeout
 
 # The detection-latency budget is 0.5 s; a poll (docker ps + inspect, ~0.05 s) plus the

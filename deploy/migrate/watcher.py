@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from deploy.migration_lock import Blocker, blockers
-from deploy.policy import DEFAULT_PROGRESS, Progress, sample_every, watch_after
+from deploy.migrate.lock import Blocker, blockers
+from deploy.migrate.policy import DEFAULT_PROGRESS, Progress, sample_every, watch_after
 
 Out = Callable[[str], None]
 

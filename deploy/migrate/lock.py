@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 
 from deploy.errors import DeployTimeout
-from deploy.policy import DEFAULT_PROGRESS, Progress
+from deploy.migrate.policy import DEFAULT_PROGRESS, Progress
 
 LOCK_CLASS = 0x6D696772  # "migr": the first key of our two-int advisory lock
 Out = Callable[[str], None]

@@ -304,7 +304,7 @@ class ContainerState:
     error: str = ""  # .State.Error, e.g. why the runtime could not start it
     ip: str = ""  # its address on the project's network (the proxy routes to it)
     image_id: str = ""
-    release: str = ""  # the deploy.release label of its image (deploy/release_switch.py)
+    release: str = ""  # the deploy.release label of its image (deploy/release/sequence.py)
     healthcheck: tuple[str, ...] = ()  # its healthcheck's test: ("CMD", …) or ("CMD-SHELL", …)
 
     @property

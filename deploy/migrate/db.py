@@ -1,7 +1,7 @@
 """psycopg: connect/wait, history table, apply, indexes, table inventory.
 
-The migration lock and lock-wait sampling are in deploy/migration_lock.py; turning psycopg errors
-into the project's errors in deploy/dberrors.py.
+The migration lock and lock-wait sampling are in deploy/migrate/lock.py; turning psycopg errors
+into the project's errors in deploy/migrate/dberrors.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from deploy.errors import ConfigError, DeployError, DeployTimeout, MigrationError
-from deploy.migrations import HistoryRow, Migration
-from deploy.policy import CLIENT_KEEPALIVES
+from deploy.migrate.files import HistoryRow, Migration
+from deploy.migrate.policy import CLIENT_KEEPALIVES
 from deploy.settings import redact, redact_url
 
 # Connection errors that waiting will not fix: fail at once instead of retrying for --wait.
@@ -83,7 +83,7 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
         except psycopg.Error as exc:
             reason = _clean(exc, url)
             if "permission denied for database" in reason:
-                from deploy.dberrors import connect_refused
+                from deploy.migrate.dberrors import connect_refused
 
                 raise connect_refused(reason, url) from None
             if any(word in reason for word in _PERMANENT):

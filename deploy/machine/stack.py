@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploy import compose, docker, health, shell
-from deploy.compose import Compose, ContainerState
+from deploy import shell
+from deploy.commands import compose, docker
+from deploy.commands.compose import Compose, ContainerState
 from deploy.errors import CheckFailed, ConfigError, DeployError, Refused
+from deploy.machine import health
 from deploy.settings import Settings
 
 Out = Callable[[str], None]
@@ -75,7 +77,7 @@ class Stack:
             if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
             env_file = self.settings.env_file
-            # The backend always runs BACKEND_IMAGE:live (deploy/release_switch.py): per-release
+            # The backend always runs BACKEND_IMAGE:live (deploy/release/sequence.py): per-release
             # values never enter Compose's config, so a plain `up` recreates nothing.
             env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live",
                    f"COMPOSE_PROJECT_NAME={self.settings.project_name}")
@@ -249,9 +251,9 @@ class StepTimer:
 def migrate_and_verify(settings: Settings, timer: StepTimer, out: Out,
                        since_seconds: float | None = None) -> dict:
     """The in-process runner, then check-tables --expected; returns a summary."""
-    from deploy import database as db
-    from deploy.checks import check_tables, format_report
-    from deploy.runner import migrate
+    from deploy.migrate import db
+    from deploy.migrate.runner import migrate
+    from deploy.migrate.tables import check_tables, format_report
 
     result = timer.step("migrate", migrate, settings, wait=30.0, out=out)
     report = timer.step("check-tables --expected", check_tables, settings.database_url,
@@ -291,8 +293,8 @@ def require_stack_settings(settings: Settings) -> None:
 
 
 def deploy(c, settings: Settings, *, build: bool = True, out: Out = print) -> dict:
-    """The zero-downtime sequence of deploy/release_switch.py, then the summary."""
-    from deploy.release_switch import deploy as switch_deploy
+    """The zero-downtime sequence of deploy/release/sequence.py, then the summary."""
+    from deploy.release.sequence import deploy as switch_deploy
 
     require_stack_settings(settings)
     summary = switch_deploy(c, settings, build=build, out=out)
@@ -359,7 +361,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not backup:
         out("   --no-backup: no backup taken")
     timer.step("down --volumes", stack.down, True)
-    from deploy.release_switch import BASE_SERVICES, resync
+    from deploy.release.sequence import BASE_SERVICES, resync
 
     timer.step("up", stack.up, False, BASE_SERVICES)
     timer.step("wait-healthy", stack.wait_healthy, settings.health_timeout)

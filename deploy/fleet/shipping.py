@@ -1,6 +1,6 @@
 """Ship images to a host that cannot build or pull them, and prove it runs the exact ones.
 
-Per host (`c` a fabric Connection), after deploy/registry.py pushed the images once:
+Per host (`c` a fabric Connection), after deploy/fleet/registry.py pushed the images once:
 
 1. ask the host for each image's ID; an image it already has with the same ID is skipped;
 2. for the rest: with the local registry, a reverse tunnel from the host's 127.0.0.1:<port
@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from deploy import images, shell
+from deploy import shell
+from deploy.commands import images
 from deploy.errors import ConfigError, DeployError
-from deploy.registry import Published, Registry, login
+from deploy.fleet.registry import Published, Registry, login
 
 Out = Callable[[str], None]
 
@@ -125,7 +126,7 @@ def _pull_from(c, registry: Registry) -> Iterator[tuple[int | None, str | None, 
     if registry.tunnelled:
         import paramiko
 
-        from deploy.tunnel import forward_remote
+        from deploy.fleet.tunnel import forward_remote
 
         with ExitStack() as stack:
             try:
