@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 from deploy.errors import ConfigError, DeployError, DeployTimeout
+from deploy.output import emit
 from deploy.settings import Settings, load_settings, parse_env_text
 
 
@@ -275,40 +275,7 @@ def host_lock(c, settings: Settings, *, wait: float, release: str,
         channel.close()
 
 
-# --- output and many hosts --------------------------------------------------------------
-
-_print_lock = threading.Lock()
-
-
-class PrefixStream:
-    """A text stream that writes whole lines, each prefixed with its host."""
-
-    def __init__(self, prefix: str, target=None):
-        self.prefix = prefix
-        self.target = target
-        self.buffer = ""
-
-    def write(self, text: str) -> int:
-        self.buffer += text
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
-            emit(self.prefix + line, self.target)
-        return len(text)
-
-    def flush(self) -> None:
-        if self.buffer:
-            emit(self.prefix + self.buffer, self.target)
-            self.buffer = ""
-
-
-def emit(line: str, target=None) -> None:
-    with _print_lock:
-        print(line, file=target or sys.stdout, flush=True)
-
-
-def printer(prefix: str) -> Callable[[str], None]:
-    return lambda line: emit(prefix + line)
-
+# --- many hosts --------------------------------------------------------------
 
 @dataclass
 class HostsReport:

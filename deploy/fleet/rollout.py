@@ -33,6 +33,7 @@ from deploy.errors import ConfigError
 from deploy.fleet import registry
 from deploy.machine import builds
 from deploy.machine.stack import Stack, StepTimer
+from deploy.output import Output, PrefixStream
 from deploy.release import revision
 from deploy.settings import Settings
 
@@ -240,7 +241,7 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     from deploy.fleet import hosts as remote
     from deploy.fleet import releases
 
-    printer = printer or remote.printer
+    printer = printer or (lambda prefix: Output(prefix=prefix))
     held: dict[str, ExitStack] = {}
     ready: dict[str, releases.Staged] = {}
 
@@ -253,12 +254,12 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
                 c, settings, rollout, lock_wait=lock_wait, out=printer(prefix)))
             held[host.name] = stack.pop_all()
         ready[host.name] = state
-        releases.prepare_host(state, out=printer(prefix), stream=remote.PrefixStream(prefix))
+        releases.prepare_host(state, out=printer(prefix), stream=PrefixStream(prefix))
 
     def switch(host) -> None:
         prefix = f"[{host.name}] "
         releases.switch_host(ready[host.name], out=printer(prefix),
-                             stream=remote.PrefixStream(prefix))
+                             stream=PrefixStream(prefix))
 
     try:
         at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))

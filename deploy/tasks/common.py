@@ -76,14 +76,15 @@ def print_lines(lines) -> None:
 
 def stack_for(c):
     """The stack where `c` points: the local one, or the host's live release under fab."""
-    from deploy.fleet.hosts import PrefixStream, is_remote, printer, release_paths
+    from deploy.fleet.hosts import is_remote, release_paths
     from deploy.machine.stack import Stack
+    from deploy.output import Output
 
     settings = settings_for(c)
     if is_remote(c):
         prefix = f"[{c.host}] "
-        return Stack(c, release_paths(settings, "current"), printer(prefix),
-                     PrefixStream(prefix))
+        out = Output(prefix=prefix)
+        return Stack(c, release_paths(settings, "current"), out, out.stream)
     return Stack(c, settings)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import task
 
 from deploy.errors import ConfigError
+from deploy.output import Output, PrefixStream, emit
 from deploy.settings import load_settings
 from deploy.tasks.common import count, exits, seconds, settings_for
 
@@ -33,10 +34,10 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
         settings = settings_for(c)
         # The first host's call builds and publishes; the others reuse it (one process).
         rollout = fleet.session(invoke.Context(), load_settings(), build=not no_build,
-                                allow_dirty=allow_dirty, lock_wait=wait, out=remote.emit)
+                                allow_dirty=allow_dirty, lock_wait=wait, out=emit)
         prefix = f"[{c.host}] "
-        deploy_host(c, settings, rollout, lock_wait=wait, out=remote.printer(prefix),
-                    stream=remote.PrefixStream(prefix))
+        deploy_host(c, settings, rollout, lock_wait=wait, out=Output(prefix=prefix),
+                    stream=PrefixStream(prefix))
         return
     if hosts:
         _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
@@ -66,7 +67,6 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
     switches, rolling."""
     import invoke
 
-    from deploy.fleet import hosts as remote
     from deploy.fleet import rollout as fleet
     from deploy.machine.stack import require_stack_settings
 
@@ -74,7 +74,7 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
     for settings in per_host.values():
         require_stack_settings(settings)
     with fleet.Rollout(invoke.Context(), shared, build=build, allow_dirty=allow_dirty,
-                       lock_wait=lock_wait, out=remote.emit) as rollout:
+                       lock_wait=lock_wait, out=emit) as rollout:
         rollout.prepare(per_host.values())
         for settings in per_host.values():  # every image published before any host
             rollout.images_for(settings)
@@ -90,7 +90,7 @@ def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -
         prefix = f"[{host.name}] "
         c = remote.connection(host, settings)
         try:
-            fn(c, settings, out=remote.printer(prefix), stream=remote.PrefixStream(prefix),
+            fn(c, settings, out=Output(prefix=prefix), stream=PrefixStream(prefix),
                **kwargs)
         finally:
             c.close()
@@ -113,8 +113,8 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
 
         settings = settings_for(c)
         prefix = f"[{c.host}] "
-        rollback_host(c, settings, lock_wait=wait, out=remote.printer(prefix),
-                      stream=remote.PrefixStream(prefix))
+        rollback_host(c, settings, lock_wait=wait, out=Output(prefix=prefix),
+                      stream=PrefixStream(prefix))
         return
     if not hosts:
         raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
@@ -137,9 +137,9 @@ def releases(c, hosts=None):
     def show(conn, settings, name):
         rows = release_images(conn, settings)
         for row in rows:
-            remote.emit(f"[{name}] {format_release(row)}")
+            emit(f"[{name}] {format_release(row)}")
         if not rows:
-            remote.emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
+            emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
 
     if remote.is_remote(c):
         show(c, settings_for(c), c.host)

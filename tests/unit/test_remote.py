@@ -22,6 +22,7 @@ from deploy.fleet.releases import (
     release_name,
     render_env,
 )
+from deploy.output import PrefixStream
 from deploy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def test_an_unexpected_exception_on_a_host_is_reported_not_raised():
 
 
 def test_prefix_stream_writes_whole_lines_with_the_host(capsys):
-    stream = remote.PrefixStream("[web1] ")
+    stream = PrefixStream("[web1] ")
     stream.write("building")
     stream.write(" step 1\nstep 2\npart")
     stream.flush()
