@@ -13,7 +13,7 @@ In one run, on this machine's Docker engine, for each path:
   (deploy/release/sequence.py).
 
 Each path gets its own throwaway Compose project deployed from a git copy of this project
-(tests/e2e/release_tree.py); a changed release is a new commit of that copy. Load, the
+(tests/support/release_tree.py); a changed release is a new commit of that copy. Load, the
 same for both: wrk from Debian's packages (`--connections`, GET /counters/1: a read of
 the hot table) plus a stream of 2 s requests (GET /slow?seconds=2, one after the other,
 never retried). Measured first at rest (`--rest` seconds, no deploy), then through one
@@ -47,9 +47,9 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.stack_rig import PY, REPO, Project, ensure_local_images, log  # noqa: E402
-from tests.e2e.conftest import remove_project_images  # noqa: E402
-from tests.e2e.load import SlowRequests, Wrk, WrkReport  # noqa: E402
-from tests.e2e.release_tree import ReleaseTree  # noqa: E402
+from tests.support.load import SlowRequests, Wrk, WrkReport  # noqa: E402
+from tests.support.release_tree import ReleaseTree  # noqa: E402
+from tests.support.stack import remove_project_images  # noqa: E402
 
 # The stack as it was before the proxy (deploy/stack/docker-compose.yml at 50cd559, minus
 # comments): the backend publishes the service port and is recreated by `up --build`.

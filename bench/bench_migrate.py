@@ -13,7 +13,7 @@ table exists, the no-op added nothing.
 Part 2 (--scale N, 0 to skip): N small files applied once (setup), then the no-op
 `python -m deploy migrate` and `python -m deploy migrate-status`, timed the same way.
 
-Without --database-url a throwaway cluster is started (bench/pgcluster.py) and removed.
+Without --database-url a throwaway cluster is started (tests/support/pg.py) and removed.
 Progress goes to stderr; the Markdown report to stdout.
 """
 
@@ -40,8 +40,11 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import generate  # noqa: E402
-from pgcluster import Cluster, with_database, with_query  # noqa: E402
+
+from tests.support.pg import Cluster, with_database, with_query  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

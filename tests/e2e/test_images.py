@@ -14,10 +14,10 @@ import pytest
 from deploy.commands.images import parse_ref
 from deploy.errors import DeployError
 from deploy.fleet import registry, shipping
-from tests.e2e import shipping_rig
-from tests.e2e.conftest import _missing
-from tests.e2e.fleet_rig import BUILD
-from tests.e2e.shipping_rig import AppImages, connect, image_id, run
+from tests.support import shipping_rig
+from tests.support.fleet_rig import BUILD
+from tests.support.services import missing as _missing
+from tests.support.shipping_rig import AppImages, connect, image_id, run
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
+from tests.support.base import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
 
 
 def _checkout_copy(target: Path) -> None:

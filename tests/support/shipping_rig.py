@@ -21,9 +21,9 @@ from pathlib import Path
 
 from deploy.fleet import hosts as remote
 from deploy.settings import Settings, load_settings
-from tests.e2e.busybox import busybox_tar
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file
-from tests.e2e.netns_cleanup import NetnsError
+from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
+from tests.support.busybox import busybox_tar
+from tests.support.netns_cleanup import NetnsError
 
 ROOT_CERTS = Path("/etc/docker/certs.d")
 

@@ -15,7 +15,7 @@ import time
 
 import psycopg
 
-from tests.integration.test_signals import slow_backend
+from tests.support.sessions import slow_backend
 
 HOT = ("CREATE TABLE IF NOT EXISTS hot (id int PRIMARY KEY, v text);\n"
        "INSERT INTO hot SELECT g, 'x' FROM generate_series(1, 100) g ON CONFLICT DO NOTHING;\n")

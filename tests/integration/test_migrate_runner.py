@@ -9,7 +9,8 @@ import time
 
 import psycopg
 
-from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD, free_port
+from tests.support.base import EXAMPLE_MIGRATIONS, free_port
+from tests.support.pg import PASSWORD
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
 

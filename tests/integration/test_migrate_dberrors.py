@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.support.pg import PASSWORD
 
 
 @pytest.fixture
