@@ -1,4 +1,4 @@
-"""Deploying a changed release under load: today's recreate path against the switch.
+"""Deploying a changed release under load: the old recreate path against the switch.
 
     python bench/bench_deploy.py [--runs 1] [--rest 10] [--connections 16]
 
@@ -24,12 +24,12 @@ the hot table (`ALTER TABLE hot_counters ADD COLUMN …`) while a long transacti
 conflicting lock on it (a "report" that read the table and stays open `--block` seconds),
 under wrk on GET /counters/1 (a read of that very table), deployed twice on fresh
 projects: with the runner's lock timeout (now: MIGRATION_LOCK_TIMEOUT, 0.5 s, retried on
-its schedule until the report ends) and without one (today: every migration tool's
+its schedule until the report ends) and without one (every other migration tool's
 behaviour, reproduced with MIGRATION_LOCK_TIMEOUT=3600: the ALTER waits in the lock queue,
 and every read of the table queues behind it).
 
-Targets (issue 8): 0 failed requests; p99 during the deploy ≤ 1.5× p99 at rest; deploy
-wall time ≤ 1.3× today's; in the locked-table case 0 failed and hot-table p99 ≤ lock
+Targets: 0 failed requests; p99 during the deploy ≤ 1.5× p99 at rest; deploy
+wall time ≤ 1.3× the recreate path's; in the locked-table case 0 failed and hot-table p99 ≤ lock
 timeout + 250 ms. Prints a Markdown report; progress goes to stderr.
 """
 

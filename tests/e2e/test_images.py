@@ -1,5 +1,5 @@
 """Images reach hosts that cannot build or pull them, and each host holds the exact image
-built here (issue 9, part 1), on the network-namespace hosts: separate engines, no registry
+built here, on the network-namespace hosts: separate engines, no registry
 access, every command line they were sent recorded."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Test hosts that are really separate: each in its own network namespace, with its own
-sshd and its own Docker engine (issue 9, part 3).
+sshd and its own Docker engine.
 
 Per host `hK` (K = 1, 2, …) of a rig named `deploy-netns-<pid>-<hex>`:
 

@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from deploy.release.locks import local_lock_path
 from tests.support.base import LOCAL_IMAGES_ENV, ROOT, free_port, invoke_argv, read_env_file
 
 
@@ -103,6 +104,7 @@ class StackEnv:
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "-t", "2", check=False)
         remove_project_images(self.project)
+        local_lock_path(self.project).unlink(missing_ok=True)
 
 
 def remove_project_images(project: str) -> None:
