@@ -17,7 +17,9 @@ import sys
 import uuid
 from pathlib import Path
 
+from deploy.fleet import hosts as remote
 from deploy.fleet import registry
+from deploy.settings import load_settings
 from tests.support.base import LOCAL_IMAGES_ENV, ROOT, invoke_argv, read_env_file
 from tests.support.release_tree import ReleaseTree
 from tests.support.stack import remove_project_images
@@ -76,9 +78,6 @@ class Fleet:
 
     def settings(self, host):
         """The host's settings as a deploy reads them (shared file + its overlay)."""
-        from deploy.fleet import hosts as remote
-        from deploy.settings import load_settings
-
         shared = load_settings(environ={"ENV_FILE": str(self.env_file)}, cwd=self.tree.path)
         return remote.host_settings(shared, self.rig.host(host).address)
 

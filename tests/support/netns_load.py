@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.load import Clients, SlowRequests
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,8 +29,6 @@ def _tally(t) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from tests.support.load import Clients, SlowRequests
-
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("--clients", type=int, default=4)
