@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, invoke_argv
+from tests.support.base import ROOT, invoke_argv
 
 
 def _closed_pipe(argv: list[str], project) -> subprocess.CompletedProcess:

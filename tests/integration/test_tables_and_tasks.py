@@ -6,7 +6,8 @@ import json
 
 import psycopg
 
-from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD
+from tests.support.base import EXAMPLE_MIGRATIONS
+from tests.support.pg import PASSWORD
 
 
 def test_check_tables_prefix_is_literal_so_aix_and_air_tables_are_not_listed(project, db):

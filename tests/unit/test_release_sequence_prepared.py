@@ -6,7 +6,7 @@ import pytest
 from deploy.commands import haproxy as proxy
 from deploy.errors import DeployError
 from deploy.release import sequence as release_switch
-from tests.unit.test_proxy import captured
+from tests.support.haproxy import captured
 
 
 class Switcher:

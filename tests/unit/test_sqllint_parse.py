@@ -25,7 +25,7 @@ def lint(text: str, transactional: bool = True) -> list[str]:
 
 
 def lint_idempotency(text: str, transactional: bool = True) -> list[str]:
-    """Findings without the deploy-safety warnings (those are tested in test_safety.py)."""
+    """Findings without the deploy-safety warnings (those are tested in test_sqllint_safety.py)."""
     return [str(f) for f in lint_sql("m.sql", text, transactional) if f.code not in RULES]
 
 

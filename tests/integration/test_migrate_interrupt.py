@@ -1,4 +1,4 @@
-"""Issue 7 §1: a runner stopped by a signal never lets a second one run the same file.
+"""A runner stopped by a signal never lets a second one run the same file.
 
 Real PostgreSQL, real processes, real signals. The file under test records in `runlog`,
 as its first statement, how many OTHER sessions are running its body at that moment: a
@@ -15,7 +15,8 @@ import time
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, invoke_argv
+from tests.support.base import ROOT, invoke_argv
+from tests.support.sessions import slow_backend
 
 SETUP = """
 CREATE TABLE IF NOT EXISTS runlog (pid int, what text, others int, at timestamptz);
@@ -34,21 +35,6 @@ TRANSACTIONAL = (START + "CREATE TYPE mood AS ENUM ('ok', 'sad');\n"
                  "INSERT INTO made_by_slow VALUES (1, 'ok');\n" + BODY + END)
 NO_TRANSACTION = "-- migrate: no-transaction\n" + START + BODY + END
 EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -signal.SIGKILL}
-
-
-def slow_backend(url: str, deadline: float = 20) -> int:
-    """The pid of the session running the file's slow statement, once it runs."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE "
-                               "'%slow_' || 'marker%' AND state = 'active' AND "
-                               "query LIKE '%pg_' || 'sleep%' AND pid <> pg_backend_pid()"
-                               ).fetchone()
-            if row:
-                return row[0]
-            time.sleep(0.05)
-    pytest.fail("the slow migration never started")
 
 
 def gone_within(url: str, pid: int, seconds: float) -> float | None:
