@@ -13,8 +13,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from deploy.defaults import (
+    DRAIN_TIMEOUT,
+    HEALTH_TIMEOUT,
+    KEEP_RELEASES,
+    PROXY_IMAGE,
+    STATEMENT_LOCK_BUDGET,
+    STATEMENT_LOCK_RETRIES,
+    STATEMENT_LOCK_TIMEOUT,
+)
 from deploy.errors import ConfigError
-from deploy.migrate.policy import DEFAULT_LOCK_BUDGET, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT
 
 DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
@@ -52,14 +60,16 @@ class Settings:
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
     db_error: ConfigError | None = field(default=None, compare=False, repr=False)
     # The zero-downtime switch (deploy/release/sequence.py).
-    drain_timeout: float = 30.0
+    drain_timeout: float = DRAIN_TIMEOUT
     backend_image: str = "app-backend"
-    proxy_image: str = "haproxy:2.6"
-    # How migration statements wait for table locks (deploy/migrate/policy.py: the defaults).
-    migration_lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    migration_lock_retries: int = DEFAULT_LOCK_RETRIES
-    migration_lock_budget: float = DEFAULT_LOCK_BUDGET
+    proxy_image: str = PROXY_IMAGE
+    # How migration statements wait for table locks (deploy/migrate/policy.py).
+    migration_lock_timeout: float = STATEMENT_LOCK_TIMEOUT
+    migration_lock_retries: int = STATEMENT_LOCK_RETRIES
+    migration_lock_budget: float = STATEMENT_LOCK_BUDGET
     migration_statement_timeout: float | None = None
+    # The table-name prefix the deploy summary counts and lists ("": no such line).
+    summary_table_prefix: str = ""
 
     @property
     def database_url(self) -> str:
@@ -261,23 +271,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         q = Path(p)
         return q if q.is_absolute() else base / q
 
-    table = src.get("MIGRATION_TABLE") or "migration_history"
-    if not _TABLE_RE.match(table):
-        raise src.error(
-            "MIGRATION_TABLE",
-            f"{table!r} is not a valid table name (lower-case letters, digits, _; "
-            "optionally schema.table)",
-        )
-    deploy_env = src.get("DEPLOY_ENV") or "development"
-    if deploy_env not in DEPLOY_ENVS:
-        raise src.error("DEPLOY_ENV", f"{deploy_env!r} is not one of {', '.join(DEPLOY_ENVS)}")
-    project = src.get("COMPOSE_PROJECT_NAME") or "app"
-    if not _PROJECT_RE.match(project):
-        raise src.error(
-            "COMPOSE_PROJECT_NAME",
-            f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
-            "'-' and '_', starting with a letter or digit)",
-        )
+    # Validated in this order: the first bad one is the one reported.
+    table, deploy_env, project = _migration_table(src), _deploy_env(src), _project_name(src)
     try:
         db_url, db_error = _database_url(src), None
     except ConfigError as exc:
@@ -291,7 +286,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         compose_file=resolve(src.get("COMPOSE_FILE") or "deploy/stack/docker-compose.yml"),
         project_name=project,
         compose_cmd=src.get("COMPOSE_CMD"),
-        health_timeout=_positive_float(src, "HEALTH_TIMEOUT", 120.0),
+        health_timeout=_positive_float(src, "HEALTH_TIMEOUT", HEALTH_TIMEOUT),
         backup_dir=resolve(src.get("BACKUP_DIR") or "backups"),
         deploy_hosts=tuple(h.strip() for h in (src.get("DEPLOY_HOSTS") or "").split(",")
                            if h.strip()),
@@ -300,19 +295,51 @@ def load_settings(environ: Mapping[str, str] | None = None,
         ssh_key_file=_existing_file(src, "SSH_KEY_FILE", resolve),
         ssh_known_hosts=resolve(os.path.expanduser(src.get("SSH_KNOWN_HOSTS")
                                                    or "~/.ssh/known_hosts")),
-        keep_releases=_positive_int(src, "KEEP_RELEASES", 5),
+        keep_releases=_positive_int(src, "KEEP_RELEASES", KEEP_RELEASES),
         hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
         db_error=db_error,
-        drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", 30.0),
+        drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", DRAIN_TIMEOUT),
         backend_image=_image(src, "BACKEND_IMAGE", f"{project}-backend", tag=False),
-        proxy_image=_image(src, "PROXY_IMAGE", "haproxy:2.6", tag=True),
+        proxy_image=_image(src, "PROXY_IMAGE", PROXY_IMAGE, tag=True),
         migration_lock_timeout=_positive_float(src, "MIGRATION_LOCK_TIMEOUT",
-                                               DEFAULT_LOCK_TIMEOUT),
-        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES", DEFAULT_LOCK_RETRIES),
-        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET", DEFAULT_LOCK_BUDGET),
+                                               STATEMENT_LOCK_TIMEOUT),
+        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES",
+                                             STATEMENT_LOCK_RETRIES),
+        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET",
+                                              STATEMENT_LOCK_BUDGET),
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
+        summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
     )
+
+
+def _migration_table(src: _Source) -> str:
+    table = src.get("MIGRATION_TABLE") or "migration_history"
+    if not _TABLE_RE.match(table):
+        raise src.error(
+            "MIGRATION_TABLE",
+            f"{table!r} is not a valid table name (lower-case letters, digits, _; "
+            "optionally schema.table)",
+        )
+    return table
+
+
+def _deploy_env(src: _Source) -> str:
+    deploy_env = src.get("DEPLOY_ENV") or "development"
+    if deploy_env not in DEPLOY_ENVS:
+        raise src.error("DEPLOY_ENV", f"{deploy_env!r} is not one of {', '.join(DEPLOY_ENVS)}")
+    return deploy_env
+
+
+def _project_name(src: _Source) -> str:
+    project = src.get("COMPOSE_PROJECT_NAME") or "app"
+    if not _PROJECT_RE.match(project):
+        raise src.error(
+            "COMPOSE_PROJECT_NAME",
+            f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
+            "'-' and '_', starting with a letter or digit)",
+        )
+    return project
 
 
 def _image(src: _Source, name: str, default: str, tag: bool) -> str:

@@ -9,6 +9,7 @@ from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
 from deploy.migrate import db
 from deploy.migrate.dberrors import translated
 from deploy.migrate.files import Migration, discover
+from deploy.migrate.sql import SqlSyntaxError, created_tables
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,6 @@ class ExpectedTable:
 
 def expected_tables(migrations: list[Migration], schema: str = "public") -> list[ExpectedTable]:
     """Tables the migrations create (parsed with pglast), first creator wins."""
-    from deploy.sqllint.parse import SqlSyntaxError, created_tables
-
     seen: dict[tuple[str, str], ExpectedTable] = {}
     for m in migrations:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from deploy.errors import ConfigError
@@ -30,6 +32,26 @@ def test_defaults_are_safe_and_paths_resolve_against_the_project(tmp_path):
     assert s.health_timeout == 120.0
     assert s.backup_dir == tmp_path / "backups"
     assert s.env_file is None
+
+
+def test_the_summary_names_no_table_prefix_unless_summary_table_prefix_is_set(tmp_path):
+    assert load(tmp_path, {}).summary_table_prefix == ""
+    assert load(tmp_path, {"SUMMARY_TABLE_PREFIX": "ai_"}).summary_table_prefix == "ai_"
+
+
+def test_the_sample_env_file_sets_the_sample_schemas_table_prefix(tmp_path):
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    assert load(tmp_path, {}, example).summary_table_prefix == "ai_"
+
+
+def test_the_first_invalid_setting_is_the_one_reported(tmp_path):
+    bad = {"MIGRATION_TABLE": "Bad-Name", "DEPLOY_ENV": "prod", "COMPOSE_PROJECT_NAME": "App"}
+    with pytest.raises(ConfigError, match="^MIGRATION_TABLE: "):
+        load(tmp_path, bad)
+    with pytest.raises(ConfigError, match="^DEPLOY_ENV: "):
+        load(tmp_path, {**bad, "MIGRATION_TABLE": "ok"})
+    with pytest.raises(ConfigError, match="^COMPOSE_PROJECT_NAME: "):
+        load(tmp_path, {**bad, "MIGRATION_TABLE": "ok", "DEPLOY_ENV": "staging"})
 
 
 def test_the_process_environment_wins_over_the_env_file(tmp_path):
