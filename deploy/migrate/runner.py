@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deploy.defaults import RUNNER_LOCK_WAIT
 from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
 from deploy.migrate import db
 from deploy.migrate.dberrors import translates
@@ -147,7 +148,7 @@ def drift_error(plan: Plan) -> DriftError:
 
 
 @contextmanager
-def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out: Out,
+def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Out,
             progress: Progress) -> Iterator[SignalGuard]:
     """Take the migration lock on conn, the connection that then runs the files, and SET
     the session's timeouts and dead-client detection with the first try (deploy/migrate/policy.py).
@@ -162,7 +163,7 @@ def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out:
         guard.phase = "while waiting for the migration lock: nothing applied"
         session = db.session_sql(conn, session_settings(conn.info.server_version,
                                                         lock_retry(settings)))
-        locks.acquire(conn, settings.migration_table, timeout=lock_timeout, out=out,
+        locks.acquire(conn, settings.migration_table, timeout=lock_wait, out=out,
                       session_sql=session, progress=progress)
         with guard.deferred():
             yield guard
@@ -178,14 +179,14 @@ def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: Sign
 
 
 @translates("migrate")
-def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0,
+def migrate(settings: Settings, *, wait: float = 0.0, lock_wait: float = RUNNER_LOCK_WAIT,
             dry_run: bool = False, accept_drift: bool = False, allow_ahead: bool = False,
             out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
     """Apply every pending migration exactly once. ``allow_ahead``: history rows above
     every file here were applied by a newer release; say so, and do not call it drift (the
     backend's start-up, so that a rolled-back release starts on the newer schema)."""
-    if lock_timeout <= 0:
-        raise ConfigError(f"--lock-timeout: must be greater than 0 (got {lock_timeout:g})")
+    if lock_wait <= 0:
+        raise ConfigError(f"--lock-wait: must be greater than 0 (got {lock_wait:g})")
     if wait < 0:
         raise ConfigError(f"--wait: must be 0 or more seconds (got {wait:g})")
     out = _serialized(out)
@@ -200,12 +201,12 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
         connecting.discard()
         raise
     with conn:
-        return _migrate(conn, settings, migrations, lock_timeout=lock_timeout,
+        return _migrate(conn, settings, migrations, lock_wait=lock_wait,
                         dry_run=dry_run, accept_drift=accept_drift, out=out,
                         progress=progress, allow_ahead=allow_ahead)
 
 
-def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_timeout: float,
+def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_wait: float,
              dry_run: bool, accept_drift: bool, out: Out, progress: Progress,
              allow_ahead: bool = False) -> MigrateResult:
     table = settings.migration_table
@@ -231,7 +232,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
         result.total_applied = len(plan.applied)
         out(f"migrations: up to date, nothing to apply ({result.total_applied} applied)")
         return result
-    with _locked(conn, settings, "migrate", lock_timeout=lock_timeout, out=out,
+    with _locked(conn, settings, "migrate", lock_wait=lock_wait, out=out,
                  progress=progress) as guard:
         guard.check(lambda: "before anything was applied")
         for line in db.ensure_history_table(conn, table):
@@ -318,8 +319,9 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
 
 
 @translates("redo-migration")
-def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
-         out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> int:
+def redo(settings: Settings, filename: str, *, yes: bool,
+         lock_wait: float = RUNNER_LOCK_WAIT, out: Out | None = None,
+         progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
     from deploy.migrate.applying import Applier
 
@@ -336,7 +338,7 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
     table = settings.migration_table
     url = settings.database_url
     with db.connect(url, application_name=_application_name("redo")) as conn, \
-            _locked(conn, settings, "redo-migration", lock_timeout=lock_timeout, out=out,
+            _locked(conn, settings, "redo-migration", lock_wait=lock_wait, out=out,
                     progress=progress) as guard:
         guard.check(lambda: "before anything was applied")
         db.ensure_history_table(conn, table)
@@ -357,8 +359,9 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
 
 
 @translates("forget-migration")
-def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
-           out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> None:
+def forget(settings: Settings, filename: str, *, yes: bool,
+           lock_wait: float = RUNNER_LOCK_WAIT, out: Out | None = None,
+           progress: Progress = DEFAULT_PROGRESS) -> None:
     """Delete one history row on purpose (e.g. of a file deleted from the repository)."""
     name = Path(filename).name
     if not FILENAME_RE.match(name):
@@ -371,7 +374,7 @@ def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float 
     table = settings.migration_table
     url = settings.database_url
     with db.connect(url, application_name=_application_name("forget")) as conn, \
-            _locked(conn, settings, "forget-migration", lock_timeout=lock_timeout, out=out,
+            _locked(conn, settings, "forget-migration", lock_wait=lock_wait, out=out,
                     progress=progress) as guard:
         row = next((r for r in db.read_history(conn, table) if r.filename == name), None)
         if row is None:
