@@ -82,10 +82,6 @@ class Settings:
         return replace(self, db_url=url, db_error=None)
 
     @property
-    def redacted_url(self) -> str:
-        return redact_url(self.database_url)
-
-    @property
     def password(self) -> str | None:
         return urlsplit(self.database_url).password
 

@@ -202,9 +202,10 @@ class Applier:
         self.out(f"{where(m, offset)}: index {state.name} is INVALID (left by an "
                  "interrupted or failed CREATE INDEX CONCURRENTLY): dropping it with DROP INDEX "
                  "CONCURRENTLY and building it again")
+        # state.name is regclass's own output: already quoted where needed.
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {state.name}"
         try:
-            self._retrying(m, offset, lambda: self._run(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {state.name}", offset, unlocked=True))
+            self._retrying(m, offset, lambda: self._run(drop, offset, unlocked=True))
         except db.ApplyFailed as exc:
             if self.guard.signum is not None:
                 raise self.guard.error(self._stopped(m, offset, target=target)) from None

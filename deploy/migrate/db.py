@@ -333,11 +333,6 @@ def index_state(conn: psycopg.Connection, schema: str | None, table: str,
     return IndexState(*row) if row else None
 
 
-def drop_index_concurrently(conn: psycopg.Connection, name: str) -> None:
-    # name is regclass's own output (IndexState.name): already quoted where needed.
-    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.SQL(name)))
-
-
 def locate_failed_statement(conn: psycopg.Connection, m: Migration,
                             split: Callable[[str], list]) -> int | None:
     """Re-run a failed transactional file statement by statement, always rolled back,
