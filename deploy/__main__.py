@@ -16,6 +16,7 @@ from deploy.defaults import (
     STATEMENT_LOCK_BUDGET,
     STATEMENT_LOCK_RETRIES,
     STATEMENT_LOCK_TIMEOUT,
+    TABLES_SCHEMA,
 )
 from deploy.errors import DeployError
 from deploy.settings import Settings, load_settings
@@ -63,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
     tables = sub.add_parser("check-tables", help="tables by literal prefix / expected tables")
     tables.add_argument("--prefix", default=None, help="literal name prefix, e.g. ai_")
-    tables.add_argument("--schema", default="public", help="schema to inspect (public)")
+    tables.add_argument("--schema", default=TABLES_SCHEMA,
+                        help=f"schema to inspect ({TABLES_SCHEMA})")
     tables.add_argument("--expected", action="store_true",
                         help="compare the tables the migrations create with the database")
     tables.add_argument("--json", action="store_true", help="machine-readable output")

@@ -30,3 +30,5 @@ HEALTH_TIMEOUT = 120.0
 # Releases kept on each host (KEEP_RELEASES), and the proxy's image (PROXY_IMAGE).
 KEEP_RELEASES = 5
 PROXY_IMAGE = "haproxy:2.6"
+# The schema check-tables inspects, and where the tables the migrations create are expected.
+TABLES_SCHEMA = "public"

@@ -16,6 +16,7 @@ from deploy.defaults import (
     STATEMENT_LOCK_BUDGET,
     STATEMENT_LOCK_RETRIES,
     STATEMENT_LOCK_TIMEOUT,
+    TABLES_SCHEMA,
 )
 from deploy.tasks.common import count, database, exits, print_lines, seconds, settings_for
 
@@ -87,14 +88,14 @@ def migrate_status(c, json_=False, wait=None):
 
 @task(name="check-tables", auto_shortflags=False, help={
     "prefix": "literal table-name prefix, e.g. ai_ (the _ is not a wildcard)",
-    "schema": "schema to inspect (default public)",
+    "schema": f"schema to inspect (default {TABLES_SCHEMA})",
     "expected": "compare the tables the migrations create with the database; exit 3 if any "
                 "is missing",
     "json": "machine-readable output",
     "wait": "retry the connection for up to N seconds (default 0)",
 })
 @exits
-def check_tables(c, prefix=None, schema="public", expected=False, json_=False, wait=None):
+def check_tables(c, prefix=None, schema=TABLES_SCHEMA, expected=False, json_=False, wait=None):
     """List tables by literal prefix, or verify the tables the migrations create."""
     from deploy.migrate.tables import check_tables as run_check
     from deploy.migrate.tables import format_report

@@ -1,4 +1,4 @@
-"""Issue 8 §2: migrations that never stall traffic, against a real PostgreSQL.
+"""Migrations that never stall traffic, against a real PostgreSQL.
 
 A session holds a lock that conflicts with the migration's ALTER; the migration waits at
 most the lock timeout per attempt, is rolled back and retried, and gives up with exit 4

@@ -1,4 +1,4 @@
-"""Issue 7 §6 (runner side): long work shows progress, one plain line at a time.
+"""The runner's progress: long work shows it, one plain line at a time.
 
 The intervals are data (deploy/migrate/policy.py, Progress); these tests pass short ones to the
 real runner, in-process, against a real PostgreSQL.

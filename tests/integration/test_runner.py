@@ -75,7 +75,7 @@ def test_a_failing_file_mid_batch_keeps_earlier_files_and_leaves_later_ones_unto
     assert first_line.endswith(
         "migrations/002_broken.sql:6:13: type \"nosuchtype\" does not exist (42704)")
     assert "rolled back: nothing from this file was applied" in result.stderr
-    # Lists one item per line (issue 7 §6).
+    # Lists one item per line.
     assert "\napplied in this run and kept:\n  001_first.sql\nnot run:\n  003_later.sql\n" \
         in result.stderr
     assert project.history() == ["001_first.sql"]

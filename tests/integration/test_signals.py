@@ -1,4 +1,4 @@
-"""Issue 7 §1: a runner stopped by a signal never lets a second one run the same file.
+"""A runner stopped by a signal never lets a second one run the same file.
 
 Real PostgreSQL, real processes, real signals. The file under test records in `runlog`,
 as its first statement, how many OTHER sessions are running its body at that moment: a
