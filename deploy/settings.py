@@ -6,6 +6,7 @@ and where its value came from, so the user knows which line to fix.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +25,9 @@ from deploy.defaults import (
 )
 from deploy.errors import ConfigError
 
+HINT = "set it in .env or the environment (see .env.example)"
+# The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
+STACK_USER = "app"
 DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
 _TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
@@ -31,9 +35,6 @@ _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # An image name without tag: [registry[:port]/]path, Docker's reference grammar.
 _IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-HINT = "set it in .env or the environment (see .env.example)"
-# The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
-STACK_USER = "app"
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,8 @@ def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | Non
 def parse_env_text(text: str, path: Path) -> dict[str, str | None]:
     """python-dotenv's values, but a line it cannot parse is an error naming the file and
     line (python-dotenv itself only logs a warning and drops the line)."""
-    import io
-
-    # Imported here: python -m deploy's no-op path should pay only for what it uses.
+    # python-dotenv is imported here, when there is a file: a container's start-up runner,
+    # configured by its environment, never loads it.
     from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
@@ -309,15 +309,17 @@ def load_settings(environ: Mapping[str, str] | None = None,
     )
 
 
+def _matching(src: _Source, name: str, default: str, pattern: re.Pattern, what: str) -> str:
+    value = src.get(name) or default
+    if not pattern.match(value):
+        raise src.error(name, f"{value!r} is not {what}")
+    return value
+
+
 def _migration_table(src: _Source) -> str:
-    table = src.get("MIGRATION_TABLE") or "migration_history"
-    if not _TABLE_RE.match(table):
-        raise src.error(
-            "MIGRATION_TABLE",
-            f"{table!r} is not a valid table name (lower-case letters, digits, _; "
-            "optionally schema.table)",
-        )
-    return table
+    return _matching(src, "MIGRATION_TABLE", "migration_history", _TABLE_RE,
+                     "a valid table name (lower-case letters, digits, _; optionally "
+                     "schema.table)")
 
 
 def _deploy_env(src: _Source) -> str:
@@ -328,14 +330,9 @@ def _deploy_env(src: _Source) -> str:
 
 
 def _project_name(src: _Source) -> str:
-    project = src.get("COMPOSE_PROJECT_NAME") or "app"
-    if not _PROJECT_RE.match(project):
-        raise src.error(
-            "COMPOSE_PROJECT_NAME",
-            f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
-            "'-' and '_', starting with a letter or digit)",
-        )
-    return project
+    return _matching(src, "COMPOSE_PROJECT_NAME", "app", _PROJECT_RE,
+                     "a valid Compose project name (lower-case letters, digits, '-' and '_', "
+                     "starting with a letter or digit)")
 
 
 def _image(src: _Source, name: str, default: str, tag: bool) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from deploy.defaults import RUNNER_LOCK_WAIT
 from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
 from deploy.migrate import db
-from deploy.migrate.dberrors import translates
+from deploy.migrate.dberrors import missing_schema, translates
 from deploy.migrate.files import (
     FILENAME_RE,
     Migration,
@@ -34,7 +34,10 @@ from deploy.migrate.files import (
 from deploy.migrate.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
 from deploy.settings import Settings
 
-if TYPE_CHECKING:  # imported where used: the no-op path never needs them
+# The lock, the signal guard, the watcher and the applier are imported where they are used:
+# the no-op path (a container's start-up when nothing is pending) never needs them, and it
+# should cost little more than one connection.
+if TYPE_CHECKING:
     from deploy.migrate.interrupt import SignalGuard
 
 Out = Callable[[str], None]
@@ -156,7 +159,7 @@ def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Ou
     SIGTERM/SIGINT: while waiting for the lock they stop the command at once; once it is
     held they are handled at the guard's checkpoints (deploy/migrate/interrupt.py). Before this,
     nothing has been changed, and the default handling (the process ends) is right."""
-    from deploy.migrate import lock as locks
+    from deploy.migrate import lock as locks  # not on the no-op path (see the top)
     from deploy.migrate.interrupt import SignalGuard
 
     with SignalGuard(command) as guard:
@@ -169,8 +172,18 @@ def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Ou
             yield guard
 
 
+@contextmanager
+def _locked_session(settings: Settings, name: str, command: str, *, lock_wait: float, out: Out,
+                    progress: Progress) -> Iterator[tuple[object, SignalGuard]]:
+    """A new connection (application_name "deploy NAME …") holding the migration lock."""
+    with db.connect(settings.database_url, application_name=_application_name(name)) as conn, \
+            _locked(conn, settings, command, lock_wait=lock_wait, out=out,
+                    progress=progress) as guard:
+        yield conn, guard
+
+
 def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
-    from deploy.migrate.watcher import Watcher
+    from deploy.migrate.watcher import Watcher  # not on the no-op path (see the top)
 
     url = settings.database_url
     return Watcher(lambda: db.connect(url, application_name=_application_name("watcher")),
@@ -250,7 +263,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_wait
             _accept_drift(conn, table, plan, out)
         started = time.perf_counter()
         if plan.pending:
-            from deploy.migrate.applying import Applier
+            from deploy.migrate.applying import Applier  # not on the no-op path
 
             with _watcher(settings, conn, out, progress, guard) as watcher:
                 applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
@@ -290,8 +303,6 @@ def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
         if "." in table and not db.schema_exists(conn, table.split(".", 1)[0]):
             # Not "every file pending": the setting names a place that does not exist.
-            from deploy.migrate.dberrors import missing_schema
-
             raise missing_schema(table)
         history = db.read_history(conn, table)
     plan = plan_migrations(migrations, history)
@@ -323,7 +334,7 @@ def redo(settings: Settings, filename: str, *, yes: bool,
          lock_wait: float = RUNNER_LOCK_WAIT, out: Out | None = None,
          progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
-    from deploy.migrate.applying import Applier
+    from deploy.migrate.applying import Applier  # as in _migrate
 
     migrations = discover(settings.migrations_dir)
     by_name = {m.filename: m for m in migrations}
@@ -336,10 +347,8 @@ def redo(settings: Settings, filename: str, *, yes: bool,
                       "add --yes to confirm")
     out = _serialized(out)
     table = settings.migration_table
-    url = settings.database_url
-    with db.connect(url, application_name=_application_name("redo")) as conn, \
-            _locked(conn, settings, "redo-migration", lock_wait=lock_wait, out=out,
-                    progress=progress) as guard:
+    with _locked_session(settings, "redo", "redo-migration", lock_wait=lock_wait, out=out,
+                         progress=progress) as (conn, guard):
         guard.check(lambda: "before anything was applied")
         db.ensure_history_table(conn, table)
         if not any(row.filename == m.filename for row in db.read_history(conn, table)):
@@ -372,10 +381,8 @@ def forget(settings: Settings, filename: str, *, yes: bool,
                       "--yes to confirm")
     out = _serialized(out)
     table = settings.migration_table
-    url = settings.database_url
-    with db.connect(url, application_name=_application_name("forget")) as conn, \
-            _locked(conn, settings, "forget-migration", lock_wait=lock_wait, out=out,
-                    progress=progress) as guard:
+    with _locked_session(settings, "forget", "forget-migration", lock_wait=lock_wait, out=out,
+                         progress=progress) as (conn, guard):
         row = next((r for r in db.read_history(conn, table) if r.filename == name), None)
         if row is None:
             raise CheckFailed(f"forget-migration: {name} has no row in the history table "

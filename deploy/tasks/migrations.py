@@ -29,6 +29,12 @@ def _lock_wait(lock_wait, lock_timeout) -> float:
     return seconds("--lock-wait", lock_wait_flag(lock_wait, lock_timeout), RUNNER_LOCK_WAIT)
 
 
+def _one_file_help(filename: str, yes: str) -> dict[str, str]:
+    """Help of the tasks that change one file's history under the runner's lock."""
+    return {"filename": filename, "yes": yes, "lock_wait": LOCK_WAIT_HELP,
+            "lock_timeout": OLD_LOCK_WAIT_HELP}
+
+
 @task(auto_shortflags=False, help={
     "wait": "retry the database connection for up to N seconds (default 0)",
     "lock_wait": LOCK_WAIT_HELP,
@@ -122,34 +128,34 @@ def new_migration(c, name):
     run_new(settings_for(c), name)
 
 
-@task(name="redo-migration", auto_shortflags=False, help={
-    "filename": "the migration file, e.g. 020_ai_cost_management_system.sql",
-    "yes": "confirm: delete its history row and re-run it",
-    "lock_wait": LOCK_WAIT_HELP,
-    "lock_timeout": OLD_LOCK_WAIT_HELP,
-})
+REDO_HELP = _one_file_help("the migration file, e.g. 020_ai_cost_management_system.sql",
+                           "confirm: delete its history row and re-run it")
+FORGET_HELP = _one_file_help(
+    "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
+    "confirm: delete that history row")
+
+
+@task(name="redo-migration", auto_shortflags=False, help=REDO_HELP)
 @exits
 def redo_migration(c, filename, yes=False, lock_wait=None, lock_timeout=None):
     """Re-run one applied migration (replaces deleting its history row by hand)."""
-    from deploy.migrate.runner import redo
-
-    with database(c, settings_for(c)) as settings:
-        redo(settings, filename, yes=yes, lock_wait=_lock_wait(lock_wait, lock_timeout))
+    _change_history(c, "redo", filename, yes, _lock_wait(lock_wait, lock_timeout))
 
 
-@task(name="forget-migration", auto_shortflags=False, help={
-    "filename": "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
-    "yes": "confirm: delete that history row",
-    "lock_wait": LOCK_WAIT_HELP,
-    "lock_timeout": OLD_LOCK_WAIT_HELP,
-})
+@task(name="forget-migration", auto_shortflags=False, help=FORGET_HELP)
 @exits
 def forget_migration(c, filename, yes=False, lock_wait=None, lock_timeout=None):
     """Delete one history row on purpose; the schema it changed is left as it is."""
-    from deploy.migrate.runner import forget
+    _change_history(c, "forget", filename, yes, _lock_wait(lock_wait, lock_timeout))
 
+
+def _change_history(c, change: str, filename: str, yes: bool, lock_wait: float) -> None:
+    """runner.redo or runner.forget (``change``) of one file, where `c` points."""
+    from deploy.migrate import runner
+
+    run = {"redo": runner.redo, "forget": runner.forget}[change]
     with database(c, settings_for(c)) as settings:
-        forget(settings, filename, yes=yes, lock_wait=_lock_wait(lock_wait, lock_timeout))
+        run(settings, filename, yes=yes, lock_wait=lock_wait)
 
 
 @task(name="lint-migrations", auto_shortflags=False,
