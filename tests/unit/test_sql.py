@@ -1,4 +1,4 @@
-"""SQL analysis with pglast: statement splitting, positions, created tables, lint findings."""
+"""Migration SQL through pglast (deploy/migrate/sql.py) and the lint findings built on it."""
 
 from __future__ import annotations
 
