@@ -79,7 +79,7 @@ def acquire(conn: psycopg.Connection, table: str, *, timeout: float, out: Out,
                                 f"it is held by {holder}")
         if next_report is None:
             out(f"migration lock: {table} is being migrated by {holder}; waiting for it, "
-                f"up to {timeout:g} s (--lock-timeout)")
+                f"up to {timeout:g} s (--lock-wait)")
             next_report = now + progress.lock_every
         elif holder is not None:
             out(f"migration lock: still waiting, {now - started:.0f} s of {timeout:g} s; "

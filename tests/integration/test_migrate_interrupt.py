@@ -71,7 +71,7 @@ def test_a_signalled_runner_rolls_back_and_a_second_runner_applies_the_file_exac
     backend = slow_backend(project.url)
     set_sleep(project.url, 1)  # what the second runner's run of the body sleeps
     first.send_signal(signum)
-    second = project.popen("migrate", "--lock-timeout", "60")
+    second = project.popen("migrate", "--lock-wait", "60")
     out, err = first.communicate(timeout=30)
     assert first.returncode == EXIT[signum], err
     # The server ends the first runner's work promptly, also after SIGKILL (the client is
@@ -119,7 +119,7 @@ def test_a_signal_while_waiting_for_the_migration_lock_stops_cleanly(project):
     with psycopg.connect(project.url, autocommit=True, application_name="other") as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)",
                        (LOCK_CLASS, lock_key("migration_history")))
-        proc = project.popen("migrate", "--lock-timeout", "60")
+        proc = project.popen("migrate", "--lock-wait", "60")
         line = proc.stdout.readline()
         assert line.startswith("migration lock: migration_history is being migrated by pid "
                                f"{holder.info.backend_pid} (application_name 'other'"), line

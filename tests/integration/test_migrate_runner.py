@@ -118,7 +118,7 @@ def test_eight_runners_started_at_once_apply_every_file_exactly_once(project):
     project.copy_examples()
     # A slow first file makes the runners overlap for real.
     project.write("001_slow.sql", "SELECT pg_sleep(1);\n")
-    procs = [project.popen("migrate", "--lock-timeout", "60") for _ in range(8)]
+    procs = [project.popen("migrate", "--lock-wait", "60") for _ in range(8)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [o[1] for o in outputs]
     history = project.history()
@@ -162,7 +162,7 @@ def test_a_runner_killed_during_a_slow_migration_leaves_no_trace_and_the_next_ru
         assert conn.execute("SELECT count(*) FROM migration_history").fetchone()[0] == 0
     project.write("001_slow.sql", "CREATE TABLE IF NOT EXISTS partial_t (id int);\n"
                                   "INSERT INTO partial_t VALUES (1);\n")
-    result = project.run("migrate", "--lock-timeout", "10")
+    result = project.run("migrate", "--lock-wait", "10")
     assert result.returncode == 0, result.stderr
     assert project.history() == ["001_slow.sql", "002_after.sql"]
 
@@ -315,7 +315,7 @@ def test_a_held_lock_times_out_with_exit_4_naming_the_holder(project):
                        (LOCK_CLASS, lock_key("migration_history")))
         pid = holder.info.backend_pid
         started = time.monotonic()
-        result = project.run("migrate", "--lock-timeout", "1")
+        result = project.run("migrate", "--lock-wait", "1")
         elapsed = time.monotonic() - started
     assert result.returncode == 4
     assert "lock: waited 1s for the migration lock on migration_history; it is held by " \
