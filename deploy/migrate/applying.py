@@ -31,11 +31,11 @@ from deploy.migrate.interrupt import SignalGuard
 from deploy.migrate.lock import Blocker
 from deploy.migrate.policy import LOCK_NOT_AVAILABLE, QUERY_CANCELED, LockRetry, milliseconds
 from deploy.migrate.watcher import Watcher
+from deploy.output import Lines
 
 if TYPE_CHECKING:  # deploy.migrate.sql loads pglast: see split()
     from deploy.migrate.sql import Concurrent, Statement
 
-Out = Callable[[str], None]
 _DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 
 
@@ -98,7 +98,7 @@ class Applier:
     conn: psycopg.Connection
     table: str
     retry: LockRetry
-    out: Out
+    out: Lines
     guard: SignalGuard
     watcher: Watcher
     who: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from deploy.migrate.files import (
     status_rows,
 )
 from deploy.migrate.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
+from deploy.output import Lines
 from deploy.settings import Settings
 
 # The lock, the signal guard, the watcher and the applier are imported where they are used:
@@ -40,14 +41,13 @@ from deploy.settings import Settings
 if TYPE_CHECKING:
     from deploy.migrate.interrupt import SignalGuard
 
-Out = Callable[[str], None]
 
 
 def _print(line: str) -> None:
     print(line, flush=True)  # progress must reach a pipe (CI, docker logs) as it happens
 
 
-def _serialized(out: Out | None) -> Out:
+def _serialized(out: Lines | None) -> Lines:
     """The watcher thread prints too: one line at a time."""
     out = out or _print
     lock = threading.Lock()
@@ -151,7 +151,7 @@ def drift_error(plan: Plan) -> DriftError:
 
 
 @contextmanager
-def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Out,
+def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Lines,
             progress: Progress) -> Iterator[SignalGuard]:
     """Take the migration lock on conn, the connection that then runs the files, and SET
     the session's timeouts and dead-client detection with the first try (deploy/migrate/policy.py).
@@ -173,7 +173,7 @@ def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Ou
 
 
 @contextmanager
-def _locked_session(settings: Settings, name: str, command: str, *, lock_wait: float, out: Out,
+def _locked_session(settings: Settings, name: str, command: str, *, lock_wait: float, out: Lines,
                     progress: Progress) -> Iterator[tuple[object, SignalGuard]]:
     """A new connection (application_name "deploy NAME …") holding the migration lock."""
     with db.connect(settings.database_url, application_name=_application_name(name)) as conn, \
@@ -182,7 +182,7 @@ def _locked_session(settings: Settings, name: str, command: str, *, lock_wait: f
         yield conn, guard
 
 
-def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
+def _watcher(settings: Settings, conn, out: Lines, progress: Progress, guard: SignalGuard):
     from deploy.migrate.watcher import Watcher  # not on the no-op path (see the top)
 
     url = settings.database_url
@@ -194,7 +194,7 @@ def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: Sign
 @translates("migrate")
 def migrate(settings: Settings, *, wait: float = 0.0, lock_wait: float = RUNNER_LOCK_WAIT,
             dry_run: bool = False, accept_drift: bool = False, allow_ahead: bool = False,
-            out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
+            out: Lines | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
     """Apply every pending migration exactly once. ``allow_ahead``: history rows above
     every file here were applied by a newer release; say so, and do not call it drift (the
     backend's start-up, so that a rolled-back release starts on the newer schema)."""
@@ -220,7 +220,7 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_wait: float = RUNNER_
 
 
 def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_wait: float,
-             dry_run: bool, accept_drift: bool, out: Out, progress: Progress,
+             dry_run: bool, accept_drift: bool, out: Lines, progress: Progress,
              allow_ahead: bool = False) -> MigrateResult:
     table = settings.migration_table
     result = MigrateResult()
@@ -281,7 +281,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_wait
     return result
 
 
-def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
+def _accept_drift(conn, table: str, plan: Plan, out: Lines) -> None:
     if plan.changed:
         db.record_checksums(conn, table, [m for m, _ in plan.changed])
         for m, row in plan.changed:
@@ -319,7 +319,7 @@ def format_status(rows: list[dict]) -> list[str]:
     return lines
 
 
-def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
+def new_migration(settings: Settings, name: str, out: Lines = print) -> Path:
     migrations = discover(settings.migrations_dir)
     filename = new_migration_filename(migrations, name)
     path = settings.migrations_dir / filename
@@ -331,7 +331,7 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
 
 @translates("redo-migration")
 def redo(settings: Settings, filename: str, *, yes: bool,
-         lock_wait: float = RUNNER_LOCK_WAIT, out: Out | None = None,
+         lock_wait: float = RUNNER_LOCK_WAIT, out: Lines | None = None,
          progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
     from deploy.migrate.applying import Applier  # as in _migrate
@@ -369,7 +369,7 @@ def redo(settings: Settings, filename: str, *, yes: bool,
 
 @translates("forget-migration")
 def forget(settings: Settings, filename: str, *, yes: bool,
-           lock_wait: float = RUNNER_LOCK_WAIT, out: Out | None = None,
+           lock_wait: float = RUNNER_LOCK_WAIT, out: Lines | None = None,
            progress: Progress = DEFAULT_PROGRESS) -> None:
     """Delete one history row on purpose (e.g. of a file deleted from the repository)."""
     name = Path(filename).name
