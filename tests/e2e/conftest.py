@@ -128,14 +128,16 @@ class StackEnv:
 def remove_project_images(project: str) -> None:
     """Every tag of the project's backend image (BACKEND_IMAGE, by release and `live`) and
     its proxy image (named by Compose: v1 `<project>_proxy`, v2 `<project>-proxy`)."""
-    ids = set()
+    # By name, not by ID: an image built from the same files by another project has the same
+    # ID, and `docker image rm -f <ID>` would remove that project's names too.
+    refs = set()
     for repo in (f"{project}-backend", f"{project}_backend", f"{project}_proxy",
                  f"{project}-proxy"):
-        listed = subprocess.run(["docker", "images", "-q", "--no-trunc", repo],
-                                capture_output=True, text=True).stdout.split()
-        ids.update(listed)
-    if ids:
-        subprocess.run(["docker", "image", "rm", "-f", *sorted(ids)], capture_output=True)
+        listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                                 repo], capture_output=True, text=True).stdout.split()
+        refs.update(r for r in listed if not r.endswith(":<none>"))
+    if refs:
+        subprocess.run(["docker", "image", "rm", "-f", *sorted(refs)], capture_output=True)
 
 
 @pytest.fixture
@@ -195,8 +197,8 @@ def fleet_hosts():
 @pytest.fixture(scope="session")
 def fleet(fleet_hosts, docker_ready, tmp_path_factory):
     """Two network-namespace hosts to deploy to with the real `invoke`/`fab`, from a git
-    copy of this project (tests/e2e/fleet_rig.py). Shared by the remote tests, which run
-    in file order and build on each other's deploys."""
+    copy of this project (tests/e2e/fleet_rig.py). Shared by the remote tests; each brings
+    the hosts to the state it needs (Fleet.ensure_releases)."""
     from tests.e2e.fleet_rig import Fleet
 
     fleet = Fleet(fleet_hosts, tmp_path_factory.mktemp("fleet"))
@@ -204,10 +206,8 @@ def fleet(fleet_hosts, docker_ready, tmp_path_factory):
     fleet.teardown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def deployed_fleet(fleet):
-    """The fleet with a release running on every host (deployed now if no test did yet)."""
-    if not all(fleet.releases(h) for h in fleet.hosts):
-        done = fleet.invoke("deploy", "--hosts", fleet.spec())
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    """The fleet with a release serving on every host (deployed now if none is)."""
+    fleet.ensure_releases(1, exactly=False)
     return fleet
