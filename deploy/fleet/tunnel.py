@@ -7,10 +7,9 @@ address here (how a host pulls from the registry on the deploying machine).
 
 Fabric's `Connection.forward_local` binds its listener in a thread it starts, after the
 caller picked the port; a client that connects at once may find nothing listening
-("connection refused"), which is what broke `fab -H host check-tables` right after a
-deploy. Here the socket is bound to port 0 (the kernel picks a free one: no race with
-other processes either) and listening before `forward_local` yields the port, so a
-connection made the moment the URL is known is accepted by construction.
+("connection refused"). Here the socket is bound to port 0 (the kernel picks a free one:
+no race with other processes either) and listening before `forward_local` yields the port,
+so a connection made the moment the URL is known is accepted by construction.
 """
 
 from __future__ import annotations
@@ -34,7 +33,8 @@ IDLE_CHECK = 0.2
 
 
 class Forward:
-    """Counts what crossed the tunnel (for the benchmarks) and knows its open pairs."""
+    """Counts what crossed the tunnel (a deploy reports it per host) and knows its open
+    pairs."""
 
     def __init__(self, port: int):
         self.port = port

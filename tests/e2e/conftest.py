@@ -209,5 +209,7 @@ def fleet(fleet_hosts, docker_ready, tmp_path_factory):
 @pytest.fixture
 def deployed_fleet(fleet):
     """The fleet with a release serving on every host (deployed now if none is)."""
-    fleet.ensure_releases(1, exactly=False)
+    from tests.e2e.fleet_rig import KEEP
+
+    fleet.ensure_releases(1, most=KEEP)
     return fleet

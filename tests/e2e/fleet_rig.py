@@ -33,6 +33,8 @@ SECRET = "s3cret-" + uuid.uuid4().hex[:12]
 # buildx`, `compose build`, `--build` (not `--no-build`, which forbids one).
 BUILD = re.compile(r"(?<![\w/.-])(?:build|buildx|--build)(?![\w/.-])")
 FAB = "from fabric.main import program; program.run()"
+# KEEP_RELEASES on the hosts: how many releases a host has at most after a deploy.
+KEEP = 3
 
 
 class Fleet:
@@ -63,7 +65,7 @@ class Fleet:
             "POSTGRES_USER": "app", "POSTGRES_PASSWORD": SECRET, "POSTGRES_DB": "app",
             "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
             "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
-            "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": "3", "DRAIN_TIMEOUT": "10",
+            "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": str(KEEP), "DRAIN_TIMEOUT": "10",
             "BACKEND_SLOW_REQUESTS": "1",
         })
         self.env_file = tmp / "shared.env"
@@ -203,20 +205,21 @@ class Fleet:
                 self.docker(h, "image", "rm", "-f", *refs)
         shutil.rmtree(self.path(h), ignore_errors=True)
 
-    def ensure_releases(self, count: int, *hosts, exactly: bool = True) -> None:
-        """Each host (default: all) serving with `count` releases (`exactly=False`: at least
-        `count`), whatever the tests before left: a host with too many releases, or one that
-        does not serve, is wiped, and new commits are deployed until each has enough. The
-        tree is left clean and every overlay as written at the start, so each test can run
-        alone and in any order."""
+    def ensure_releases(self, count: int, *hosts, most: int | None = None) -> None:
+        """Each host (default: all) serving with `count` releases (or up to `most`),
+        whatever the tests before left: a host with too many releases, or one that does not
+        serve, is wiped, and new commits are deployed until each has enough. The tree is
+        left clean and every overlay as written at the start, so each test can run alone
+        and in any order."""
         hosts = list(hosts or self.hosts)
+        most = count if most is None else most
         self.tree.git("reset", "--hard", "-q")
         self.tree.git("clean", "-fdq")
         for h in self.hosts:
             self.write_overlay(h)
         for h in hosts:
             found = len(self.releases(h))
-            if found and ((exactly and found > count) or not self.serving(h)):
+            if found and (found > most or not self.serving(h)):
                 self.wipe(h)
             elif not found:
                 self.wipe(h)  # what a failed first deploy may have left

@@ -26,7 +26,7 @@ import invoke
 from deploy.commands import images
 from deploy.fleet import registry
 from deploy.fleet.releases import RELEASE_RE
-from tests.e2e.fleet_rig import BUILD, SECRET
+from tests.e2e.fleet_rig import BUILD, KEEP, SECRET
 from tests.e2e.netns_load import NetnsLoad
 from tests.e2e.shipping_rig import local_images
 
@@ -211,7 +211,8 @@ def test_no_build_without_this_commits_image_here_exits_2_naming_it(fleet):
 
 def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_the_lock(fleet):
     h2, addr = fleet.hosts[1], fleet.names[1]
-    fleet.ensure_releases(1, h2, exactly=False)
+    # Fewer than KEEP_RELEASES: this test's deploy prunes none.
+    fleet.ensure_releases(1, h2, most=KEEP - 1)
     app = fleet.tree.path / "deploy/stack/backend/app.py"
     app.write_text(app.read_text() + "# not committed\n")
     (fleet.tree.path / "migrations/024_fleet_notes.sql").write_text(
@@ -261,7 +262,7 @@ def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_th
 
 
 def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_serving(fleet):
-    fleet.ensure_releases(1, exactly=False)
+    fleet.ensure_releases(1, most=KEEP)
     (bad, good), (bad_addr, good_addr) = fleet.hosts, fleet.names
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
@@ -298,7 +299,7 @@ def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_s
 def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_switches(fleet):
     # h1 can be staged; h2 cannot (its DEPLOY_PATH cannot be created): h1 must not switch
     # either, though it comes first in the rolling order.
-    fleet.ensure_releases(1, exactly=False)
+    fleet.ensure_releases(1, most=KEEP)
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
     fleet.tree.change()
@@ -326,7 +327,7 @@ def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_swi
 def test_sigterm_while_the_hosts_are_prepared_takes_every_new_release_back(fleet):
     # SIGTERM once a host runs its new container beside the old one (prepared, no traffic):
     # the run stops, every host takes its new release back, none switched.
-    fleet.ensure_releases(1, exactly=False)
+    fleet.ensure_releases(1, most=KEEP)
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
     fleet.tree.change()
@@ -351,8 +352,8 @@ def test_sigterm_while_the_hosts_are_prepared_takes_every_new_release_back(fleet
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
-    fleet.ensure_releases(1, fleet.hosts[0], exactly=False)
-    fleet.ensure_releases(3, fleet.hosts[1])  # KEEP_RELEASES=3: the next deploy prunes one
+    fleet.ensure_releases(1, fleet.hosts[0], most=KEEP)
+    fleet.ensure_releases(KEEP, fleet.hosts[1])  # KEEP_RELEASES: the next deploy prunes one
     before = {h.name: fleet.releases(h) for h in fleet.hosts}
     sha = fleet.tree.change()
     loads = [NetnsLoad(fleet.rig, h, fleet.ports[h.name][1], clients=4, slow=2.0)
@@ -391,7 +392,7 @@ def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
 
 def test_a_plain_fab_up_after_down_runs_the_live_release_from_the_release_directory(fleet):
     h2 = fleet.hosts[1]
-    fleet.ensure_releases(1, h2, exactly=False)
+    fleet.ensure_releases(1, h2, most=KEEP)
     live = fleet.image_id(h2, f"{fleet.backend_image(h2)}:live")
     ok(fleet.fab("-H", fleet.spec(h2), "down"))
     assert fleet.backend_ids(h2) == []
@@ -440,7 +441,7 @@ def test_fab_h_deploy_and_rollback_are_refused_naming_the_command_that_stages_ev
 def test_secrets_never_appear_in_output_or_on_a_command_line(fleet):
     # Every command of this run so far, and enough of its own that the check is never
     # vacuous: a deploy, and each task that reads a host, through fab -H and --hosts.
-    fleet.ensure_releases(1, exactly=False)
+    fleet.ensure_releases(1, most=KEEP)
     for h in fleet.hosts:
         for task in (["ps"], ["logs", "all", "--tail", "200"], ["migrate-status"],
                      ["releases"]):
