@@ -70,12 +70,14 @@ import invoke  # noqa: E402
 
 from deploy import shell  # noqa: E402
 from deploy.commands import images  # noqa: E402
-from deploy.fleet import hosts as remote  # noqa: E402
-from deploy.fleet import (  # noqa: E402
+from deploy.fleet import (  # noqa: E402  # noqa: E402
+    hostlock,
     registry,  # noqa: E402
     releases,  # noqa: E402
     shipping,  # noqa: E402
+    trust,
 )
+from deploy.fleet import hosts as remote  # noqa: E402
 from deploy.fleet import rollout as fleet  # noqa: E402
 from deploy.machine import builds  # noqa: E402
 from deploy.machine.stack import Stack  # noqa: E402
@@ -163,8 +165,8 @@ def settings_for(rig, project: str, env: dict[str, str], tree: Path):
 
 
 def connection(rig, host, settings):
-    c = remote.connection(remote.parse_hosts(rig.spec(host))[0], settings)
-    remote.open_connection(c, settings)
+    c = trust.connection(remote.parse_hosts(rig.spec(host))[0], settings)
+    trust.open_connection(c, settings)
     return c
 
 
@@ -216,7 +218,7 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
         c = connection(rig, h, settings)
         try:
             release = releases.release_name(tag=tag)
-            with remote.host_lock(c, settings, wait=300, release=release, out=lines.append):
+            with hostlock.host_lock(c, settings, wait=300, release=release, out=lines.append):
                 up = time.monotonic()
                 upload_build_context(c, settings, release, tree)
                 host.upload = time.monotonic() - up
@@ -243,7 +245,7 @@ def rollback_building_on_hosts(rig, settings) -> list[float]:
         mark = time.monotonic()
         c = connection(rig, h, settings)
         try:
-            with remote.host_lock(c, settings, wait=300, release="rollback", out=lambda _: None):
+            with hostlock.host_lock(c, settings, wait=300, release="rollback", out=lambda _: None):
                 state = releases.list_releases(c, settings)
                 target = state.previous
                 release_switch.deploy(
@@ -372,7 +374,7 @@ def rollback_shipping(rig, settings) -> list[float]:
     times = []
     for h in rig.hosts:
         mark = time.monotonic()
-        c = remote.connection(remote.parse_hosts(rig.spec(h))[0], settings)
+        c = trust.connection(remote.parse_hosts(rig.spec(h))[0], settings)
         try:
             releases.rollback_host(c, settings, out=lambda _: None)
         finally:

@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 
 from deploy import shell
 from deploy.commands import images
-from deploy.errors import ConfigError, DeployError, Refused
+from deploy.errors import CheckFailed, ConfigError, DeployError
+from deploy.fleet import hostlock, shipping, trust, tunnel
 from deploy.fleet import hosts as remote
-from deploy.fleet import shipping
 from deploy.machine.stack import StepTimer, print_summary
 from deploy.settings import Settings
 
@@ -200,11 +200,11 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=prin
 
     require_stack_settings(settings)
     started = time.perf_counter()
-    remote.open_connection(c, settings)
+    trust.open_connection(c, settings)
     published = rollout.images_for(settings)
     release = release_name(tag=rollout.tag)
     timer = StepTimer(out)
-    with remote.host_lock(c, settings, wait=lock_wait, release=release, out=out):
+    with hostlock.host_lock(c, settings, wait=lock_wait, release=release, out=out):
         state = Staged(c, settings, release, rollout.tag, list_releases(c, settings), started)
         try:
             timer.step(f"upload {release}", upload, c, settings, release, out)
@@ -285,7 +285,7 @@ def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out
 
 @contextmanager
 def _database(c, settings: Settings):
-    with remote.database_url(c, settings) as url:
+    with tunnel.database_url(c, settings) as url:
         yield settings.with_database_url(url)
 
 
@@ -331,12 +331,12 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
     upload; the same proxy switch as a deploy. Migrations stay applied."""
     from deploy.release.sequence import deploy as switch_deploy
 
-    remote.open_connection(c, settings)
-    with remote.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
+    trust.open_connection(c, settings)
+    with hostlock.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
         state = list_releases(c, settings)
         target = state.previous
         if target is None:
-            raise Refused(f"rollback: {c.host} has no release before "
+            raise CheckFailed(f"rollback: {c.host} has no release before "
                           f"{state.current or '(none)'} to return to")
         row = next(r for r in release_images(c, settings, state) if r.release == target)
         if row.id is None:

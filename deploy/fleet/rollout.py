@@ -238,8 +238,7 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     one taken back); then the switches, rolling: each a few API calls, the drain and the
     old containers' stop. Each host keeps its lock until the end of the run.
     ``printer(prefix)`` gives a host's output function (default: remote.printer, stdout)."""
-    from deploy.fleet import hosts as remote
-    from deploy.fleet import releases
+    from deploy.fleet import fanout, releases, trust
 
     printer = printer or (lambda prefix: Output(prefix=prefix))
     held: dict[str, ExitStack] = {}
@@ -248,7 +247,7 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     def stage(host) -> None:
         settings, prefix = per_host[host.name], f"[{host.name}] "
         with ExitStack() as stack:
-            c = remote.connection(host, settings)
+            c = trust.connection(host, settings)
             stack.callback(c.close)
             state = stack.enter_context(releases.staged(
                 c, settings, rollout, lock_wait=lock_wait, out=printer(prefix)))
@@ -263,14 +262,14 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
 
     try:
         at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))
-        remote.run_on_hosts("stage", targets, stage, at_once,
+        fanout.run_on_hosts("stage", targets, stage, at_once,
                             mode=f"lock, upload, ship, migrate, start the new containers "
                                  f"beside the old, healthy, no traffic yet; at most "
                                  f"{at_once} at once; nothing switches until every host is "
                                  "ready",
                             done="ready",
                             failed_note="no host switched: each still serves what it served")
-        remote.run_on_hosts("deploy", targets, switch, parallel)
+        fanout.run_on_hosts("deploy", targets, switch, parallel)
     finally:
         for stack in held.values():  # each lock released; a release not switched to removed
             stack.close()

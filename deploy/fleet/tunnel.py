@@ -3,13 +3,13 @@
 `forward_local`: a port here, each connection a channel to an address the host reaches.
 `forward_remote`: a port on the host's loopback, each connection a channel back to an
 address here (how a host pulls from the registry on the deploying machine).
+`database_url`: DATABASE_URL as seen from here: through `forward_local` for a host.
 
 Fabric's `Connection.forward_local` binds its listener in a thread it starts, after the
 caller picked the port; a client that connects at once may find nothing listening
-("connection refused"), which is what broke `fab -H host check-tables` right after a
-deploy. Here the socket is bound to port 0 (the kernel picks a free one: no race with
-other processes either) and listening before `forward_local` yields the port, so a
-connection made the moment the URL is known is accepted by construction.
+("connection refused"). Here the socket is bound to port 0 (the kernel picks a free one:
+no race with other processes either) and listening before `forward_local` yields the port,
+so a connection made the moment the URL is known is accepted by construction.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from deploy.errors import ConfigError
+from deploy.fleet.hosts import is_remote
+from deploy.fleet.trust import open_connection
+from deploy.settings import Settings
 
 CHUNK = 64 * 1024
 # How often an idle pump checks whether the tunnel is being closed.
@@ -27,7 +33,8 @@ IDLE_CHECK = 0.2
 
 
 class Forward:
-    """Counts what crossed the tunnel (for the benchmarks) and knows its open pairs."""
+    """Counts what crossed the tunnel (a deploy reports it per host) and knows its open
+    pairs."""
 
     def __init__(self, port: int):
         self.port = port
@@ -173,3 +180,32 @@ def forward_remote(transport, local_host: str, local_port: int,
         _REMOTE_FORWARDS.discard(transport)
         for pump in pumps:
             pump.join(timeout=2)
+
+
+# --- the database through a tunnel ----------------------------------------------------
+
+
+@contextmanager
+def database_url(c, settings: Settings) -> Iterator[str]:
+    """DATABASE_URL as seen from here: as is locally; through an SSH tunnel to the host's
+    loopback-published port remotely (DATABASE_URL then describes the database as the
+    host sees it). The tunnel listens before its URL is handed out (forward_local, above)."""
+    if not is_remote(c):
+        yield settings.database_url
+        return
+    parts = urlsplit(settings.database_url)
+    remote_port = parts.port or 5432
+    if not settings.values.get("DATABASE_URL"):
+        # Built from POSTGRES_*: the stack publishes PostgreSQL on this loopback port.
+        published = settings.values.get("POSTGRES_PUBLISHED_PORT") or "5432"
+        if not published.isdigit() or not 1 <= int(published) <= 65535:
+            raise ConfigError(f"POSTGRES_PUBLISHED_PORT: {published!r} is not a port number "
+                              f"(1-65535) [host {c.host}]")
+        remote_port = int(published)
+    if not c.is_connected:
+        open_connection(c, settings)
+    auth = parts.netloc.rpartition("@")[0]
+    remote_host = parts.hostname or "127.0.0.1"
+    with forward_local(c.client.get_transport(), remote_host, remote_port) as forward:
+        yield urlunsplit(parts._replace(
+            netloc=(auth + "@" if auth else "") + f"127.0.0.1:{forward.port}"))

@@ -1,7 +1,8 @@
 """The Invoke tasks, one collection for `invoke` (tasks.py) and `fab` (fabfile.py).
 
 Each task reads settings for where its context points, calls the modules, and turns the
-project's errors into `invoke.Exit(message, code)` once (tasks/common.py).
+project's errors into `invoke.Exit(message, code)` once (tasks/common.py: `exits`). Tasks are
+declared with `tasks.common.task`, which turns Invoke's automatic short flags off.
 """
 
 from invoke import Collection

@@ -1,58 +1,121 @@
-"""What every task shares: settings for where `c` points, flag parsing, DeployError → Exit."""
+"""What every task shares: the task decorator, settings for where `c` points, the hosts a
+task works on, flag parsing, DeployError → Exit.
+
+Fabric, Paramiko, psycopg and pglast are imported only inside the functions that use them
+(deploy/fleet/trust.py, the migration runner): they cost more to import than everything
+else the tasks load, and `invoke --list` or a local task needs none of them.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import contextmanager
 
+import invoke
 from invoke import Exit
 
+from deploy import cli
 from deploy.errors import ConfigError, DeployError
+from deploy.fleet import trust, tunnel
+from deploy.fleet.hosts import Host, host_settings, is_remote, parse_hosts, release_paths
+from deploy.machine.stack import Stack
+from deploy.output import Output
 from deploy.settings import Settings, load_settings
+
+# What `--hosts` says for "this machine", e.g. to run here although DEPLOY_HOSTS is set.
+LOCAL = "local"
+
+
+def task(*args, **kwargs):
+    """`invoke.task` without automatic short flags.
+
+    Invoke derives a short flag from each flag's first free letter, so which letter means
+    what depends on the order of the other flags (`logs -i` was --since, `reset -y` took a
+    name while `redo-migration -y` was yes/no). Invoke has no per-flag short option, only
+    that automatic one, so no task flag has a short form: every flag is spelled out (and
+    none can clash with `-H`, Invoke's --hide and Fabric's --hosts).
+    """
+    kwargs.setdefault("auto_shortflags", False)
+    return invoke.task(*args, **kwargs)
 
 
 def exits(fn):
     """Convert the project's errors into invoke.Exit(message, code) in one place; SIGTERM
     and Ctrl-C end the task with one line and 143/130 (deploy/cli.py)."""
 
-    task = fn.__name__.replace("_", "-")
+    name = fn.__name__.replace("_", "-")
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        from deploy import cli
-
         with cli.terminate_unwinds():
             try:
                 return fn(c, *args, **kwargs)
             except DeployError as exc:
                 raise Exit(str(exc), code=exc.exit_code) from None
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli.Terminated)
-                message, code = cli.interrupted_exit(task, exc)
+                message, code = cli.interrupted_exit(name, exc)
                 raise Exit(message, code=code) from None
 
     return wrapper
 
 
 def settings_for(c) -> Settings:
-    """The settings for where `c` points: local, or under `fab -H` the host's overlay
-    (deploy/hosts/<host>.env) with its host key checked before anything is sent."""
-    from deploy.fleet import hosts as remote  # stdlib only at import; Fabric is imported when used
-
+    """The settings for where `c` points: local, or on a host (fab -H, --hosts) the host's
+    overlay (deploy/hosts/<host>.env) with its host key checked before anything is sent."""
     settings = load_settings()
-    if not remote.is_remote(c):
+    if not is_remote(c):
         return settings
-    settings = remote.host_settings(settings, c.host)
-    remote.secure(c, settings)
-    remote.open_connection(c, settings)
+    settings = host_settings(settings, c.host)
+    trust.secure(c, settings)
+    trust.open_connection(c, settings)
     return settings
+
+
+def host_list(hosts: str | None, settings: Settings) -> list[Host]:
+    """The hosts a task works on: --hosts, else DEPLOY_HOSTS. An empty list means this
+    machine: neither is set, or `--hosts local` (or an empty `--hosts=`) says so."""
+    if hosts is None:
+        if not settings.deploy_hosts:
+            return []
+        return parse_hosts(list(settings.deploy_hosts), "DEPLOY_HOSTS")
+    if hosts.strip() in ("", LOCAL):
+        return []
+    return parse_hosts(hosts)
+
+
+def not_under_fab(c, hosts: str | None) -> None:
+    """Under `fab -H` the host is Fabric's: a --hosts as well would be a second list."""
+    if is_remote(c) and hosts is not None:
+        raise ConfigError(f"--hosts: fab -H already gives the host ({c.host}); use one or "
+                          "the other")
+
+
+def each_target(c, hosts: str | None, fn: Callable[[object, str], None]) -> None:
+    """`fn(context, prefix)` where the task runs: on the host `fab -H` gave (Fabric calls
+    the task once per host); on each host of --hosts or DEPLOY_HOSTS in turn, stopping at
+    the first failure, each line prefixed `[host] `; or here."""
+    not_under_fab(c, hosts)
+    if is_remote(c):
+        fn(c, "")
+        return
+    shared = load_settings()
+    targets = host_list(hosts, shared)
+    if not targets:
+        fn(c, "")
+        return
+    for host in targets:
+        conn = trust.connection(host, host_settings(shared, host.name))
+        try:
+            fn(conn, f"[{host.name}] ")
+        finally:
+            conn.close()
 
 
 @contextmanager
 def database(c, settings: Settings):
-    """Settings whose DATABASE_URL reaches the database from here (a tunnel under fab)."""
-    from deploy.fleet.hosts import database_url
-
-    with database_url(c, settings) as url:
+    """Settings whose DATABASE_URL reaches the database from here (a tunnel on a host)."""
+    with tunnel.database_url(c, settings) as url:
         yield settings.with_database_url(url)
 
 
@@ -69,21 +132,16 @@ def seconds(flag: str, value, default: float) -> float:
     return number
 
 
-def print_lines(lines) -> None:
+def print_lines(lines, prefix: str = "") -> None:
     for line in lines:
-        print(line, flush=True)
+        print(prefix + line, flush=True)
 
 
-def stack_for(c):
-    """The stack where `c` points: the local one, or the host's live release under fab."""
-    from deploy.fleet.hosts import is_remote, release_paths
-    from deploy.machine.stack import Stack
-    from deploy.output import Output
-
+def stack_for(c) -> Stack:
+    """The stack where `c` points: the local one, or the host's live release."""
     settings = settings_for(c)
     if is_remote(c):
-        prefix = f"[{c.host}] "
-        out = Output(prefix=prefix)
+        out = Output(prefix=f"[{c.host}] ")
         return Stack(c, release_paths(settings, "current"), out, out.stream)
     return Stack(c, settings)
 
@@ -101,5 +159,3 @@ def count(flag: str, value, default: int | None) -> int | None:
     if not text.isdigit():
         raise ConfigError(f"{flag}: expected a whole number, got {text!r}")
     return int(text)
-
-

@@ -1,76 +1,94 @@
-"""deploy (here or on hosts), rollback and releases."""
+"""deploy (here or on hosts), rollback and releases.
+
+`invoke deploy --hosts a,b` stages every host before any switches (deploy/fleet/rollout.py).
+`fab -H a,b deploy` cannot: Fabric calls a task once per host, one host after the other,
+so deploy and rollback refuse to run under it and say which command to use.
+"""
 
 from __future__ import annotations
 
-from invoke import task
+import sys
 
+import invoke
+
+from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError
+from deploy.fleet import fanout, trust
+from deploy.fleet import rollout as fleet
+from deploy.fleet.hosts import Host, host_settings, is_remote
+from deploy.fleet.releases import format_release, release_images, rollback_host
+from deploy.machine.stack import deploy as run_deploy
+from deploy.machine.stack import require_stack_settings
 from deploy.output import Output, PrefixStream, emit
-from deploy.settings import load_settings
-from deploy.tasks.common import count, exits, seconds, settings_for
+from deploy.release.locks import LocalLock, local_lock_path
+from deploy.settings import Settings, load_settings
+from deploy.tasks.common import count, exits, host_list, not_under_fab, seconds, settings_for, task
+
+HOSTS_HELP = ("the hosts, over SSH: web1,deploy@web2:2222 (default DEPLOY_HOSTS; "
+              "'local' for this machine)")
+LOCK_WAIT_HELP = (f"seconds to wait for another deploy's lock, here or on a host "
+                  f"(default {DEPLOY_LOCK_WAIT:g})")
+# Why `fab -H` cannot run these: one line, exit 2, naming the command that can.
+FAB_REFUSED = {
+    "deploy": "a deploy must stage every host first",
+    "rollback": "a rollback must stop at the first failing host and report every host",
+}
 
 
-@task(auto_shortflags=False, help={
+def fab_hosts(argv: list[str]) -> str | None:
+    """The host list given to `fab` on its command line (-H/--hosts), as written."""
+    for i, arg in enumerate(argv):
+        if arg in ("-H", "--hosts") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--hosts="):
+            return arg.partition("=")[2]
+        if arg.startswith("-H") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
+def refuse_fab(c, name: str) -> None:
+    """Fabric gives a task one host at a time: refuse the tasks that need them all."""
+    if is_remote(c):
+        hosts = fab_hosts(sys.argv) or c.host
+        raise ConfigError(f"fab -H runs a task on each host in turn; {FAB_REFUSED[name]}: "
+                          f"use invoke {name} --hosts {hosts}")
+
+
+@task(help={
     "no_build": "do not build: here, deploy the image built before; to hosts, ship this "
                 "commit's images, which must already be here (built by `invoke deploy`)",
-    "lock_wait": "seconds to wait for another deploy of this project/host (default 300)",
-    "hosts": "deploy to these hosts over SSH instead of locally: web1,deploy@web2:2222",
-    "parallel": "with --hosts: at most N hosts at once (default 1: rolling)",
+    "lock_wait": LOCK_WAIT_HELP,
+    "hosts": "deploy to " + HOSTS_HELP,
+    "parallel": "with hosts: at most N hosts switch at once (default 1: rolling)",
     "allow_dirty": "to hosts: ship a tree with uncommitted changes, as <sha>-dirty-<hash>",
 })
 @exits
 def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False):
     """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
-    from deploy.fleet import hosts as remote
-
-    wait = seconds("--lock-wait", lock_wait, 300.0)
+    refuse_fab(c, "deploy")
+    wait = seconds("--lock-wait", lock_wait, DEPLOY_LOCK_WAIT)
     n_parallel = count("--parallel", parallel, 1)
-    if remote.is_remote(c):  # fab -H …: Fabric calls us once per host
-        import invoke
-
-        from deploy.fleet import rollout as fleet
-        from deploy.fleet.releases import deploy_host
-
-        settings = settings_for(c)
-        # The first host's call builds and publishes; the others reuse it (one process).
-        rollout = fleet.session(invoke.Context(), load_settings(), build=not no_build,
-                                allow_dirty=allow_dirty, lock_wait=wait, out=emit)
-        prefix = f"[{c.host}] "
-        deploy_host(c, settings, rollout, lock_wait=wait, out=Output(prefix=prefix),
-                    stream=PrefixStream(prefix))
-        return
-    if hosts:
-        _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
-                      lock_wait=wait)
-        return
-    from deploy.machine.stack import deploy as run_deploy
-    from deploy.release.locks import LocalLock, local_lock_path
-
-    settings = settings_for(c)
-    with LocalLock(local_lock_path(settings.project_name), wait):
-        run_deploy(c, settings, build=not no_build)
-
-
-def _targets(hosts: str):
-    from deploy.fleet import hosts as remote
-
     shared = load_settings()
-    targets = remote.parse_hosts(hosts)
+    targets = host_list(hosts, shared)
+    if targets:
+        _deploy_hosts(shared, targets, n_parallel, build=not no_build,
+                      allow_dirty=allow_dirty, lock_wait=wait)
+        return
+    with LocalLock(local_lock_path(shared.project_name), wait):
+        run_deploy(c, shared, build=not no_build)
+
+
+def _per_host(shared: Settings, targets: list[Host]) -> dict[str, Settings]:
     # Every host's settings are checked before any host is touched.
-    per_host = {h.name: remote.host_settings(shared, h.name) for h in targets}
-    return shared, targets, per_host
+    return {h.name: host_settings(shared, h.name) for h in targets}
 
 
-def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
-                  lock_wait: float) -> None:
+def _deploy_hosts(shared: Settings, targets: list[Host], parallel: int, *, build: bool,
+                  allow_dirty: bool, lock_wait: float) -> None:
     """Build here once, publish once; stage every host (lock, upload, ship), then the
     switches, rolling."""
-    import invoke
-
-    from deploy.fleet import rollout as fleet
-    from deploy.machine.stack import require_stack_settings
-
-    shared, targets, per_host = _targets(hosts)
+    per_host = _per_host(shared, targets)
     for settings in per_host.values():
         require_stack_settings(settings)
     with fleet.Rollout(invoke.Context(), shared, build=build, allow_dirty=allow_dirty,
@@ -82,57 +100,39 @@ def _deploy_hosts(hosts: str, parallel: int, *, build: bool, allow_dirty: bool,
                                 lock_wait=lock_wait)
 
 
-def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -> None:
-    from deploy.fleet import hosts as remote
-
-    def job(host):
-        settings = per_host[host.name]
-        prefix = f"[{host.name}] "
-        c = remote.connection(host, settings)
-        try:
-            fn(c, settings, out=Output(prefix=prefix), stream=PrefixStream(prefix),
-               **kwargs)
-        finally:
-            c.close()
-
-    remote.run_on_hosts(action, targets, job, parallel)
-
-
-@task(auto_shortflags=False, help={
-            "hosts": "the hosts to roll back, e.g. web1 (or use fab -H web1 rollback)",
-            "lock_wait": "seconds to wait for a deploy in progress (default 300)",
+@task(help={"hosts": "roll back " + HOSTS_HELP,
+            "lock_wait": LOCK_WAIT_HELP,
             "parallel": "at most N hosts at once (default 1)"})
 @exits
 def rollback(c, hosts=None, lock_wait=None, parallel=None):
     """Back to the previous release's image, already on the host: no build, no upload."""
-    from deploy.fleet import hosts as remote
+    refuse_fab(c, "rollback")
+    wait = seconds("--lock-wait", lock_wait, DEPLOY_LOCK_WAIT)
+    n_parallel = count("--parallel", parallel, 1)
+    shared = load_settings()
+    targets = host_list(hosts, shared)
+    if not targets:
+        raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or set "
+                          "DEPLOY_HOSTS)")
+    per_host = _per_host(shared, targets)
 
-    wait = seconds("--lock-wait", lock_wait, 300.0)
-    if remote.is_remote(c):
-        from deploy.fleet.releases import rollback_host
+    def job(host: Host) -> None:
+        settings = per_host[host.name]
+        prefix = f"[{host.name}] "
+        conn = trust.connection(host, settings)
+        try:
+            rollback_host(conn, settings, lock_wait=wait, out=Output(prefix=prefix),
+                          stream=PrefixStream(prefix))
+        finally:
+            conn.close()
 
-        settings = settings_for(c)
-        prefix = f"[{c.host}] "
-        rollback_host(c, settings, lock_wait=wait, out=Output(prefix=prefix),
-                      stream=PrefixStream(prefix))
-        return
-    if not hosts:
-        raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
-                          "fab -H web1 rollback)")
-    from deploy.fleet.releases import rollback_host
-
-    _, targets, per_host = _targets(hosts)
-    _run_on_hosts(targets, per_host, "rollback", count("--parallel", parallel, 1),
-                  rollback_host, lock_wait=wait)
+    fanout.run_on_hosts("rollback", targets, job, n_parallel)
 
 
-@task(auto_shortflags=False,
-      help={"hosts": "the hosts to list, e.g. web1,web2 (or use fab -H web1 releases)"})
+@task(help={"hosts": "list the releases of " + HOSTS_HELP})
 @exits
 def releases(c, hosts=None):
     """The releases kept on each host: * = current, their image, its ID, which one is live."""
-    from deploy.fleet import hosts as remote
-    from deploy.fleet.releases import format_release, release_images
 
     def show(conn, settings, name):
         rows = release_images(conn, settings)
@@ -141,17 +141,20 @@ def releases(c, hosts=None):
         if not rows:
             emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
 
-    if remote.is_remote(c):
+    not_under_fab(c, hosts)
+    if is_remote(c):
         show(c, settings_for(c), c.host)
         return
-    if not hosts:
-        raise ConfigError("--hosts: releases are kept on hosts (e.g. --hosts web1)")
     shared = load_settings()
-    for host in remote.parse_hosts(hosts):
-        settings = remote.host_settings(shared, host.name)
-        conn = remote.connection(host, settings)
+    targets = host_list(hosts, shared)
+    if not targets:
+        raise ConfigError("--hosts: releases are kept on hosts (e.g. --hosts web1, or set "
+                          "DEPLOY_HOSTS)")
+    for host in targets:
+        settings = host_settings(shared, host.name)
+        conn = trust.connection(host, settings)
         try:
-            remote.open_connection(conn, settings)
+            trust.open_connection(conn, settings)
             show(conn, settings, host.name)
         finally:
             conn.close()

@@ -1,32 +1,51 @@
-"""Compose lifecycle tasks: build, up, down, wait-healthy, ps, logs, reset, psql."""
+"""Compose lifecycle tasks: build, up, down, wait-healthy, ps, logs, reset, psql.
+
+up, down, wait-healthy, ps and logs run here, on the host `fab -H` gives, or on each host of
+--hosts (default DEPLOY_HOSTS) in turn; build runs here only; reset and psql here or under
+`fab -H` (one guarded or interactive target at a time).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 
-from invoke import task
-
+from deploy.commands import compose
 from deploy.errors import ConfigError
-from deploy.machine.stack import StepTimer
+from deploy.fleet.hosts import is_remote
+from deploy.machine import builds
+from deploy.machine import logs as logfilter
+from deploy.machine.stack import (
+    confirm_reset,
+    format_states,
+    no_match,
+    require_stack_settings,
+    state_dict,
+)
+from deploy.machine.stack import reset as run_reset
+from deploy.output import as_output
+from deploy.release import revision
+from deploy.release.sequence import BASE_SERVICES, resync, routes
 from deploy.tasks.common import (
     count,
     database,
+    each_target,
     exits,
     print_lines,
     seconds,
     services_list,
     stack_for,
+    task,
 )
+
+HOSTS_HELP = ("run on these hosts in turn: web1,deploy@web2:2222 (default DEPLOY_HOSTS; "
+              "'local' for this machine)")
 
 
 @task(help={"no_cache": "build without the layer cache"})
 @exits
 def build(c, no_cache=False):
     """Build the release's images here, once: BACKEND_IMAGE:<git sha> and the proxy."""
-    from deploy.fleet.hosts import is_remote
-    from deploy.machine import builds
-    from deploy.release import revision
-
     if is_remote(c):
         raise ConfigError("build: images are built on this machine and shipped to hosts "
                           "(`invoke build`, then `invoke deploy --hosts … --no-build`); a host "
@@ -38,73 +57,87 @@ def build(c, no_cache=False):
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
-    timer = StepTimer(stack.out)
-    timer.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
-    timer.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
+    out = as_output(stack.out)
+    out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
     ident = builds.image_id(stack, ref) or "?"
     stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "
               "`invoke deploy --hosts … --no-build`")
 
 
-@task
+@task(help={"hosts": HOSTS_HELP})
 @exits
-def up(c):
+def up(c, hosts=None):
     """Start the stack in the background (docker compose up -d, no build)."""
-    from deploy.fleet.hosts import is_remote
-    from deploy.machine.stack import require_stack_settings
 
-    stack = stack_for(c)
-    if not is_remote(c):
-        require_stack_settings(stack.settings)
-    stack.check_docker()
-    from deploy.release.sequence import BASE_SERVICES, resync
+    def one(c, prefix):
+        stack = stack_for(c)
+        if not is_remote(c):
+            require_stack_settings(stack.settings)
+        stack.check_docker()
+        stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
+        routed = resync(stack)
+        if routed:
+            stack.out(f"proxy: routes to {', '.join(routed)}")
 
-    stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
-
-    routed = resync(stack)
-    if routed:
-        stack.out(f"proxy: routes to {', '.join(routed)}")
+    each_target(c, hosts, one)
 
 
-@task(help={"volumes": "also remove the volumes (prefer `reset`, which backs up first)"})
+@task(help={"volumes": "also remove the volumes (prefer `reset`, which backs up first)",
+            "hosts": HOSTS_HELP})
 @exits
-def down(c, volumes=False):
+def down(c, volumes=False, hosts=None):
     """Stop and remove the stack's containers; volumes are kept."""
     if volumes:
         raise ConfigError("--volumes: use `invoke reset --yes-destroy=<project>`, which takes "
                           "a backup before destroying data")
-    stack = stack_for(c)
-    stack.check_docker()
-    stack.down()
+
+    def one(c, prefix):
+        stack = stack_for(c)
+        stack.check_docker()
+        stack.down()
+
+    each_target(c, hosts, one)
 
 
-@task(name="wait-healthy", help={"timeout": "seconds to wait (default HEALTH_TIMEOUT, 120)"})
+@task(name="wait-healthy", help={"timeout": "seconds to wait (default HEALTH_TIMEOUT, 120)",
+                                 "hosts": HOSTS_HELP})
 @exits
-def wait_healthy(c, timeout=None):
+def wait_healthy(c, timeout=None, hosts=None):
     """Wait until every service with a healthcheck is healthy and the rest are running."""
-    from deploy.machine.stack import format_states
 
-    stack = stack_for(c)
-    stack.check_docker()
-    states = stack.wait_healthy(seconds("--timeout", timeout, stack.settings.health_timeout))
-    print_lines(format_states(states))
+    def one(c, prefix):
+        stack = stack_for(c)
+        stack.check_docker()
+        states = stack.wait_healthy(seconds("--timeout", timeout, stack.settings.health_timeout))
+        print_lines(format_states(states), prefix)
+
+    each_target(c, hosts, one)
 
 
-@task(help={"json": "machine-readable output"})
+@task(help={"json": "machine-readable output (with hosts: one list, each entry its host's)",
+            "hosts": HOSTS_HELP})
 @exits
-def ps(c, json_=False):
+def ps(c, json_=False, hosts=None):
     """Each container: state, health, exit code, its release, the proxy's view of it, ports."""
-    from deploy.machine.stack import format_states, state_dict
-    from deploy.release.sequence import routes
+    rows: list[dict] | None = None  # with hosts: every host's containers, in one list
 
-    stack = stack_for(c)
-    stack.check_docker()
-    states = stack.states()
-    routing = routes(stack, states)
-    if json_:
-        print(json.dumps([state_dict(s, routing) for s in states], indent=2))
-    else:
-        print_lines(format_states(states, routing))
+    def one(c, prefix):
+        nonlocal rows
+        stack = stack_for(c)
+        stack.check_docker()
+        states = stack.states()
+        routing = routes(stack, states)
+        if not json_:
+            print_lines(format_states(states, routing), prefix)
+        elif prefix:
+            rows = (rows or []) + [{"host": c.host, **state_dict(s, routing)} for s in states]
+        else:
+            print(json.dumps([state_dict(s, routing) for s in states], indent=2))
+
+    each_target(c, hosts, one)
+    if rows is not None:
+        print(json.dumps(rows, indent=2))
 
 
 @task(positional=["services"], help={
@@ -115,29 +148,32 @@ def ps(c, json_=False):
     "since": "only logs newer than this, e.g. 10m or an RFC 3339 time (Compose v2)",
     "tail": "only the last N lines of each container",
     "timestamps": "prefix each line with its timestamp",
+    "hosts": HOSTS_HELP,
 })
 @exits
 def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
-         tail=None, timestamps=False):
+         tail=None, timestamps=False, hosts=None):
     """Print or search the logs of SERVICES (a name, a,b or 'all'), filtered in Python."""
-    from deploy.machine import logs as logfilter
-    from deploy.machine.stack import no_match
-
     pattern = (logfilter.compile_pattern(grep, case_sensitive=case_sensitive)
                if grep is not None else None)
     n_context = count("--context", context, 0)
-    stack = stack_for(c)
-    stack.check_docker()
     names = [] if services == "all" else services_list(services)
-    lines = stack.log_lines(names, tail=tail, since=since, timestamps=timestamps)
-    if pattern is None:
-        print_lines(lines)
-        return
     matched = 0
-    for line in logfilter.filter_lines(lines, pattern, context=n_context):
-        matched += 1
-        print(line)
-    if not matched:
+
+    def one(c, prefix):
+        nonlocal matched
+        stack = stack_for(c)
+        stack.check_docker()
+        lines = stack.log_lines(names, tail=tail, since=since, timestamps=timestamps)
+        if pattern is None:
+            print_lines(lines, prefix)
+            return
+        for line in logfilter.filter_lines(lines, pattern, context=n_context):
+            matched += 1
+            print(prefix + line)
+
+    each_target(c, hosts, one)
+    if pattern is not None and not matched:
         raise no_match(grep)
 
 
@@ -149,11 +185,6 @@ def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
 @exits
 def reset(c, yes_destroy=None, production=False, no_backup=False):
     """Back up (pg_dump), destroy volumes, start fresh, migrate: guarded by the project name."""
-    import sys
-
-    from deploy.machine.stack import confirm_reset
-    from deploy.machine.stack import reset as run_reset
-
     stack = stack_for(c)
     confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())
     run_reset(stack, backup=not no_backup, database=lambda: database(c, stack.settings))
@@ -163,8 +194,6 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
 @exits
 def psql(c):
     """Open psql inside the postgres service (interactive)."""
-    from deploy.commands import compose
-
     stack = stack_for(c)
     stack.check_docker()
     script = ('exec psql -U "${POSTGRES_USER:-postgres}" '

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from tests.support import netns
-from tests.support.fleet_rig import Fleet
+from tests.support.fleet_rig import KEEP, Fleet
 from tests.support.services import missing
 from tests.support.stack import StackEnv, docker_problem
 
@@ -79,17 +79,15 @@ def fleet_hosts():
 @pytest.fixture(scope="session")
 def fleet(fleet_hosts, docker_ready, tmp_path_factory):
     """Two network-namespace hosts to deploy to with the real `invoke`/`fab`, from a git
-    copy of this project (tests/support/fleet_rig.py). Shared by the remote tests, which run
-    in file order and build on each other's deploys."""
+    copy of this project (tests/support/fleet_rig.py). Shared by the remote tests; each brings
+    the hosts to the state it needs (Fleet.ensure_releases)."""
     fleet = Fleet(fleet_hosts, tmp_path_factory.mktemp("fleet"))
     yield fleet
     fleet.teardown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def deployed_fleet(fleet):
-    """The fleet with a release running on every host (deployed now if no test did yet)."""
-    if not all(fleet.releases(h) for h in fleet.hosts):
-        done = fleet.invoke("deploy", "--hosts", fleet.spec())
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    """The fleet with a release serving on every host (deployed now if none is)."""
+    fleet.ensure_releases(1, most=KEEP)
     return fleet

@@ -1,15 +1,18 @@
-"""`fab -H` / `invoke --hosts` against two hosts that share nothing with this machine but
+"""`invoke --hosts` / `fab -H` against two hosts that share nothing with this machine but
 its kernel: each its own network namespace, sshd and Docker engine, with no registry
 access (tests/support/netns.py). Whatever runs there after a deploy came from here.
 
 h1 uses the shared settings; h2 has an overlay with its own Compose project name and
-ports (tests/support/fleet_rig.py). The tests run in file order and build on each other:
+ports (tests/support/fleet_rig.py). The hosts are shared by the tests, but each test first
+brings them to the state it needs (`fleet.ensure_releases`: so many releases, serving,
+the tree clean), so each passes alone and in any order; in file order little is redone:
 
-    1. fab deploy, both hosts (first release)   5. dirty tree refused; --allow-dirty; lock
+    1. deploy, both hosts (first release)       5. dirty tree refused; --allow-dirty; lock
     2. a code-only change, --parallel 2         6. a failing first host stops the rollout;
     3. rollback of h1 under load                   a host that cannot be staged stops it first
     4. --no-build without the image             7. rolling deploy under load on both hosts
-                                                8. plain `fab up`, host keys, secrets
+                                                8. plain `fab up`, host keys, `fab -H deploy`
+                                                   refused, secrets
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import invoke
 from deploy.commands import images
 from deploy.fleet import registry
 from deploy.fleet.releases import RELEASE_RE
-from tests.support.fleet_rig import BUILD, SECRET
+from tests.support.fleet_rig import BUILD, KEEP, SECRET
 from tests.support.netns_load import NetnsLoad
 from tests.support.shipping_rig import local_images
 
@@ -56,7 +59,8 @@ def ok(done) -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
 
-def test_fab_deploys_both_hosts_the_image_built_here_once_and_neither_host_builds(fleet):
+def test_deploy_hosts_ships_both_the_image_built_here_once_and_neither_host_builds(fleet):
+    fleet.ensure_releases(0)
     rig, (h1, h2) = fleet.rig, fleet.hosts
     postgres = local_images()["POSTGRES_IMAGE"]
     for h in fleet.hosts:  # hosts without the stack's images (earlier tests shipped some)
@@ -66,7 +70,7 @@ def test_fab_deploys_both_hosts_the_image_built_here_once_and_neither_host_build
     pulled = fleet._run(rig.ssh_argv(h1, f"docker pull {postgres}"), timeout=120)
     assert pulled.returncode != 0 and "registry-1.docker.io" in pulled.stderr
     since = {h.name: Since(fleet, h) for h in fleet.hosts}
-    done = fleet.fab("-H", fleet.spec(), "deploy")
+    done = fleet.invoke("deploy", "--hosts", fleet.spec())
     ok(done)
     sha = fleet.tree.sha
     built = fleet.local_id(f"{fleet.project}-backend:{sha}")
@@ -112,7 +116,8 @@ def test_fab_deploys_both_hosts_the_image_built_here_once_and_neither_host_build
 
 
 def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
-    old_sha = fleet.tree.sha
+    fleet.ensure_releases(1)
+    old_sha = fleet.current(fleet.hosts[0]).split("-", 1)[1]
     new_sha = fleet.tree.change()  # one comment in the backend's app.py, committed
     since = {h.name: Since(fleet, h) for h in fleet.hosts}
     done = fleet.invoke("deploy", "--hosts", fleet.spec(), "--parallel", "2")
@@ -164,6 +169,7 @@ def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
 def test_rollback_under_load_brings_back_the_previous_image_without_building_or_uploading(
         fleet):
     h1, addr = fleet.hosts[0], fleet.names[0]
+    fleet.ensure_releases(2, h1)
     first, second = fleet.releases(h1)
     assert fleet.current(h1) == second
     first_id = fleet.local_id(f"{fleet.project}-backend:{first.split('-', 1)[1]}")
@@ -184,8 +190,8 @@ def test_rollback_under_load_brings_back_the_previous_image_without_building_or_
     assert not BUILD.search(sent)
     assert "docker image pull" not in sent and "tar -xzf" not in sent
     assert since.bytes < 256 * 1024, since.bytes  # commands only: no image, no upload
-    again = fleet.fab("-H", fleet.spec(h1), "rollback")
-    assert again.returncode == 5
+    again = fleet.invoke("rollback", "--hosts", fleet.spec(h1))
+    assert again.returncode == 3  # a check failed: there is nothing to go back to
     assert f"rollback: {addr} has no release before {first} to return to" in again.stderr
 
 
@@ -205,6 +211,8 @@ def test_no_build_without_this_commits_image_here_exits_2_naming_it(fleet):
 
 def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_the_lock(fleet):
     h2, addr = fleet.hosts[1], fleet.names[1]
+    # Fewer than KEEP_RELEASES: this test's deploy prunes none.
+    fleet.ensure_releases(1, h2, most=KEEP - 1)
     app = fleet.tree.path / "deploy/stack/backend/app.py"
     app.write_text(app.read_text() + "# not committed\n")
     (fleet.tree.path / "migrations/024_fleet_notes.sql").write_text(
@@ -254,6 +262,7 @@ def test_a_dirty_tree_is_refused_unless_allowed_and_a_second_deploy_waits_for_th
 
 
 def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_serving(fleet):
+    fleet.ensure_releases(1, most=KEEP)
     (bad, good), (bad_addr, good_addr) = fleet.hosts, fleet.names
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
@@ -290,6 +299,7 @@ def test_a_failing_first_host_stops_the_rollout_and_its_previous_release_keeps_s
 def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_switches(fleet):
     # h1 can be staged; h2 cannot (its DEPLOY_PATH cannot be created): h1 must not switch
     # either, though it comes first in the rolling order.
+    fleet.ensure_releases(1, most=KEEP)
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
     fleet.tree.change()
@@ -317,6 +327,7 @@ def test_a_host_that_cannot_get_the_release_stops_the_deploy_before_any_host_swi
 def test_sigterm_while_the_hosts_are_prepared_takes_every_new_release_back(fleet):
     # SIGTERM once a host runs its new container beside the old one (prepared, no traffic):
     # the run stops, every host takes its new release back, none switched.
+    fleet.ensure_releases(1, most=KEEP)
     before = {h.name: (fleet.releases(h), fleet.current(h), fleet.backend_ids(h))
               for h in fleet.hosts}
     fleet.tree.change()
@@ -341,6 +352,8 @@ def test_sigterm_while_the_hosts_are_prepared_takes_every_new_release_back(fleet
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
+    fleet.ensure_releases(1, fleet.hosts[0], most=KEEP)
+    fleet.ensure_releases(KEEP, fleet.hosts[1])  # KEEP_RELEASES: the next deploy prunes one
     before = {h.name: fleet.releases(h) for h in fleet.hosts}
     sha = fleet.tree.change()
     loads = [NetnsLoad(fleet.rig, h, fleet.ports[h.name][1], clients=4, slow=2.0)
@@ -379,6 +392,7 @@ def test_a_rolling_deploy_under_load_fails_no_request_on_either_host(fleet):
 
 def test_a_plain_fab_up_after_down_runs_the_live_release_from_the_release_directory(fleet):
     h2 = fleet.hosts[1]
+    fleet.ensure_releases(1, h2, most=KEEP)
     live = fleet.image_id(h2, f"{fleet.backend_image(h2)}:live")
     ok(fleet.fab("-H", fleet.spec(h2), "down"))
     assert fleet.backend_ids(h2) == []
@@ -397,7 +411,7 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_uplo
     since = Since(fleet, h2)
     done = fleet.invoke("deploy", "--hosts", fleet.spec(h2), "--no-build",
                         env={"SSH_KNOWN_HOSTS": str(known)})
-    fabbed = fleet.fab("-H", fleet.spec(h2), "deploy", env={"SSH_KNOWN_HOSTS": str(known)})
+    fabbed = fleet.fab("-H", fleet.spec(h2), "ps", env={"SSH_KNOWN_HOSTS": str(known)})
     for result in (done, fabbed):
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"{addr}: host key not in SSH_KNOWN_HOSTS ({known})" in result.stderr
@@ -409,7 +423,31 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint_and_nothing_is_uplo
     assert f"{addr}: host key CHANGED" in changed.stderr
 
 
+def test_fab_h_deploy_and_rollback_are_refused_naming_the_command_that_stages_every_host(
+        fleet):
+    since = {h.name: Since(fleet, h) for h in fleet.hosts}
+    for task, why in (("deploy", "a deploy must stage every host first"),
+                      ("rollback", "a rollback must stop at the first failing host and report "
+                                   "every host")):
+        done = fleet.fab("-H", fleet.spec(), task)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [f"fab -H runs a task on each host in turn; {why}: "
+                                            f"use invoke {task} --hosts {fleet.spec()}"]
+        assert done.stdout == ""
+    for h in fleet.hosts:
+        assert since[h.name].commands == ""
+
+
 def test_secrets_never_appear_in_output_or_on_a_command_line(fleet):
+    # Every command of this run so far, and enough of its own that the check is never
+    # vacuous: a deploy, and each task that reads a host, through fab -H and --hosts.
+    fleet.ensure_releases(1, most=KEEP)
+    for h in fleet.hosts:
+        for task in (["ps"], ["logs", "all", "--tail", "200"], ["migrate-status"],
+                     ["releases"]):
+            ok(fleet.fab("-H", fleet.spec(h), *task))
+    for task in (["ps"], ["logs", "all", "--tail", "200"], ["wait-healthy"], ["releases"]):
+        ok(fleet.invoke(*task, "--hosts", fleet.spec()))
     assert len(fleet.outputs) > 10, "the earlier tests ran no command"
     for output in fleet.outputs:
         assert SECRET not in output

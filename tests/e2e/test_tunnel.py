@@ -11,13 +11,14 @@ import psycopg
 import pytest
 
 from deploy.fleet import hosts as remote
+from deploy.fleet import trust, tunnel
 
 
 def _connection(fleet):
     host = fleet.hosts[0]
     settings = fleet.settings(host)
-    c = remote.connection(remote.parse_hosts(fleet.spec(host))[0], settings)
-    remote.open_connection(c, settings)
+    c = trust.connection(remote.parse_hosts(fleet.spec(host))[0], settings)
+    trust.open_connection(c, settings)
     return c, settings
 
 
@@ -34,7 +35,7 @@ def test_a_query_through_a_fresh_tunnel_succeeds_50_times_in_a_row(deployed_flee
     failures = []
     try:
         for attempt in range(50):
-            with remote.database_url(c, settings) as url:
+            with tunnel.database_url(c, settings) as url:
                 try:
                     # No retry, no wait: the first connection attempt must succeed.
                     with psycopg.connect(url, connect_timeout=5) as conn:
@@ -49,7 +50,7 @@ def test_a_query_through_a_fresh_tunnel_succeeds_50_times_in_a_row(deployed_flee
 def test_the_tunnel_carries_several_connections_at_once_and_closes_cleanly(deployed_fleet):
     c, settings = _connection(deployed_fleet)
     try:
-        with remote.database_url(c, settings) as url:
+        with tunnel.database_url(c, settings) as url:
             conns = [psycopg.connect(url, connect_timeout=5) for _ in range(5)]
             pids = {conn.execute("SELECT pg_backend_pid()").fetchone()[0] for conn in conns}
             assert len(pids) == 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -29,6 +30,8 @@ SECRET = "s3cret-" + uuid.uuid4().hex[:12]
 # buildx`, `compose build`, `--build` (not `--no-build`, which forbids one).
 BUILD = re.compile(r"(?<![\w/.-])(?:build|buildx|--build)(?![\w/.-])")
 FAB = "from fabric.main import program; program.run()"
+# KEEP_RELEASES on the hosts: how many releases a host has at most after a deploy.
+KEEP = 3
 
 
 class Fleet:
@@ -42,6 +45,13 @@ class Fleet:
         self.hosts_dir = tmp / "hosts"
         self.hosts_dir.mkdir()
         self.project = "e2ef" + uuid.uuid4().hex[:6]
+        # Images of this fleet alone: a line of its own in the backend's code and in the
+        # proxy's config. Built from the same files, another test's stack would get the very
+        # same image IDs from the layer cache, and its cleanup would remove ours with its own.
+        for name in ("deploy/stack/backend/app.py", "deploy/stack/proxy/haproxy.cfg"):
+            path = self.tree.path / name
+            path.write_text(path.read_text() + f"# fleet {self.project}\n")
+        self.tree.commit(f"the images of fleet {self.project}")
         self.projects = {self.hosts[0].name: self.project,
                          self.hosts[1].name: "e2eg" + uuid.uuid4().hex[:6]}
         self.ports = {self.hosts[0].name: (5432, 8080), self.hosts[1].name: (15432, 18080)}
@@ -52,7 +62,7 @@ class Fleet:
             "POSTGRES_USER": "app", "POSTGRES_PASSWORD": SECRET, "POSTGRES_DB": "app",
             "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
             "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
-            "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": "3", "DRAIN_TIMEOUT": "10",
+            "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": str(KEEP), "DRAIN_TIMEOUT": "10",
             "BACKEND_SLOW_REQUESTS": "1",
         })
         self.env_file = tmp / "shared.env"
@@ -161,6 +171,58 @@ class Fleet:
 
     def current(self, host) -> str:
         return (self.path(host) / "current").resolve().name
+
+    # --- a known state for each test ---------------------------------------------------------
+
+    def serving(self, host) -> bool:
+        """A release is current and its stack answers /health through the proxy."""
+        return bool(self.releases(host)) and (self.path(host) / "current").exists() \
+            and self.health(host) == 200
+
+    def wipe(self, host) -> None:
+        """The host as before any deploy of this fleet: no containers, volumes, networks or
+        images of its project, no DEPLOY_PATH."""
+        h = self.rig.host(host)
+        project = self.projects[h.name]
+        label = f"label=com.docker.compose.project={project}"
+        ids = self.docker(h, "ps", "-aq", "--filter", label).stdout.split()
+        if ids:
+            self.docker(h, "rm", "-f", "-v", *ids)
+        for kind in ("volume", "network"):
+            names = self.docker(h, kind, "ls", "-q", "--filter", label).stdout.split()
+            if names:
+                self.docker(h, kind, "rm", *names)
+        for repo in (f"{project}-backend", f"{project}-proxy"):
+            refs = self.docker(h, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                               repo).stdout.split()
+            if refs:
+                self.docker(h, "image", "rm", "-f", *refs)
+        shutil.rmtree(self.path(h), ignore_errors=True)
+
+    def ensure_releases(self, count: int, *hosts, most: int | None = None) -> None:
+        """Each host (default: all) serving with `count` releases (or up to `most`),
+        whatever the tests before left: a host with too many releases, or one that does not
+        serve, is wiped, and new commits are deployed until each has enough. The tree is
+        left clean and every overlay as written at the start, so each test can run alone
+        and in any order."""
+        hosts = list(hosts or self.hosts)
+        most = count if most is None else most
+        self.tree.git("reset", "--hard", "-q")
+        self.tree.git("clean", "-fdq")
+        for h in self.hosts:
+            self.write_overlay(h)
+        for h in hosts:
+            found = len(self.releases(h))
+            if found and (found > most or not self.serving(h)):
+                self.wipe(h)
+            elif not found:
+                self.wipe(h)  # what a failed first deploy may have left
+        while short := [h for h in hosts if len(self.releases(h)) < count]:
+            fewest = min(len(self.releases(h)) for h in short)
+            batch = [h for h in short if len(self.releases(h)) == fewest]
+            self.tree.change()  # each deploy a new commit, as each release has its own tag
+            done = self.invoke("deploy", "--hosts", self.spec(*batch))
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # --- this machine ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.fleet import hosts as remote
+from deploy.fleet import trust
 from deploy.settings import Settings, load_settings
 from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
 from tests.support.busybox import busybox_tar
@@ -53,8 +54,8 @@ def settings_for(rig, project: str, **values: str) -> Settings:
 
 def connect(rig, host, settings: Settings):
     """An open fabric Connection to a rig host, host key checked as a deploy does."""
-    c = remote.connection(remote.parse_hosts(rig.spec(host))[0], settings)
-    remote.open_connection(c, settings)
+    c = trust.connection(remote.parse_hosts(rig.spec(host))[0], settings)
+    trust.open_connection(c, settings)
     return c
 
 

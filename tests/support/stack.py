@@ -110,11 +110,13 @@ class StackEnv:
 def remove_project_images(project: str) -> None:
     """Every tag of the project's backend image (BACKEND_IMAGE, by release and `live`) and
     its proxy image (named by Compose: v1 `<project>_proxy`, v2 `<project>-proxy`)."""
-    ids = set()
+    # By name, not by ID: an image built from the same files by another project has the same
+    # ID, and `docker image rm -f <ID>` would remove that project's names too.
+    refs = set()
     for repo in (f"{project}-backend", f"{project}_backend", f"{project}_proxy",
                  f"{project}-proxy"):
-        listed = subprocess.run(["docker", "images", "-q", "--no-trunc", repo],
-                                capture_output=True, text=True).stdout.split()
-        ids.update(listed)
-    if ids:
-        subprocess.run(["docker", "image", "rm", "-f", *sorted(ids)], capture_output=True)
+        listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                                 repo], capture_output=True, text=True).stdout.split()
+        refs.update(r for r in listed if not r.endswith(":<none>"))
+    if refs:
+        subprocess.run(["docker", "image", "rm", "-f", *sorted(refs)], capture_output=True)

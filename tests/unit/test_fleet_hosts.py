@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import ConfigError, DeployError, DeployTimeout
+from deploy.fleet import fanout, trust
 from deploy.fleet import hosts as remote
-from deploy.fleet.hosts import Host, on_hosts, parse_hosts
+from deploy.fleet.fanout import on_hosts
+from deploy.fleet.hosts import Host, parse_hosts
 from deploy.fleet.releases import (
     RELEASE_RE,
     HostReleases,
@@ -206,7 +208,7 @@ def test_fingerprints_look_like_ssh_keygen():
             return b"abc"
 
     # ssh-keygen -lf prints SHA256: and the unpadded base64 of the key blob's sha256.
-    assert remote.fingerprint(Key()) == "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"
+    assert trust.fingerprint(Key()) == "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0"
 
 
 def test_a_missing_known_hosts_file_is_a_config_error(tmp_path):
@@ -216,11 +218,11 @@ def test_a_missing_known_hosts_file_is_a_config_error(tmp_path):
 
     s = _settings(tmp_path, SSH_KNOWN_HOSTS=str(tmp_path / "nope"))
     with pytest.raises(ConfigError) as info:
-        remote.secure(FakeConnection(), s)
+        trust.secure(FakeConnection(), s)
     assert str(info.value).startswith(f"SSH_KNOWN_HOSTS: {tmp_path / 'nope'} does not exist")
 
 
 def test_deploy_errors_keep_their_exit_codes_through_the_summary():
-    report = remote.HostsReport(done=["a"], failed=[("b", DeployError("b: boom"))],
+    report = fanout.HostsReport(done=["a"], failed=[("b", DeployError("b: boom"))],
                                 untouched=[])
     assert report.summary() == "hosts: done: a; failed: b (exit 1: b: boom); untouched: none"

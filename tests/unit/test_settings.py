@@ -62,6 +62,12 @@ def test_the_process_environment_wins_over_the_env_file(tmp_path):
     assert s.env_file == tmp_path / ".env"
 
 
+def test_deploy_hosts_is_read_from_the_env_file_as_a_list_and_empty_means_none(tmp_path):
+    s = load(tmp_path, {}, "DEPLOY_HOSTS= web1 ,deploy@web2:2222,,\n")
+    assert s.deploy_hosts == ("web1", "deploy@web2:2222")
+    assert load(tmp_path, {"DEPLOY_HOSTS": ""}).deploy_hosts == ()
+
+
 def test_env_file_names_another_file(tmp_path):
     (tmp_path / "ci.env").write_text("DATABASE_URL=postgresql://ci@db/ci\n")
     s = load_settings(environ={"ENV_FILE": "ci.env"}, cwd=tmp_path)
