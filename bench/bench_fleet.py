@@ -69,7 +69,7 @@ if str(REPO) not in sys.path:
 import invoke  # noqa: E402
 
 from deploy import shell  # noqa: E402
-from deploy.commands import images  # noqa: E402
+from deploy.commands import docker  # noqa: E402
 from deploy.fleet import hosts as remote  # noqa: E402
 from deploy.fleet import (  # noqa: E402
     registry,  # noqa: E402
@@ -384,7 +384,7 @@ def rollback_shipping(rig, settings) -> list[float]:
 def changed_layers(settings, old_tag: str, new_tag: str) -> tuple[int, int]:
     """(compressed bytes of the layers new_tag has and old_tag lacks, of all its layers)."""
     with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
-        old, new = (registry.manifest(reg.address, images.parse_ref(
+        old, new = (registry.manifest(reg.address, docker.parse_ref(
             builds.image(settings, tag)).in_registry(reg.address))
             for tag in (old_tag, new_tag))
     known = {layer["digest"] for layer in old["layers"]}

@@ -55,6 +55,7 @@ class Settings:
     drain_timeout: float = 30.0
     backend_image: str = "app-backend"
     proxy_image: str = "haproxy:2.6"
+    summary_table_prefix: str = ""
     # How migration statements wait for table locks (deploy/migrate/policy.py: the defaults).
     migration_lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     migration_lock_retries: int = DEFAULT_LOCK_RETRIES

@@ -20,11 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from deploy.errors import ConfigError, DeployError, DeployTimeout
 from deploy.output import emit
 from deploy.settings import Settings, load_settings, parse_env_text
-
-
-def is_remote(c) -> bool:
-    """A fabric.Connection (without importing Fabric on the local path)."""
-    return hasattr(c, "forward_local") and getattr(c, "host", None) is not None
+from deploy.shell import is_remote
 
 
 @dataclass(frozen=True)

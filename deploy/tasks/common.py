@@ -9,6 +9,7 @@ from invoke import Exit
 
 from deploy.errors import ConfigError, DeployError
 from deploy.settings import Settings, load_settings
+from deploy.shell import is_remote
 
 
 def exits(fn):
@@ -39,7 +40,7 @@ def settings_for(c) -> Settings:
     from deploy.fleet import hosts as remote  # stdlib only at import; Fabric is imported when used
 
     settings = load_settings()
-    if not remote.is_remote(c):
+    if not is_remote(c):
         return settings
     settings = remote.host_settings(settings, c.host)
     remote.secure(c, settings)
@@ -76,15 +77,13 @@ def print_lines(lines) -> None:
 
 def stack_for(c):
     """The stack where `c` points: the local one, or the host's live release under fab."""
-    from deploy.fleet.hosts import is_remote, release_paths
+    from deploy.fleet.hosts import release_paths
     from deploy.machine.stack import Stack
     from deploy.output import Output
 
     settings = settings_for(c)
     if is_remote(c):
-        prefix = f"[{c.host}] "
-        out = Output(prefix=prefix)
-        return Stack(c, release_paths(settings, "current"), out, out.stream)
+        return Stack(c, release_paths(settings, "current"), Output(prefix=f"[{c.host}] "))
     return Stack(c, settings)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from invoke import task
 
 from deploy.errors import ConfigError
-from deploy.output import Output, PrefixStream, emit
+from deploy.output import Output, emit
 from deploy.settings import load_settings
+from deploy.shell import is_remote
 from deploy.tasks.common import count, exits, seconds, settings_for
 
 
@@ -21,11 +22,10 @@ from deploy.tasks.common import count, exits, seconds, settings_for
 @exits
 def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False):
     """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
-    from deploy.fleet import hosts as remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
     n_parallel = count("--parallel", parallel, 1)
-    if remote.is_remote(c):  # fab -H …: Fabric calls us once per host
+    if is_remote(c):  # fab -H …: Fabric calls us once per host
         import invoke
 
         from deploy.fleet import rollout as fleet
@@ -35,20 +35,18 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
         # The first host's call builds and publishes; the others reuse it (one process).
         rollout = fleet.session(invoke.Context(), load_settings(), build=not no_build,
                                 allow_dirty=allow_dirty, lock_wait=wait, out=emit)
-        prefix = f"[{c.host}] "
-        deploy_host(c, settings, rollout, lock_wait=wait, out=Output(prefix=prefix),
-                    stream=PrefixStream(prefix))
+        deploy_host(c, settings, rollout, lock_wait=wait, out=Output(prefix=f"[{c.host}] "))
         return
     if hosts:
         _deploy_hosts(hosts, n_parallel, build=not no_build, allow_dirty=allow_dirty,
                       lock_wait=wait)
         return
-    from deploy.machine.stack import deploy as run_deploy
     from deploy.release.locks import LocalLock, local_lock_path
+    from deploy.release.sequence import deploy_here
 
     settings = settings_for(c)
     with LocalLock(local_lock_path(settings.project_name), wait):
-        run_deploy(c, settings, build=not no_build)
+        deploy_here(c, settings, build=not no_build)
 
 
 def _targets(hosts: str):
@@ -87,11 +85,9 @@ def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -
 
     def job(host):
         settings = per_host[host.name]
-        prefix = f"[{host.name}] "
         c = remote.connection(host, settings)
         try:
-            fn(c, settings, out=Output(prefix=prefix), stream=PrefixStream(prefix),
-               **kwargs)
+            fn(c, settings, out=Output(prefix=f"[{host.name}] "), **kwargs)
         finally:
             c.close()
 
@@ -105,16 +101,13 @@ def _run_on_hosts(targets, per_host, action: str, parallel: int, fn, **kwargs) -
 @exits
 def rollback(c, hosts=None, lock_wait=None, parallel=None):
     """Back to the previous release's image, already on the host: no build, no upload."""
-    from deploy.fleet import hosts as remote
 
     wait = seconds("--lock-wait", lock_wait, 300.0)
-    if remote.is_remote(c):
+    if is_remote(c):
         from deploy.fleet.releases import rollback_host
 
         settings = settings_for(c)
-        prefix = f"[{c.host}] "
-        rollback_host(c, settings, lock_wait=wait, out=Output(prefix=prefix),
-                      stream=PrefixStream(prefix))
+        rollback_host(c, settings, lock_wait=wait, out=Output(prefix=f"[{c.host}] "))
         return
     if not hosts:
         raise ConfigError("--hosts: rollback works on hosts (e.g. --hosts web1, or "
@@ -141,7 +134,7 @@ def releases(c, hosts=None):
         if not rows:
             emit(f"[{name}]   (no releases in {settings.deploy_path}/releases)")
 
-    if remote.is_remote(c):
+    if is_remote(c):
         show(c, settings_for(c), c.host)
         return
     if not hosts:

@@ -7,7 +7,7 @@ import json
 from invoke import task
 
 from deploy.errors import ConfigError
-from deploy.machine.stack import StepTimer
+from deploy.shell import is_remote
 from deploy.tasks.common import (
     count,
     database,
@@ -23,7 +23,6 @@ from deploy.tasks.common import (
 @exits
 def build(c, no_cache=False):
     """Build the release's images here, once: BACKEND_IMAGE:<git sha> and the proxy."""
-    from deploy.fleet.hosts import is_remote
     from deploy.machine import builds
     from deploy.release import revision
 
@@ -38,10 +37,9 @@ def build(c, no_cache=False):
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
-    timer = StepTimer(stack.out)
-    timer.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
-    timer.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
-    ident = builds.image_id(stack, ref) or "?"
+    stack.out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    stack.out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
+    ident = builds.image_id(stack.c, ref) or "?"
     stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "
               "`invoke deploy --hosts … --no-build`")
 
@@ -50,15 +48,14 @@ def build(c, no_cache=False):
 @exits
 def up(c):
     """Start the stack in the background (docker compose up -d, no build)."""
-    from deploy.fleet.hosts import is_remote
+    from deploy.machine.containers import BASE_SERVICES
+    from deploy.machine.routing import resync
     from deploy.machine.stack import require_stack_settings
 
     stack = stack_for(c)
     if not is_remote(c):
         require_stack_settings(stack.settings)
     stack.check_docker()
-    from deploy.release.sequence import BASE_SERVICES, resync
-
     stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
 
     routed = resync(stack)
@@ -82,7 +79,7 @@ def down(c, volumes=False):
 @exits
 def wait_healthy(c, timeout=None):
     """Wait until every service with a healthcheck is healthy and the rest are running."""
-    from deploy.machine.stack import format_states
+    from deploy.machine.routing import format_states
 
     stack = stack_for(c)
     stack.check_docker()
@@ -94,8 +91,7 @@ def wait_healthy(c, timeout=None):
 @exits
 def ps(c, json_=False):
     """Each container: state, health, exit code, its release, the proxy's view of it, ports."""
-    from deploy.machine.stack import format_states, state_dict
-    from deploy.release.sequence import routes
+    from deploy.machine.routing import format_states, routes, state_dict
 
     stack = stack_for(c)
     stack.check_docker()
@@ -121,7 +117,7 @@ def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
          tail=None, timestamps=False):
     """Print or search the logs of SERVICES (a name, a,b or 'all'), filtered in Python."""
     from deploy.machine import logs as logfilter
-    from deploy.machine.stack import no_match
+    from deploy.machine.logs import no_match
 
     pattern = (logfilter.compile_pattern(grep, case_sensitive=case_sensitive)
                if grep is not None else None)
@@ -151,8 +147,8 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
     """Back up (pg_dump), destroy volumes, start fresh, migrate: guarded by the project name."""
     import sys
 
-    from deploy.machine.stack import confirm_reset
-    from deploy.machine.stack import reset as run_reset
+    from deploy.machine.reset import confirm_reset
+    from deploy.machine.reset import reset as run_reset
 
     stack = stack_for(c)
     confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())

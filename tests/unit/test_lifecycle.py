@@ -11,7 +11,8 @@ from invoke import MockContext, Result
 
 from deploy import shell
 from deploy.errors import DeployTimeout, Refused
-from deploy.machine.stack import StepTimer, confirm_reset
+from deploy.machine.reset import confirm_reset
+from deploy.output import Output
 from deploy.release.locks import LocalLock, describe_holder
 from deploy.settings import load_settings
 
@@ -104,7 +105,7 @@ def test_the_one_executor_quotes_every_argument():
 
 
 def test_the_compose_flavour_is_probed_once_until_the_binaries_change(tmp_path, monkeypatch):
-    from deploy.machine.stack import detect_flavour_cached
+    from deploy.machine.flavour import detect_flavour_cached
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
@@ -156,12 +157,12 @@ def test_a_holder_is_described_in_words():
 
 
 def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
-    from deploy.machine.stack import LIST_AT_MOST, print_summary
+    from deploy.release.summary import LIST_AT_MOST, print_summary
 
     said = []
     names = [f"ai_table_{i:02d}" for i in range(12)]
-    print_summary({"applied": ["005_a.sql", "006_b.sql"], "tables": 40, "ai_tables": names},
-                  said.append)
+    print_summary({"applied": ["005_a.sql", "006_b.sql"], "tables": 40, "table_prefix": "ai_",
+                   "prefixed_tables": names}, Output(said.append))
     assert said[:3] == ["deploy: migrations applied (2):", "   005_a.sql", "   006_b.sql"]
     assert said[3:5] == ["deploy: 40 expected table(s) verified", "deploy: 12 ai_ table(s) exist:"]
     assert " ".join(said[5:]).replace(",", " ").split() == names
@@ -169,7 +170,8 @@ def test_the_deploy_summary_lists_one_item_per_line_and_counts_long_lists():
 
     said.clear()
     many = [f"ai_{i}" for i in range(LIST_AT_MOST + 1)]
-    print_summary({"applied": [], "tables": 40, "ai_tables": many}, said.append)
+    print_summary({"applied": [], "tables": 40, "table_prefix": "ai_",
+                   "prefixed_tables": many}, Output(said.append))
     assert said == ["deploy: migrations applied: none (schema already up to date)",
                     "deploy: 40 expected table(s) verified",
                     f"deploy: {LIST_AT_MOST + 1} ai_ tables exist; list them with "
@@ -195,7 +197,7 @@ def test_sigterm_unwinds_a_task_like_ctrl_c_and_names_the_signal():
 
 def test_a_step_stopped_by_a_signal_is_reported_as_interrupted():
     said = []
-    timer = StepTimer(said.append)
+    timer = Output(said.append)
 
     def stopped():
         raise KeyboardInterrupt
@@ -204,3 +206,27 @@ def test_a_step_stopped_by_a_signal_is_reported_as_interrupted():
         timer.step("wait-healthy (new)", stopped)
     assert said[0] == "==> wait-healthy (new)"
     assert said[1].startswith("<== wait-healthy (new) INTERRUPTED after ")
+
+
+def test_the_deploy_summary_lists_no_tables_by_prefix_when_no_prefix_is_set():
+    from deploy.release.summary import print_summary
+
+    said = []
+    print_summary({"applied": [], "tables": 3, "table_prefix": "",
+                   "prefixed_tables": []}, Output(said.append))
+    assert said == ["deploy: migrations applied: none (schema already up to date)",
+                    "deploy: 3 expected table(s) verified"]
+
+
+def test_the_summary_keeps_the_tables_of_the_prefix_setting_only():
+    from types import SimpleNamespace
+
+    from deploy.release.summary import summarize
+
+    report = SimpleNamespace(expected=[{"table": "ai_b"}, {"table": "users"},
+                                       {"table": "ai_a"}])
+    migrated = SimpleNamespace(applied=["001_a.sql"], total_applied=5)
+    assert summarize(migrated, report, "r1", "ai_") == {
+        "applied": ["001_a.sql"], "tables": 3, "table_prefix": "ai_",
+        "prefixed_tables": ["ai_a", "ai_b"], "total": 5, "release": "r1"}
+    assert summarize(None, None, "r1", "")["prefixed_tables"] == []
