@@ -28,6 +28,7 @@ from deploy import shell
 from deploy.commands import docker
 from deploy.errors import ConfigError, DeployError
 from deploy.fleet.registry import Published, Registry, login
+from deploy.fleet.tunnel import forward_remote
 from deploy.machine.builds import image_id
 from deploy.output import Output, as_output
 
@@ -121,9 +122,7 @@ def _pull_from(c, registry: Registry) -> Iterator[tuple[int | None, str | None, 
     """(the tunnel's port on the host, client config dir, the tunnel's Forward): None for
     what this registry does not need."""
     if registry.tunnelled:
-        import paramiko
-
-        from deploy.fleet.tunnel import forward_remote
+        import paramiko  # a heavy import, only for a host reached through the tunnel
 
         with ExitStack() as stack:
             try:

@@ -7,8 +7,10 @@ blocked deploy is never silent until --lock-wait runs out.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -70,8 +72,6 @@ class LocalLock:
         return describe_holder(self.fh.read())
 
     def __enter__(self):
-        import fcntl
-
         self.fh = open(self.path, "a+")
         started = self.clock()
         deadline = started + self.wait
@@ -105,6 +105,4 @@ class LocalLock:
 
 
 def local_lock_path(project: str) -> Path:
-    import tempfile
-
     return Path(tempfile.gettempdir()) / f"deploy-{project}.lock"
