@@ -87,7 +87,15 @@ def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
     if stream is not None and not hide:
         kwargs.update(out_stream=stream, err_stream=stream)
     _speed_up(c)
-    result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
+    try:
+        result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
+    except AttributeError as exc:
+        # Invoke's runner cleans up in a `finally` that assumes its set-up finished: a
+        # signal that lands during that set-up comes out as this AttributeError. The
+        # signal is what happened; let it unwind as one.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
     if check and result.exited != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
         raise CommandFailed(

@@ -4,6 +4,7 @@ written once, not on every run (threads read it)."""
 from __future__ import annotations
 
 import invoke
+import pytest
 
 from deploy import shell
 
@@ -29,3 +30,24 @@ def test_runs_after_the_first_never_rewrite_the_config_other_threads_read(monkey
     shell.run(c, ["true"])
     assert merges == []
     assert c.config.runners.local._skips_watcher_scan
+
+
+def test_a_signal_during_invokes_runner_set_up_unwinds_as_the_signal():
+    # Invoke's Runner.run stops the runner in a `finally`; a SIGINT inside its set-up
+    # leaves the runner half-made and that stop raises AttributeError instead.
+    class Interrupted:
+        def run(self, command, **kwargs):
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise AttributeError("'Local' object has no attribute 'using_pty'")
+
+    with pytest.raises(KeyboardInterrupt):
+        shell.run(Interrupted(), ["true"])
+
+    class Broken:
+        def run(self, command, **kwargs):
+            raise AttributeError("a real bug")
+
+    with pytest.raises(AttributeError, match="a real bug"):
+        shell.run(Broken(), ["true"])
