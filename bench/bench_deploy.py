@@ -1,4 +1,4 @@
-"""Deploying a changed release under load: today's recreate path against the switch.
+"""Deploying a changed release under load: the old recreate path against the switch.
 
     python bench/bench_deploy.py [--runs 1] [--rest 10] [--connections 16]
 
@@ -13,7 +13,7 @@ In one run, on this machine's Docker engine, for each path:
   (deploy/release/sequence.py).
 
 Each path gets its own throwaway Compose project deployed from a git copy of this project
-(tests/e2e/release_tree.py); a changed release is a new commit of that copy. Load, the
+(tests/support/release_tree.py); a changed release is a new commit of that copy. Load, the
 same for both: wrk from Debian's packages (`--connections`, GET /counters/1: a read of
 the hot table) plus a stream of 2 s requests (GET /slow?seconds=2, one after the other,
 never retried). Measured first at rest (`--rest` seconds, no deploy), then through one
@@ -24,12 +24,12 @@ the hot table (`ALTER TABLE hot_counters ADD COLUMN …`) while a long transacti
 conflicting lock on it (a "report" that read the table and stays open `--block` seconds),
 under wrk on GET /counters/1 (a read of that very table), deployed twice on fresh
 projects: with the runner's lock timeout (now: MIGRATION_LOCK_TIMEOUT, 0.5 s, retried on
-its schedule until the report ends) and without one (today: every migration tool's
+its schedule until the report ends) and without one (every other migration tool's
 behaviour, reproduced with MIGRATION_LOCK_TIMEOUT=3600: the ALTER waits in the lock queue,
 and every read of the table queues behind it).
 
-Targets (issue 8): 0 failed requests; p99 during the deploy ≤ 1.5× p99 at rest; deploy
-wall time ≤ 1.3× today's; in the locked-table case 0 failed and hot-table p99 ≤ lock
+Targets: 0 failed requests; p99 during the deploy ≤ 1.5× p99 at rest; deploy
+wall time ≤ 1.3× the recreate path's; in the locked-table case 0 failed and hot-table p99 ≤ lock
 timeout + 250 ms. Prints a Markdown report; progress goes to stderr.
 """
 
@@ -47,9 +47,9 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.stack_rig import PY, REPO, Project, ensure_local_images, log  # noqa: E402
-from tests.e2e.conftest import remove_project_images  # noqa: E402
-from tests.e2e.load import SlowRequests, Wrk, WrkReport  # noqa: E402
-from tests.e2e.release_tree import ReleaseTree  # noqa: E402
+from tests.support.load import SlowRequests, Wrk, WrkReport  # noqa: E402
+from tests.support.release_tree import ReleaseTree  # noqa: E402
+from tests.support.stack import remove_project_images  # noqa: E402
 
 # The stack as it was before the proxy (deploy/stack/docker-compose.yml at 50cd559, minus
 # comments): the backend publishes the service port and is recreated by `up --build`.

@@ -4,11 +4,11 @@ against building once here and shipping the image (`invoke deploy --hosts`), in 
     python bench/bench_fleet.py [--hosts 1,2,4]        # as root (network-namespace hosts)
 
 One Markdown report on stdout (progress on stderr). For each host count N, a fresh rig of N
-hosts (tests/e2e/netns.py: own network namespace, sshd and Docker engine, no registry
+hosts (tests/support/netns.py: own network namespace, sshd and Docker engine, no registry
 access), with the stack's base images (PYTHON_IMAGE, POSTGRES_IMAGE, PROXY_IMAGE) loaded
 into every host beforehand, untimed: the build-on-host path cannot work without them.
 On it, both paths, in an order that alternates with N, each with its own Compose project,
-from a throwaway git copy of this project (tests/e2e/release_tree.py):
+from a throwaway git copy of this project (tests/support/release_tree.py):
 
 - **build on each host** (reproduced here from the pieces: the code before this change):
   per host in turn, lock, upload the build context (deploy/, migrations/, .dockerignore,
@@ -83,9 +83,9 @@ from deploy.output import Output  # noqa: E402
 from deploy.release import sequence  # noqa: E402
 from deploy.release.revision import revision  # noqa: E402
 from deploy.settings import load_settings  # noqa: E402
-from tests.e2e import netns  # noqa: E402
-from tests.e2e.release_tree import ReleaseTree  # noqa: E402
-from tests.e2e.shipping_rig import local_images, run  # noqa: E402
+from tests.support import netns  # noqa: E402
+from tests.support.release_tree import ReleaseTree  # noqa: E402
+from tests.support.shipping_rig import local_images, run  # noqa: E402
 
 CODE_TARGET = 1.2
 ROLLBACK_TARGET = 5.0

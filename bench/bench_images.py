@@ -4,7 +4,7 @@ tunnelled registry (deploy/fleet/registry.py, deploy/fleet/shipping.py), for 1, 
     python bench/bench_images.py [--hosts 1,2,4]        # as root (network-namespace hosts)
 
 One Markdown report on stdout (progress on stderr). For each host count N, a fresh rig of N
-hosts (tests/e2e/netns.py: own network namespace, sshd and Docker engine, no registry
+hosts (tests/support/netns.py: own network namespace, sshd and Docker engine, no registry
 access), and on it, in the same run, both methods, each from hosts that hold no image:
 
 - baseline, today's alternative: for each host in turn, `docker save IMAGES | ssh host
@@ -54,8 +54,8 @@ from deploy.fleet import (  # noqa: E402
     registry,  # noqa: E402
     shipping,
 )
-from tests.e2e import netns  # noqa: E402
-from tests.e2e.shipping_rig import (  # noqa: E402
+from tests.support import netns  # noqa: E402
+from tests.support.shipping_rig import (  # noqa: E402
     connect,
     local_images,
     registry_image,

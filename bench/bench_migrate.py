@@ -13,7 +13,7 @@ table exists, the no-op added nothing.
 Part 2 (--scale N, 0 to skip): N small files applied once (setup), then the no-op
 `python -m deploy migrate` and `python -m deploy migrate-status`, timed the same way.
 
-Without --database-url a throwaway cluster is started (bench/pgcluster.py) and removed.
+Without --database-url a throwaway cluster is started (tests/support/pg.py) and removed.
 Progress goes to stderr; the Markdown report to stdout.
 """
 
@@ -40,8 +40,11 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import generate  # noqa: E402
-from pgcluster import Cluster, with_database, with_query  # noqa: E402
+
+from tests.support.pg import Cluster, with_database, with_query  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -82,7 +85,7 @@ def clean_env() -> dict:
     written into deploy/): the backend image runs `python3 -m compileall deploy`, so a
     container never compiles the runner from source. With PYTHONDONTWRITEBYTECODE=1
     inherited (as in some shells and Dockerfiles), our modules would be compiled on every
-    run — measured at ~10 ms — while psycopg and yoyo load pip's precompiled .pyc files.
+    run, while psycopg and yoyo load pip's precompiled .pyc files.
     """
     drop = ("PG", "DATABASE_URL", "POSTGRES_", "MIGRATION", "DEPLOY_", "ENV_FILE", "YOYO",
             "DBMATE_", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
@@ -180,9 +183,8 @@ def create_db(admin: str, name: str, created: list[str]) -> str:
     """A new database; its name goes on `created`, dropped only when all timing is done.
 
     Dropping databases between runs would skew the next runs when the server's data is on
-    ext4: freeing thousands of files makes the next file creations slower (measured here:
-    the same 300-file apply went from 0.55 s to 1.8 s, all of it in the server's system CPU
-    time, right after a DROP DATABASE, and stayed slow for over 15 s).
+    ext4: freeing thousands of files makes the next file creations slower for a while, all
+    of it in the server's system CPU time, right after a DROP DATABASE.
     """
     created.append(name)
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -368,7 +370,7 @@ def report(tools: list[Tool], args, scale: ScaleResult | None, imports, meta: di
     deploy = next(t for t in tools if t.key == "deploy")
     dbmate = next(t for t in tools if t.key == "dbmate")
     d_f, d_n = statistics.median(deploy.fresh), statistics.median(deploy.noop)
-    # Each target: name, measured on medians (decides PASS/FAIL, as the issue defines it),
+    # Each target: name, measured on medians (decides PASS/FAIL),
     # the same ratio on each tool's fastest run (background load only ever adds time, so
     # this shows what the code costs when the machine is quiet), and the verdict.
     targets = [
@@ -391,7 +393,7 @@ def report(tools: list[Tool], args, scale: ScaleResult | None, imports, meta: di
                         f"{min(scale.noop):.3f} s", s_n < 1.0))
         targets.append((f"{scale.n:,} files: `migrate-status` < 1 s", f"{s_s:.3f} s",
                         f"{min(scale.status):.3f} s", s_s < 1.0))
-    out.append("### Targets (issue 2)\n")
+    out.append("### Targets\n")
     out.append("| target | measured (medians) | fastest runs | result |")
     out.append("|---|---|---|---|")
     for name, measured, fastest, ok in targets:

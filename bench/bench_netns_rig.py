@@ -1,4 +1,4 @@
-"""What the network-namespace test hosts cost (tests/e2e/netns.py).
+"""What the network-namespace test hosts cost (tests/support/netns.py).
 
     python bench/bench_netns_rig.py [--runs 3] [--hosts 2] [--image IMAGE]
 
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.e2e import netns  # noqa: E402
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file  # noqa: E402
+from tests.support import netns  # noqa: E402
+from tests.support.base import LOCAL_IMAGES_ENV, read_env_file  # noqa: E402
 
 
 def log(message: str) -> None:

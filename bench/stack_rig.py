@@ -23,10 +23,9 @@ from pathlib import Path
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.conftest import free_port, read_env_file  # noqa: E402 - the tests' own helpers
+from tests.support.base import LOCAL_IMAGES_ENV, free_port, read_env_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-LOCAL_IMAGES_ENV = REPO / ".ci" / "local-images.env"
 STACK_FILE = REPO / "deploy" / "stack" / "docker-compose.yml"
 PY = sys.executable
 PROJECT_LABEL = "com.docker.compose.project"

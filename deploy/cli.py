@@ -1,16 +1,16 @@
-"""Process-level behaviour of the `invoke`/`fab` commands that Invoke leaves to us.
+"""Process-level behaviour shared by `invoke`, `fab` and `python -m deploy`; no Invoke here.
 
-Installed when the task collection is imported (deploy/tasks/__init__.py), so `invoke`,
-`fab` and their `--list`/`--help` all behave the same:
+- A closed pipe (`invoke migrate-status | head`, `python -m deploy migrate-status | head`)
+  ends quietly with exit 141, as a program killed by SIGPIPE does, instead of a
+  BrokenPipeError traceback (``install``, ``silence_stdout``).
+- SIGTERM, like Ctrl-C, unwinds a task (what a deploy started before its switch is undone
+  on the way) and ends it with one line and exit 143 (130 for SIGINT), instead of dying
+  where it stood (``terminate_unwinds``, ``interrupted_exit``; deploy/tasks/common.py
+  `exits` wraps each task in them).
 
-- A closed pipe (`invoke migrate-status | head`, `fab --list | head`) ends quietly with
-  exit 141, as a program killed by SIGPIPE does, instead of a BrokenPipeError traceback.
-- Argument errors that Invoke's parser finds (an unknown flag or task, a missing
-  argument) exit 2, the code docs/design.md gives bad arguments; Invoke itself exits 1.
+- A flag renamed keeps its old name for a while, with a one-line notice (``lock_wait_flag``).
 
-And for each task (deploy/tasks/common.py `exits`): SIGTERM, like Ctrl-C, unwinds the task
-(what a deploy started before its switch is undone on the way) and ends it with one line
-and exit 143 (130 for SIGINT), instead of dying where it stood.
+What is specific to Invoke's program (its parser's exit codes) is in deploy/tasks/program.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from deploy.errors import ConfigError
+
 CLOSED_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
-BAD_ARGUMENTS_EXIT = 2
 
 
 def silence_stdout() -> None:
@@ -49,29 +50,10 @@ def _excepthook(previous):
     return hook
 
 
-def _parse_errors_exit_2() -> None:
-    from invoke.exceptions import Exit, ParseError
-    from invoke.program import Program
-
-    original = Program.parse_tasks
-    if getattr(original, "_deploy", False):
-        return
-
-    def parse_tasks(self):
-        try:
-            return original(self)
-        except ParseError as exc:
-            hint = "; see `invoke --list` and `invoke --help TASK`"
-            raise Exit(f"{exc}{hint}", code=BAD_ARGUMENTS_EXIT) from None
-
-    parse_tasks._deploy = True  # type: ignore[attr-defined]
-    Program.parse_tasks = parse_tasks
-
-
 def install() -> None:
+    """A BrokenPipeError that reaches the top of the program exits 141, quietly."""
     if not getattr(sys.excepthook, "_deploy", False):
         sys.excepthook = _excepthook(sys.excepthook)
-    _parse_errors_exit_2()
 
 
 class Terminated(KeyboardInterrupt):
@@ -101,3 +83,17 @@ def interrupted_exit(task: str, exc: KeyboardInterrupt) -> tuple[str, int]:
     """The one line and the exit code of a task stopped by SIGTERM or SIGINT."""
     signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
     return f"{task}: interrupted ({signal.Signals(signum).name})", 128 + signum
+
+
+LOCK_TIMEOUT_RENAMED = ("--lock-timeout is now --lock-wait (the wait for the runner's lock); "
+                        "the old name will go")
+
+
+def lock_wait_flag(lock_wait, lock_timeout):
+    """The value of --lock-wait, or of its old name --lock-timeout with a notice on stderr."""
+    if lock_timeout is None:
+        return lock_wait
+    print(LOCK_TIMEOUT_RENAMED, file=sys.stderr, flush=True)
+    if lock_wait is not None:
+        raise ConfigError("--lock-timeout: the old name of --lock-wait; give only --lock-wait")
+    return lock_timeout

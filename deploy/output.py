@@ -19,6 +19,10 @@ from typing import Any, TextIO
 
 from deploy.errors import DeployError
 
+# Anything that takes one line: an Output, print, a list's append (tests). Lower layers
+# (the migration engine) accept this, so they need nothing of Output but the call.
+Lines = Callable[[str], Any]
+
 _print_lock = threading.Lock()
 
 

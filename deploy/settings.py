@@ -6,6 +6,7 @@ and where its value came from, so the user knows which line to fix.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -13,9 +14,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from deploy.defaults import (
+    DRAIN_TIMEOUT,
+    HEALTH_TIMEOUT,
+    KEEP_RELEASES,
+    PROXY_IMAGE,
+    STATEMENT_LOCK_BUDGET,
+    STATEMENT_LOCK_RETRIES,
+    STATEMENT_LOCK_TIMEOUT,
+)
 from deploy.errors import ConfigError
-from deploy.migrate.policy import DEFAULT_LOCK_BUDGET, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT
 
+HINT = "set it in .env or the environment (see .env.example)"
+# The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
+STACK_USER = "app"
 DEPLOY_ENVS = ("development", "staging", "production")
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
 _TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
@@ -23,9 +35,6 @@ _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # An image name without tag: [registry[:port]/]path, Docker's reference grammar.
 _IMAGE_RE = re.compile(r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-HINT = "set it in .env or the environment (see .env.example)"
-# The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
-STACK_USER = "app"
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,16 @@ class Settings:
     values: Mapping[str, str]  # the merged raw values, for modules with their own settings
     db_error: ConfigError | None = field(default=None, compare=False, repr=False)
     # The zero-downtime switch (deploy/release/sequence.py).
-    drain_timeout: float = 30.0
+    drain_timeout: float = DRAIN_TIMEOUT
     backend_image: str = "app-backend"
-    proxy_image: str = "haproxy:2.6"
-    summary_table_prefix: str = ""
-    # How migration statements wait for table locks (deploy/migrate/policy.py: the defaults).
-    migration_lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    migration_lock_retries: int = DEFAULT_LOCK_RETRIES
-    migration_lock_budget: float = DEFAULT_LOCK_BUDGET
+    proxy_image: str = PROXY_IMAGE
+    # How migration statements wait for table locks (deploy/migrate/policy.py).
+    migration_lock_timeout: float = STATEMENT_LOCK_TIMEOUT
+    migration_lock_retries: int = STATEMENT_LOCK_RETRIES
+    migration_lock_budget: float = STATEMENT_LOCK_BUDGET
     migration_statement_timeout: float | None = None
+    # The table-name prefix the deploy summary counts and lists ("": no such line).
+    summary_table_prefix: str = ""
 
     @property
     def database_url(self) -> str:
@@ -71,10 +81,6 @@ class Settings:
 
     def with_database_url(self, url: str) -> Settings:
         return replace(self, db_url=url, db_error=None)
-
-    @property
-    def redacted_url(self) -> str:
-        return redact_url(self.database_url)
 
     @property
     def password(self) -> str | None:
@@ -156,9 +162,8 @@ def _read_env_file(environ: Mapping[str, str], env_file: str | os.PathLike | Non
 def parse_env_text(text: str, path: Path) -> dict[str, str | None]:
     """python-dotenv's values, but a line it cannot parse is an error naming the file and
     line (python-dotenv itself only logs a warning and drops the line)."""
-    import io
-
-    # Imported here: python -m deploy's no-op path should pay only for what it uses.
+    # python-dotenv is imported here, when there is a file: a container's start-up runner,
+    # configured by its environment, never loads it.
     from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
@@ -262,23 +267,8 @@ def load_settings(environ: Mapping[str, str] | None = None,
         q = Path(p)
         return q if q.is_absolute() else base / q
 
-    table = src.get("MIGRATION_TABLE") or "migration_history"
-    if not _TABLE_RE.match(table):
-        raise src.error(
-            "MIGRATION_TABLE",
-            f"{table!r} is not a valid table name (lower-case letters, digits, _; "
-            "optionally schema.table)",
-        )
-    deploy_env = src.get("DEPLOY_ENV") or "development"
-    if deploy_env not in DEPLOY_ENVS:
-        raise src.error("DEPLOY_ENV", f"{deploy_env!r} is not one of {', '.join(DEPLOY_ENVS)}")
-    project = src.get("COMPOSE_PROJECT_NAME") or "app"
-    if not _PROJECT_RE.match(project):
-        raise src.error(
-            "COMPOSE_PROJECT_NAME",
-            f"{project!r} is not a valid Compose project name (lower-case letters, digits, "
-            "'-' and '_', starting with a letter or digit)",
-        )
+    # Validated in this order: the first bad one is the one reported.
+    table, deploy_env, project = _migration_table(src), _deploy_env(src), _project_name(src)
     try:
         db_url, db_error = _database_url(src), None
     except ConfigError as exc:
@@ -292,7 +282,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         compose_file=resolve(src.get("COMPOSE_FILE") or "deploy/stack/docker-compose.yml"),
         project_name=project,
         compose_cmd=src.get("COMPOSE_CMD"),
-        health_timeout=_positive_float(src, "HEALTH_TIMEOUT", 120.0),
+        health_timeout=_positive_float(src, "HEALTH_TIMEOUT", HEALTH_TIMEOUT),
         backup_dir=resolve(src.get("BACKUP_DIR") or "backups"),
         deploy_hosts=tuple(h.strip() for h in (src.get("DEPLOY_HOSTS") or "").split(",")
                            if h.strip()),
@@ -301,19 +291,48 @@ def load_settings(environ: Mapping[str, str] | None = None,
         ssh_key_file=_existing_file(src, "SSH_KEY_FILE", resolve),
         ssh_known_hosts=resolve(os.path.expanduser(src.get("SSH_KNOWN_HOSTS")
                                                    or "~/.ssh/known_hosts")),
-        keep_releases=_positive_int(src, "KEEP_RELEASES", 5),
+        keep_releases=_positive_int(src, "KEEP_RELEASES", KEEP_RELEASES),
         hosts_dir=resolve(src.get("DEPLOY_HOSTS_DIR") or "deploy/hosts"),
         values=src.merged(),
         db_error=db_error,
-        drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", 30.0),
+        drain_timeout=_positive_float(src, "DRAIN_TIMEOUT", DRAIN_TIMEOUT),
         backend_image=_image(src, "BACKEND_IMAGE", f"{project}-backend", tag=False),
-        proxy_image=_image(src, "PROXY_IMAGE", "haproxy:2.6", tag=True),
+        proxy_image=_image(src, "PROXY_IMAGE", PROXY_IMAGE, tag=True),
         migration_lock_timeout=_positive_float(src, "MIGRATION_LOCK_TIMEOUT",
-                                               DEFAULT_LOCK_TIMEOUT),
-        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES", DEFAULT_LOCK_RETRIES),
-        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET", DEFAULT_LOCK_BUDGET),
+                                               STATEMENT_LOCK_TIMEOUT),
+        migration_lock_retries=_whole_number(src, "MIGRATION_LOCK_RETRIES",
+                                             STATEMENT_LOCK_RETRIES),
+        migration_lock_budget=_positive_float(src, "MIGRATION_LOCK_BUDGET",
+                                              STATEMENT_LOCK_BUDGET),
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
+        summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
     )
+
+
+def _matching(src: _Source, name: str, default: str, pattern: re.Pattern, what: str) -> str:
+    value = src.get(name) or default
+    if not pattern.match(value):
+        raise src.error(name, f"{value!r} is not {what}")
+    return value
+
+
+def _migration_table(src: _Source) -> str:
+    return _matching(src, "MIGRATION_TABLE", "migration_history", _TABLE_RE,
+                     "a valid table name (lower-case letters, digits, _; optionally "
+                     "schema.table)")
+
+
+def _deploy_env(src: _Source) -> str:
+    deploy_env = src.get("DEPLOY_ENV") or "development"
+    if deploy_env not in DEPLOY_ENVS:
+        raise src.error("DEPLOY_ENV", f"{deploy_env!r} is not one of {', '.join(DEPLOY_ENVS)}")
+    return deploy_env
+
+
+def _project_name(src: _Source) -> str:
+    return _matching(src, "COMPOSE_PROJECT_NAME", "app", _PROJECT_RE,
+                     "a valid Compose project name (lower-case letters, digits, '-' and '_', "
+                     "starting with a letter or digit)")
 
 
 def _image(src: _Source, name: str, default: str, tag: bool) -> str:

@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -30,49 +31,28 @@ from deploy.migrate.interrupt import SignalGuard
 from deploy.migrate.lock import Blocker
 from deploy.migrate.policy import LOCK_NOT_AVAILABLE, QUERY_CANCELED, LockRetry, milliseconds
 from deploy.migrate.watcher import Watcher
+from deploy.output import Lines
 
-Out = Callable[[str], None]
+if TYPE_CHECKING:  # deploy.migrate.sql loads pglast: see split()
+    from deploy.migrate.sql import Concurrent, Statement
+
 _DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 
 
-def split(text: str):
-    from deploy.sqllint.parse import split_statements  # pglast only when a file needs it
+def split(text: str) -> list[Statement]:
+    """The file's statements, as the server's parser splits them."""
+    # pglast loads here, on first use: a transactional file that applies cleanly never
+    # needs it, and it takes about as long to import as the rest of the runner.
+    from deploy.migrate.sql import split_statements
 
     return split_statements(text)
 
 
-@dataclass(frozen=True)
-class Concurrent:
-    """A CONCURRENTLY statement; for CREATE INDEX, the index it builds."""
-
-    index: str | None = None
-    schema: str | None = None
-    table: str | None = None
-
-
 def concurrent(text: str) -> Concurrent | None:
-    """Parse one statement (pglast): is it CREATE/DROP/REINDEX … CONCURRENTLY or DETACH
-    PARTITION … CONCURRENTLY?"""
-    if "concurrently" not in text.lower():
-        return None
-    from pglast import ast, parser
+    """The statement's CONCURRENTLY target, if it is one (pglast, loaded as in ``split``)."""
+    from deploy.migrate.sql import concurrent as parse_concurrent
 
-    try:
-        (raw,) = parser.parse_sql(text)
-    except (parser.ParseError, ValueError):
-        return None
-    stmt = raw.stmt
-    if isinstance(stmt, ast.IndexStmt) and stmt.concurrent:
-        return Concurrent(stmt.idxname, stmt.relation.schemaname, stmt.relation.relname)
-    if isinstance(stmt, ast.DropStmt) and stmt.concurrent:
-        return Concurrent()
-    if isinstance(stmt, ast.ReindexStmt) and any(
-            p.defname == "concurrently" for p in stmt.params or ()):
-        return Concurrent()
-    if isinstance(stmt, ast.AlterTableStmt) and any(
-            getattr(cmd.def_, "concurrent", False) for cmd in stmt.cmds or ()):
-        return Concurrent()
-    return None
+    return parse_concurrent(text)
 
 
 def failure_position(m: Migration, failure: db.Failure,
@@ -118,7 +98,7 @@ class Applier:
     conn: psycopg.Connection
     table: str
     retry: LockRetry
-    out: Out
+    out: Lines
     guard: SignalGuard
     watcher: Watcher
     who: str
@@ -222,9 +202,10 @@ class Applier:
         self.out(f"{where(m, offset)}: index {state.name} is INVALID (left by an "
                  "interrupted or failed CREATE INDEX CONCURRENTLY): dropping it with DROP INDEX "
                  "CONCURRENTLY and building it again")
+        # state.name is regclass's own output: already quoted where needed.
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {state.name}"
         try:
-            self._retrying(m, offset, lambda: self._run(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {state.name}", offset, unlocked=True))
+            self._retrying(m, offset, lambda: self._run(drop, offset, unlocked=True))
         except db.ApplyFailed as exc:
             if self.guard.signum is not None:
                 raise self.guard.error(self._stopped(m, offset, target=target)) from None

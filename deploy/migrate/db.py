@@ -12,11 +12,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
 
 from deploy.errors import ConfigError, DeployError, DeployTimeout, MigrationError
+from deploy.migrate.dberrors import connect_refused
 from deploy.migrate.files import HistoryRow, Migration
 from deploy.migrate.policy import CLIENT_KEEPALIVES
 from deploy.settings import redact, redact_url
@@ -32,8 +34,6 @@ class DatabaseUnavailable(DeployError):
 
 
 def _password(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
     try:
         return urlsplit(url).password
     except ValueError:
@@ -83,8 +83,6 @@ def connect(url: str, *, application_name: str = "deploy", wait: float = 0.0,
         except psycopg.Error as exc:
             reason = _clean(exc, url)
             if "permission denied for database" in reason:
-                from deploy.migrate.dberrors import connect_refused
-
                 raise connect_refused(reason, url) from None
             if any(word in reason for word in _PERMANENT):
                 # Waiting will not fix these: the settings are wrong (exit 2).
@@ -331,11 +329,6 @@ def index_state(conn: psycopg.Connection, schema: str | None, table: str,
         WHERE t.oid = to_regclass(%s)
         """, (index, target)).fetchone()
     return IndexState(*row) if row else None
-
-
-def drop_index_concurrently(conn: psycopg.Connection, name: str) -> None:
-    # name is regclass's own output (IndexState.name): already quoted where needed.
-    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.SQL(name)))
 
 
 def locate_failed_statement(conn: psycopg.Connection, m: Migration,

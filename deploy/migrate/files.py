@@ -168,7 +168,8 @@ def discover(directory: Path) -> list[Migration]:
         raise ConfigError(f"MIGRATIONS_DIR: {display_path(directory)} is not a directory")
     problems: list[str] = []
     migrations: list[Migration] = []
-    # scandir and plain open(): at 5,000 files, Path.iterdir/is_file/read_bytes cost ~70 ms.
+    # scandir and plain open(): fewer system calls and objects per file than
+    # Path.iterdir/is_file/read_bytes, which shows in a directory of thousands of files.
     with os.scandir(directory) as entries:
         names = sorted(e.name for e in entries if e.name.endswith(".sql") and e.is_file())
     for name in names:

@@ -16,9 +16,9 @@ import psycopg
 
 from deploy.errors import DeployTimeout
 from deploy.migrate.policy import DEFAULT_PROGRESS, Progress
+from deploy.output import Lines
 
 LOCK_CLASS = 0x6D696772  # "migr": the first key of our two-int advisory lock
-Out = Callable[[str], None]
 
 
 def lock_key(table: str) -> int:
@@ -53,7 +53,7 @@ def lock_holder(conn: psycopg.Connection, key: int) -> LockHolder | None:
     return LockHolder(*row) if row else None
 
 
-def acquire(conn: psycopg.Connection, table: str, *, timeout: float, out: Out,
+def acquire(conn: psycopg.Connection, table: str, *, timeout: float, out: Lines,
             session_sql: str = "", progress: Progress = DEFAULT_PROGRESS,
             clock: Callable[[], float] = time.monotonic,
             sleep: Callable[[float], None] = time.sleep) -> None:
@@ -79,7 +79,7 @@ def acquire(conn: psycopg.Connection, table: str, *, timeout: float, out: Out,
                                 f"it is held by {holder}")
         if next_report is None:
             out(f"migration lock: {table} is being migrated by {holder}; waiting for it, "
-                f"up to {timeout:g} s (--lock-timeout)")
+                f"up to {timeout:g} s (--lock-wait)")
             next_report = now + progress.lock_every
         elif holder is not None:
             out(f"migration lock: still waiting, {now - started:.0f} s of {timeout:g} s; "

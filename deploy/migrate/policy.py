@@ -6,24 +6,17 @@
 - Session settings: how the server notices a runner that vanished (killed, network lost),
   so its transaction is rolled back promptly and its advisory lock released.
 
-Pure: no database, no clock. The defaults are explained in README.md ("Migrations: the
-contract") and docs/design.md.
+Pure: no database, no clock. The default values live in deploy/defaults.py and are
+explained in README.md ("Migrations: the contract") and docs/design.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# --- Lock timeout and retries (issue 8 §2) ------------------------------------------------
-# 0.5 s: a statement waiting for an ACCESS EXCLUSIVE lock makes every later query on that
-# table queue behind it, so this is the longest stall a migration can add to a reader
-# (the deploy benchmark's target: hot-table p99 <= lock timeout + 250 ms). pgroll uses
-# 500 ms; squawk recommends 1 s (twice the worst stall); GitLab starts at 100 ms but then
-# needs dozens of escalating attempts, because any ordinary transaction over 100 ms on the
-# table makes the statement time out and the whole file's work is redone.
-DEFAULT_LOCK_TIMEOUT = 0.5
-DEFAULT_LOCK_RETRIES = 10
-DEFAULT_LOCK_BUDGET = 60.0
+from deploy.defaults import STATEMENT_LOCK_BUDGET, STATEMENT_LOCK_RETRIES, STATEMENT_LOCK_TIMEOUT
+
+# --- Lock timeout and retries -------------------------------------------------------------
 # Seconds to wait before retry n (1-based); the last one repeats. Short first (the blocker is
 # often a transaction about to end), then backing off so a long one can finish.
 RETRY_WAITS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0)
@@ -38,9 +31,9 @@ class LockRetry:
     after wait_before(n), while fewer than `retries` retries were made and the next attempt
     can still end within `budget` seconds of the first one's start."""
 
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    retries: int = DEFAULT_LOCK_RETRIES
-    budget: float = DEFAULT_LOCK_BUDGET
+    lock_timeout: float = STATEMENT_LOCK_TIMEOUT
+    retries: int = STATEMENT_LOCK_RETRIES
+    budget: float = STATEMENT_LOCK_BUDGET
     statement_timeout: float | None = None
     waits: tuple[float, ...] = RETRY_WAITS
 
@@ -77,7 +70,7 @@ class LockRetry:
         return sum(waits) + (len(waits) + 1) * self.lock_timeout
 
 
-# --- Progress (issue 7 §6) -----------------------------------------------------------------
+# --- Progress -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -105,7 +98,7 @@ def sample_every(progress: Progress, lock_timeout: float) -> float:
     return max(0.01, min(progress.sample_every, lock_timeout / 8))
 
 
-# --- Noticing a vanished runner (issue 7 §1) ----------------------------------------------
+# --- Noticing a vanished runner ----------------------------------------------------------
 # libpq keepalives: the runner notices a server that is gone (network lost) instead of
 # waiting forever. Free: they are connection parameters, no round trip.
 CLIENT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",

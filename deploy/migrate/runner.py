@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deploy.defaults import RUNNER_LOCK_WAIT
 from deploy.errors import CheckFailed, ConfigError, DriftError, Refused
 from deploy.migrate import db
-from deploy.migrate.dberrors import translates
+from deploy.migrate.dberrors import missing_schema, translates
 from deploy.migrate.files import (
     FILENAME_RE,
     Migration,
@@ -31,19 +32,22 @@ from deploy.migrate.files import (
     status_rows,
 )
 from deploy.migrate.policy import DEFAULT_PROGRESS, LockRetry, Progress, session_settings
+from deploy.output import Lines
 from deploy.settings import Settings
 
-if TYPE_CHECKING:  # imported where used: the no-op path never needs them
+# The lock, the signal guard, the watcher and the applier are imported where they are used:
+# the no-op path (a container's start-up when nothing is pending) never needs them, and it
+# should cost little more than one connection.
+if TYPE_CHECKING:
     from deploy.migrate.interrupt import SignalGuard
 
-Out = Callable[[str], None]
 
 
 def _print(line: str) -> None:
     print(line, flush=True)  # progress must reach a pipe (CI, docker logs) as it happens
 
 
-def _serialized(out: Out | None) -> Out:
+def _serialized(out: Lines | None) -> Lines:
     """The watcher thread prints too: one line at a time."""
     out = out or _print
     lock = threading.Lock()
@@ -147,7 +151,7 @@ def drift_error(plan: Plan) -> DriftError:
 
 
 @contextmanager
-def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out: Out,
+def _locked(conn, settings: Settings, command: str, *, lock_wait: float, out: Lines,
             progress: Progress) -> Iterator[SignalGuard]:
     """Take the migration lock on conn, the connection that then runs the files, and SET
     the session's timeouts and dead-client detection with the first try (deploy/migrate/policy.py).
@@ -155,21 +159,31 @@ def _locked(conn, settings: Settings, command: str, *, lock_timeout: float, out:
     SIGTERM/SIGINT: while waiting for the lock they stop the command at once; once it is
     held they are handled at the guard's checkpoints (deploy/migrate/interrupt.py). Before this,
     nothing has been changed, and the default handling (the process ends) is right."""
-    from deploy.migrate import lock as locks
+    from deploy.migrate import lock as locks  # not on the no-op path (see the top)
     from deploy.migrate.interrupt import SignalGuard
 
     with SignalGuard(command) as guard:
         guard.phase = "while waiting for the migration lock: nothing applied"
         session = db.session_sql(conn, session_settings(conn.info.server_version,
                                                         lock_retry(settings)))
-        locks.acquire(conn, settings.migration_table, timeout=lock_timeout, out=out,
+        locks.acquire(conn, settings.migration_table, timeout=lock_wait, out=out,
                       session_sql=session, progress=progress)
         with guard.deferred():
             yield guard
 
 
-def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: SignalGuard):
-    from deploy.migrate.watcher import Watcher
+@contextmanager
+def _locked_session(settings: Settings, name: str, command: str, *, lock_wait: float, out: Lines,
+                    progress: Progress) -> Iterator[tuple[object, SignalGuard]]:
+    """A new connection (application_name "deploy NAME …") holding the migration lock."""
+    with db.connect(settings.database_url, application_name=_application_name(name)) as conn, \
+            _locked(conn, settings, command, lock_wait=lock_wait, out=out,
+                    progress=progress) as guard:
+        yield conn, guard
+
+
+def _watcher(settings: Settings, conn, out: Lines, progress: Progress, guard: SignalGuard):
+    from deploy.migrate.watcher import Watcher  # not on the no-op path (see the top)
 
     url = settings.database_url
     return Watcher(lambda: db.connect(url, application_name=_application_name("watcher")),
@@ -178,14 +192,14 @@ def _watcher(settings: Settings, conn, out: Out, progress: Progress, guard: Sign
 
 
 @translates("migrate")
-def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0,
+def migrate(settings: Settings, *, wait: float = 0.0, lock_wait: float = RUNNER_LOCK_WAIT,
             dry_run: bool = False, accept_drift: bool = False, allow_ahead: bool = False,
-            out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
+            out: Lines | None = None, progress: Progress = DEFAULT_PROGRESS) -> MigrateResult:
     """Apply every pending migration exactly once. ``allow_ahead``: history rows above
     every file here were applied by a newer release; say so, and do not call it drift (the
     backend's start-up, so that a rolled-back release starts on the newer schema)."""
-    if lock_timeout <= 0:
-        raise ConfigError(f"--lock-timeout: must be greater than 0 (got {lock_timeout:g})")
+    if lock_wait <= 0:
+        raise ConfigError(f"--lock-wait: must be greater than 0 (got {lock_wait:g})")
     if wait < 0:
         raise ConfigError(f"--wait: must be 0 or more seconds (got {wait:g})")
     out = _serialized(out)
@@ -200,13 +214,13 @@ def migrate(settings: Settings, *, wait: float = 0.0, lock_timeout: float = 60.0
         connecting.discard()
         raise
     with conn:
-        return _migrate(conn, settings, migrations, lock_timeout=lock_timeout,
+        return _migrate(conn, settings, migrations, lock_wait=lock_wait,
                         dry_run=dry_run, accept_drift=accept_drift, out=out,
                         progress=progress, allow_ahead=allow_ahead)
 
 
-def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_timeout: float,
-             dry_run: bool, accept_drift: bool, out: Out, progress: Progress,
+def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_wait: float,
+             dry_run: bool, accept_drift: bool, out: Lines, progress: Progress,
              allow_ahead: bool = False) -> MigrateResult:
     table = settings.migration_table
     result = MigrateResult()
@@ -231,7 +245,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
         result.total_applied = len(plan.applied)
         out(f"migrations: up to date, nothing to apply ({result.total_applied} applied)")
         return result
-    with _locked(conn, settings, "migrate", lock_timeout=lock_timeout, out=out,
+    with _locked(conn, settings, "migrate", lock_wait=lock_wait, out=out,
                  progress=progress) as guard:
         guard.check(lambda: "before anything was applied")
         for line in db.ensure_history_table(conn, table):
@@ -249,7 +263,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
             _accept_drift(conn, table, plan, out)
         started = time.perf_counter()
         if plan.pending:
-            from deploy.migrate.applying import Applier
+            from deploy.migrate.applying import Applier  # not on the no-op path
 
             with _watcher(settings, conn, out, progress, guard) as watcher:
                 applier = Applier(conn, table, lock_retry(settings), out, guard, watcher,
@@ -267,7 +281,7 @@ def _migrate(conn, settings: Settings, migrations: list[Migration], *, lock_time
     return result
 
 
-def _accept_drift(conn, table: str, plan: Plan, out: Out) -> None:
+def _accept_drift(conn, table: str, plan: Plan, out: Lines) -> None:
     if plan.changed:
         db.record_checksums(conn, table, [m for m, _ in plan.changed])
         for m, row in plan.changed:
@@ -289,8 +303,6 @@ def status(settings: Settings, *, wait: float = 0.0) -> tuple[list[dict], Plan]:
     with db.connect(settings.database_url, application_name="deploy status", wait=wait) as conn:
         if "." in table and not db.schema_exists(conn, table.split(".", 1)[0]):
             # Not "every file pending": the setting names a place that does not exist.
-            from deploy.migrate.dberrors import missing_schema
-
             raise missing_schema(table)
         history = db.read_history(conn, table)
     plan = plan_migrations(migrations, history)
@@ -307,7 +319,7 @@ def format_status(rows: list[dict]) -> list[str]:
     return lines
 
 
-def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
+def new_migration(settings: Settings, name: str, out: Lines = print) -> Path:
     migrations = discover(settings.migrations_dir)
     filename = new_migration_filename(migrations, name)
     path = settings.migrations_dir / filename
@@ -318,10 +330,11 @@ def new_migration(settings: Settings, name: str, out: Out = print) -> Path:
 
 
 @translates("redo-migration")
-def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
-         out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> int:
+def redo(settings: Settings, filename: str, *, yes: bool,
+         lock_wait: float = RUNNER_LOCK_WAIT, out: Lines | None = None,
+         progress: Progress = DEFAULT_PROGRESS) -> int:
     """Re-run one applied file: its history row replaced in the file's own transaction."""
-    from deploy.migrate.applying import Applier
+    from deploy.migrate.applying import Applier  # as in _migrate
 
     migrations = discover(settings.migrations_dir)
     by_name = {m.filename: m for m in migrations}
@@ -334,10 +347,8 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
                       "add --yes to confirm")
     out = _serialized(out)
     table = settings.migration_table
-    url = settings.database_url
-    with db.connect(url, application_name=_application_name("redo")) as conn, \
-            _locked(conn, settings, "redo-migration", lock_timeout=lock_timeout, out=out,
-                    progress=progress) as guard:
+    with _locked_session(settings, "redo", "redo-migration", lock_wait=lock_wait, out=out,
+                         progress=progress) as (conn, guard):
         guard.check(lambda: "before anything was applied")
         db.ensure_history_table(conn, table)
         if not any(row.filename == m.filename for row in db.read_history(conn, table)):
@@ -357,8 +368,9 @@ def redo(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 
 
 
 @translates("forget-migration")
-def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float = 60.0,
-           out: Out | None = None, progress: Progress = DEFAULT_PROGRESS) -> None:
+def forget(settings: Settings, filename: str, *, yes: bool,
+           lock_wait: float = RUNNER_LOCK_WAIT, out: Lines | None = None,
+           progress: Progress = DEFAULT_PROGRESS) -> None:
     """Delete one history row on purpose (e.g. of a file deleted from the repository)."""
     name = Path(filename).name
     if not FILENAME_RE.match(name):
@@ -369,10 +381,8 @@ def forget(settings: Settings, filename: str, *, yes: bool, lock_timeout: float 
                       "--yes to confirm")
     out = _serialized(out)
     table = settings.migration_table
-    url = settings.database_url
-    with db.connect(url, application_name=_application_name("forget")) as conn, \
-            _locked(conn, settings, "forget-migration", lock_timeout=lock_timeout, out=out,
-                    progress=progress) as guard:
+    with _locked_session(settings, "forget", "forget-migration", lock_wait=lock_wait, out=out,
+                         progress=progress) as (conn, guard):
         row = next((r for r in db.read_history(conn, table) if r.filename == name), None)
         if row is None:
             raise CheckFailed(f"forget-migration: {name} has no row in the history table "

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.defaults import TABLES_SCHEMA
 from deploy.errors import CheckFailed, ConfigError, InvalidMigrations
 from deploy.migrate import db
 from deploy.migrate.dberrors import translated
 from deploy.migrate.files import Migration, discover
+from deploy.migrate.sql import SqlSyntaxError, created_tables
 
 
 @dataclass(frozen=True)
@@ -18,10 +20,9 @@ class ExpectedTable:
     filename: str
 
 
-def expected_tables(migrations: list[Migration], schema: str = "public") -> list[ExpectedTable]:
+def expected_tables(migrations: list[Migration],
+                    schema: str = TABLES_SCHEMA) -> list[ExpectedTable]:
     """Tables the migrations create (parsed with pglast), first creator wins."""
-    from deploy.sqllint.parse import SqlSyntaxError, created_tables
-
     seen: dict[tuple[str, str], ExpectedTable] = {}
     for m in migrations:
         try:
@@ -35,7 +36,7 @@ def expected_tables(migrations: list[Migration], schema: str = "public") -> list
 
 
 def missing_expected_tables(conn, expected: list[ExpectedTable],
-                            schema: str = "public") -> list[tuple[str, str]]:
+                            schema: str = TABLES_SCHEMA) -> list[tuple[str, str]]:
     """(table, file that creates it) for each expected table missing from the database.
 
     `expected` comes from expected_tables, parsed once by the caller: the backend's /health

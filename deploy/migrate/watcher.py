@@ -15,12 +15,11 @@ from collections.abc import Callable
 
 from deploy.migrate.lock import Blocker, blockers
 from deploy.migrate.policy import DEFAULT_PROGRESS, Progress, sample_every, watch_after
-
-Out = Callable[[str], None]
+from deploy.output import Lines
 
 
 class Watcher:
-    def __init__(self, connect: Callable[[], object], pid: int, out: Out, *,
+    def __init__(self, connect: Callable[[], object], pid: int, out: Lines, *,
                  lock_timeout: float, progress: Progress = DEFAULT_PROGRESS,
                  on_tick: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from pglast import ast, parser
 
-from deploy.sqllint.parse import Executed, Finding, line_col, split_statements
+from deploy.migrate.files import line_col
+from deploy.migrate.sql import Executed, split_statements
+from deploy.sqllint.findings import Finding
 from deploy.sqllint.safety import RULES, risky_changes
 
 DIRECTIVE = "-- lint: allow <rule> -- <reason>"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pglast import ast, parser
 from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind
 
-from deploy.sqllint.parse import created_relation, qualified
+from deploy.migrate.sql import created_relation, qualified
 
 _RERUN = "(migrations must be safe to re-run)"
 
@@ -65,66 +65,87 @@ _NEEDS_NO_TRANSACTION = (
 )
 
 
-def statement_findings(stmt: ast.Node, at: int, transactional: bool) -> list[tuple]:
+Found = list[tuple[int, str, str]]  # (offset, code, message)
+
+
+def statement_findings(stmt: ast.Node, at: int, transactional: bool) -> Found:
     """(offset, code, message) for one top-level statement."""
-    found: list[tuple[int, str, str]] = []
-
-    def add(code: str, message: str, where: int = at) -> None:
-        found.append((where, code, message))
-
     created = created_relation(stmt, inside_do=False)
     if created is not None:
-        name = qualified(created.schemaname, created.relname)
-        if isinstance(stmt, ast.SelectStmt):
-            add(
-                "create-table-not-idempotent",
-                f"SELECT … INTO {name} cannot be made idempotent: "
-                f"write CREATE TABLE IF NOT EXISTS {name} AS SELECT … {_RERUN}",
-            )
-        elif not stmt.if_not_exists:
-            add("create-table-not-idempotent", f"CREATE TABLE {name}: add IF NOT EXISTS {_RERUN}")
-    elif isinstance(stmt, ast.IndexStmt):
-        if stmt.concurrent and transactional:
-            add("concurrently-in-transaction", f"CREATE INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}")
-        if not stmt.if_not_exists:
-            table = qualified(stmt.relation.schemaname, stmt.relation.relname)
-            fix = (
-                f"{stmt.idxname}: add IF NOT EXISTS"
-                if stmt.idxname
-                else f"on {table}: name the index and add IF NOT EXISTS"
-            )
-            add("create-index-not-idempotent", f"CREATE INDEX {fix} {_RERUN}")
-    elif isinstance(stmt, ast.AlterTableStmt):
-        table = qualified(stmt.relation.schemaname, stmt.relation.relname)
-        for cmd in stmt.cmds:
-            if cmd.missing_ok:
-                continue
-            if cmd.subtype == AlterTableType.AT_AddColumn:
-                column = cmd.def_
-                where = column.location if (column.location or 0) > 0 else at
-                add(
-                    "add-column-not-idempotent",
-                    f"ALTER TABLE {table} ADD COLUMN {column.colname}: add IF NOT EXISTS {_RERUN}",
-                    where,
-                )
-            elif cmd.subtype in (AlterTableType.AT_DropColumn, AlterTableType.AT_DropConstraint):
-                what = "COLUMN" if cmd.subtype == AlterTableType.AT_DropColumn else "CONSTRAINT"
-                add(
-                    "drop-not-idempotent",
-                    f"ALTER TABLE {table} DROP {what} {cmd.name}: add IF EXISTS {_RERUN}",
-                )
-    elif type(stmt).__name__.startswith("Drop"):
-        if isinstance(stmt, ast.DropStmt) and stmt.concurrent and transactional:
-            add("concurrently-in-transaction", f"DROP INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}")
-        if getattr(stmt, "missing_ok", None) is False:
-            add("drop-not-idempotent", f"{_drop_description(stmt)}: add IF EXISTS {_RERUN}")
-    elif isinstance(stmt, ast.TransactionStmt) and stmt.kind in _TRANSACTION_WORDS:
+        return _create_table_findings(stmt, created, at)
+    if isinstance(stmt, ast.IndexStmt):
+        return _create_index_findings(stmt, at, transactional)
+    if isinstance(stmt, ast.AlterTableStmt):
+        return _alter_table_findings(stmt, at)
+    if type(stmt).__name__.startswith("Drop"):
+        return _drop_findings(stmt, at, transactional)
+    if isinstance(stmt, ast.TransactionStmt) and stmt.kind in _TRANSACTION_WORDS:
         how = (
             "already runs each file in its own transaction"
             if transactional
             else "runs this file statement by statement in autocommit"
         )
-        add("explicit-transaction", f"{_TRANSACTION_WORDS[stmt.kind]}: the runner {how}; remove it")
+        return [(at, "explicit-transaction",
+                 f"{_TRANSACTION_WORDS[stmt.kind]}: the runner {how}; remove it")]
+    return []
+
+
+def _create_table_findings(stmt: ast.Node, created: ast.RangeVar, at: int) -> Found:
+    name = qualified(created.schemaname, created.relname)
+    if isinstance(stmt, ast.SelectStmt):
+        return [(at, "create-table-not-idempotent",
+                 f"SELECT … INTO {name} cannot be made idempotent: "
+                 f"write CREATE TABLE IF NOT EXISTS {name} AS SELECT … {_RERUN}")]
+    if not stmt.if_not_exists:
+        return [(at, "create-table-not-idempotent",
+                 f"CREATE TABLE {name}: add IF NOT EXISTS {_RERUN}")]
+    return []
+
+
+def _create_index_findings(stmt: ast.IndexStmt, at: int, transactional: bool) -> Found:
+    found: Found = []
+    if stmt.concurrent and transactional:
+        found.append((at, "concurrently-in-transaction",
+                      f"CREATE INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}"))
+    if not stmt.if_not_exists:
+        table = qualified(stmt.relation.schemaname, stmt.relation.relname)
+        fix = (
+            f"{stmt.idxname}: add IF NOT EXISTS"
+            if stmt.idxname
+            else f"on {table}: name the index and add IF NOT EXISTS"
+        )
+        found.append((at, "create-index-not-idempotent", f"CREATE INDEX {fix} {_RERUN}"))
+    return found
+
+
+def _alter_table_findings(stmt: ast.AlterTableStmt, at: int) -> Found:
+    found: Found = []
+    table = qualified(stmt.relation.schemaname, stmt.relation.relname)
+    for cmd in stmt.cmds:
+        if cmd.missing_ok:
+            continue
+        if cmd.subtype == AlterTableType.AT_AddColumn:
+            column = cmd.def_
+            where = column.location if (column.location or 0) > 0 else at
+            found.append((
+                where, "add-column-not-idempotent",
+                f"ALTER TABLE {table} ADD COLUMN {column.colname}: add IF NOT EXISTS {_RERUN}",
+            ))
+        elif cmd.subtype in (AlterTableType.AT_DropColumn, AlterTableType.AT_DropConstraint):
+            what = "COLUMN" if cmd.subtype == AlterTableType.AT_DropColumn else "CONSTRAINT"
+            found.append((at, "drop-not-idempotent",
+                          f"ALTER TABLE {table} DROP {what} {cmd.name}: add IF EXISTS {_RERUN}"))
+    return found
+
+
+def _drop_findings(stmt: ast.Node, at: int, transactional: bool) -> Found:
+    found: Found = []
+    if isinstance(stmt, ast.DropStmt) and stmt.concurrent and transactional:
+        found.append((at, "concurrently-in-transaction",
+                      f"DROP INDEX CONCURRENTLY {_NEEDS_NO_TRANSACTION}"))
+    if getattr(stmt, "missing_ok", None) is False:
+        found.append((at, "drop-not-idempotent",
+                      f"{_drop_description(stmt)}: add IF EXISTS {_RERUN}"))
     return found
 
 

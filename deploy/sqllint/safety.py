@@ -22,7 +22,7 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from deploy.sqllint.parse import Created, Executed, name_of, qualified
+from deploy.migrate.sql import Created, Executed, name_of, qualified
 
 # Rule id -> what it finds. The ids are stable: directives and CI annotations name them.
 RULES = {

@@ -6,7 +6,7 @@ project's errors into `invoke.Exit(message, code)` once (tasks/common.py).
 
 from invoke import Collection
 
-from deploy import cli
+from deploy.tasks import program
 from deploy.tasks.hosts import deploy, releases, rollback
 from deploy.tasks.migrations import (
     check_tables,
@@ -23,4 +23,4 @@ ns = Collection(migrate, migrate_status, check_tables, new_migration, redo_migra
                 forget_migration, lint_migrations, deploy, build, up, down, wait_healthy, ps,
                 logs, reset, psql, rollback, releases)
 
-cli.install()
+program.install()

@@ -1,4 +1,8 @@
-"""Migration tasks: migrate, migrate-status, check-tables, new/redo/lint migrations."""
+"""Migration tasks: migrate, migrate-status, check-tables, new/redo/lint migrations.
+
+Each task imports the runner (psycopg) or the SQL analysis (pglast) when it runs: every
+`invoke` command loads this module, and most never need either.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,50 @@ import json
 
 from invoke import task
 
+from deploy.cli import lock_wait_flag
+from deploy.defaults import (
+    RUNNER_LOCK_WAIT,
+    STATEMENT_LOCK_BUDGET,
+    STATEMENT_LOCK_RETRIES,
+    STATEMENT_LOCK_TIMEOUT,
+    TABLES_SCHEMA,
+)
 from deploy.tasks.common import count, database, exits, print_lines, seconds, settings_for
 
+LOCK_WAIT_HELP = f"seconds to wait for another runner's lock before exit 4 (default " \
+                 f"{RUNNER_LOCK_WAIT:g})"
+OLD_LOCK_WAIT_HELP = "the old name of --lock-wait; it will go"
 
-@task(help={
+
+def _lock_wait(lock_wait, lock_timeout) -> float:
+    return seconds("--lock-wait", lock_wait_flag(lock_wait, lock_timeout), RUNNER_LOCK_WAIT)
+
+
+def _one_file_help(filename: str, yes: str) -> dict[str, str]:
+    """Help of the tasks that change one file's history under the runner's lock."""
+    return {"filename": filename, "yes": yes, "lock_wait": LOCK_WAIT_HELP,
+            "lock_timeout": OLD_LOCK_WAIT_HELP}
+
+
+@task(auto_shortflags=False, help={
     "wait": "retry the database connection for up to N seconds (default 0)",
-    "lock_timeout": "seconds to wait for another runner's lock before exit 4 (default 60)",
+    "lock_wait": LOCK_WAIT_HELP,
+    "lock_timeout": OLD_LOCK_WAIT_HELP,
     "dry_run": "print the plan; apply nothing",
     "accept_drift": "record changed checksums, keep rows of deleted files (marked removed), "
                     "apply out-of-order files",
-    "migration_lock_timeout": "seconds each statement may wait for a table lock "
-                              "(MIGRATION_LOCK_TIMEOUT, default 0.5)",
+    "migration_lock_timeout": "PostgreSQL's per-statement lock_timeout: seconds each statement "
+                              "may wait for a table lock (MIGRATION_LOCK_TIMEOUT, default "
+                              f"{STATEMENT_LOCK_TIMEOUT:g})",
     "lock_retries": "retries of a file that timed out on a lock (MIGRATION_LOCK_RETRIES, "
-                    "default 10)",
-    "lock_budget": "seconds for all attempts of one file (MIGRATION_LOCK_BUDGET, default 60)",
+                    f"default {STATEMENT_LOCK_RETRIES})",
+    "lock_budget": "seconds for all attempts of one file (MIGRATION_LOCK_BUDGET, default "
+                   f"{STATEMENT_LOCK_BUDGET:g})",
     "statement_timeout": "end any statement running longer than N seconds "
                          "(MIGRATION_STATEMENT_TIMEOUT, default none)",
 })
 @exits
-def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
+def migrate(c, wait=None, lock_wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
             migration_lock_timeout=None, lock_retries=None, lock_budget=None,
             statement_timeout=None):
     """Apply pending SQL migrations, each exactly once, under an advisory lock."""
@@ -40,12 +69,14 @@ def migrate(c, wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
     }
     with database(c, settings_for(c)) as settings:
         run_migrate(with_flags(settings, **flags), wait=seconds("--wait", wait, 0.0),
-                    lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0),
+                    lock_wait=_lock_wait(lock_wait, lock_timeout),
                     dry_run=dry_run, accept_drift=accept_drift)
 
 
-@task(name="migrate-status", help={"json": "machine-readable output",
-                                   "wait": "retry the connection for up to N seconds (default 0)"})
+@task(name="migrate-status", auto_shortflags=False, help={
+    "json": "machine-readable output",
+    "wait": "retry the connection for up to N seconds (default 0)",
+})
 @exits
 def migrate_status(c, json_=False, wait=None):
     """Show every migration: applied (when, ms), pending, changed or missing; exit 3 on drift."""
@@ -61,16 +92,16 @@ def migrate_status(c, json_=False, wait=None):
         raise drift_error(plan)
 
 
-@task(name="check-tables", help={
+@task(name="check-tables", auto_shortflags=False, help={
     "prefix": "literal table-name prefix, e.g. ai_ (the _ is not a wildcard)",
-    "schema": "schema to inspect (default public)",
+    "schema": f"schema to inspect (default {TABLES_SCHEMA})",
     "expected": "compare the tables the migrations create with the database; exit 3 if any "
                 "is missing",
     "json": "machine-readable output",
     "wait": "retry the connection for up to N seconds (default 0)",
 })
 @exits
-def check_tables(c, prefix=None, schema="public", expected=False, json_=False, wait=None):
+def check_tables(c, prefix=None, schema=TABLES_SCHEMA, expected=False, json_=False, wait=None):
     """List tables by literal prefix, or verify the tables the migrations create."""
     from deploy.migrate.tables import check_tables as run_check
     from deploy.migrate.tables import format_report
@@ -87,7 +118,8 @@ def check_tables(c, prefix=None, schema="public", expected=False, json_=False, w
         raise failure
 
 
-@task(name="new-migration", help={"name": "lower_snake name, e.g. user_roles_system"})
+@task(name="new-migration", auto_shortflags=False,
+      help={"name": "lower_snake name, e.g. user_roles_system"})
 @exits
 def new_migration(c, name):
     """Write the next numbered migration file from the idempotent template."""
@@ -96,37 +128,38 @@ def new_migration(c, name):
     run_new(settings_for(c), name)
 
 
-@task(name="redo-migration", help={
-    "filename": "the migration file, e.g. 020_ai_cost_management_system.sql",
-    "yes": "confirm: delete its history row and re-run it",
-    "lock_timeout": "seconds to wait for the migration lock (default 60)",
-})
+REDO_HELP = _one_file_help("the migration file, e.g. 020_ai_cost_management_system.sql",
+                           "confirm: delete its history row and re-run it")
+FORGET_HELP = _one_file_help(
+    "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
+    "confirm: delete that history row")
+
+
+@task(name="redo-migration", auto_shortflags=False, help=REDO_HELP)
 @exits
-def redo_migration(c, filename, yes=False, lock_timeout=None):
+def redo_migration(c, filename, yes=False, lock_wait=None, lock_timeout=None):
     """Re-run one applied migration (replaces deleting its history row by hand)."""
-    from deploy.migrate.runner import redo
-
-    with database(c, settings_for(c)) as settings:
-        redo(settings, filename, yes=yes,
-             lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+    _change_history(c, "redo", filename, yes, _lock_wait(lock_wait, lock_timeout))
 
 
-@task(name="forget-migration", help={
-    "filename": "the history row's file name, e.g. 005_gone.sql (its file may be deleted)",
-    "yes": "confirm: delete that history row",
-    "lock_timeout": "seconds to wait for the migration lock (default 60)",
-})
+@task(name="forget-migration", auto_shortflags=False, help=FORGET_HELP)
 @exits
-def forget_migration(c, filename, yes=False, lock_timeout=None):
+def forget_migration(c, filename, yes=False, lock_wait=None, lock_timeout=None):
     """Delete one history row on purpose; the schema it changed is left as it is."""
-    from deploy.migrate.runner import forget
+    _change_history(c, "forget", filename, yes, _lock_wait(lock_wait, lock_timeout))
 
+
+def _change_history(c, change: str, filename: str, yes: bool, lock_wait: float) -> None:
+    """runner.redo or runner.forget (``change``) of one file, where `c` points."""
+    from deploy.migrate import runner
+
+    run = {"redo": runner.redo, "forget": runner.forget}[change]
     with database(c, settings_for(c)) as settings:
-        forget(settings, filename, yes=yes,
-               lock_timeout=seconds("--lock-timeout", lock_timeout, 60.0))
+        run(settings, filename, yes=yes, lock_wait=lock_wait)
 
 
-@task(name="lint-migrations", help={"json": "machine-readable findings (for CI annotations)"})
+@task(name="lint-migrations", auto_shortflags=False,
+      help={"json": "machine-readable findings (for CI annotations)"})
 @exits
 def lint_migrations(c, json_=False):
     """Check every migration statically: syntax, idempotency, rollback notes, deploy safety."""

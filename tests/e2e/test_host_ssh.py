@@ -1,8 +1,8 @@
 """The test hosts behave like real, locked-down hosts over SSH: key auth only, known host
 keys only, no client environment, and the tools a deploy needs on the remote PATH.
 
-(Each network-namespace host of tests/e2e/netns.py runs its own sshd, configured as
-tests/e2e/sshd.py writes it.)
+(Each network-namespace host of tests/support/netns.py runs its own sshd, configured as
+tests/support/sshd.py writes it.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Images reach hosts that cannot build or pull them, and each host holds the exact image
-built here (issue 9, part 1), on the network-namespace hosts: separate engines, no registry
+built here, on the network-namespace hosts: separate engines, no registry
 access, every command line they were sent recorded."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from deploy.commands.docker import parse_ref
 from deploy.errors import DeployError
 from deploy.fleet import registry, shipping
-from tests.e2e import shipping_rig
-from tests.e2e.conftest import _missing
-from tests.e2e.fleet_rig import BUILD
-from tests.e2e.shipping_rig import AppImages, connect, image_id, run
+from tests.support import shipping_rig
+from tests.support.fleet_rig import BUILD
+from tests.support.services import missing as _missing
+from tests.support.shipping_rig import AppImages, connect, image_id, run
 
 
 @pytest.fixture(scope="module")

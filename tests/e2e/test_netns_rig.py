@@ -18,9 +18,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from tests.e2e import busybox as busybox_image
-from tests.e2e import netns, netns_cleanup
-from tests.e2e.conftest import ROOT, _missing, compose_command
+from tests.support import busybox as busybox_image
+from tests.support import netns, netns_cleanup
+from tests.support.base import ROOT
+from tests.support.services import missing as _missing
+from tests.support.stack import compose_command
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -272,7 +274,7 @@ def test_teardown_leaves_no_namespace_dockerd_container_or_file_behind(netns_hos
 
 def test_cleanup_removes_what_an_interrupted_run_left_behind(netns_hosts):
     # A run killed with SIGKILL never tears down: its dockerd and sshd live on.
-    held = subprocess.Popen([sys.executable, "-m", "tests.e2e.netns", "up", "1"], cwd=ROOT,
+    held = subprocess.Popen([sys.executable, "-m", "tests.support.netns", "up", "1"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = held.stdout.readline()

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
+from deploy.release.locks import local_lock_path
+from tests.support.base import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
+from tests.support.stack import remove_project_images
 
 
 def _checkout_copy(target: Path) -> None:
@@ -66,8 +68,8 @@ def checkout(docker_ready, tmp_path):
     co.invoke("down", timeout=300)
     subprocess.run(["docker", "volume", "rm", "-f", f"{co.project}_pgdata",
                     f"{co.project}_proxy-state"], capture_output=True)
-    subprocess.run(["docker", "image", "rm", "-f", f"{co.project}_backend",
-                    f"{co.project}-backend"], capture_output=True)
+    remove_project_images(co.project)  # every release tag, not only `latest`
+    local_lock_path(co.project).unlink(missing_ok=True)
 
 
 def test_after_configure_env_every_readme_command_works_with_no_further_step(checkout):

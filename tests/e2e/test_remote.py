@@ -1,9 +1,9 @@
 """`fab -H` / `invoke --hosts` against two hosts that share nothing with this machine but
 its kernel: each its own network namespace, sshd and Docker engine, with no registry
-access (tests/e2e/netns.py). Whatever runs there after a deploy came from here.
+access (tests/support/netns.py). Whatever runs there after a deploy came from here.
 
 h1 uses the shared settings; h2 has an overlay with its own Compose project name and
-ports (tests/e2e/fleet_rig.py). The tests run in file order and build on each other:
+ports (tests/support/fleet_rig.py). The tests run in file order and build on each other:
 
     1. fab deploy, both hosts (first release)   5. dirty tree refused; --allow-dirty; lock
     2. a code-only change, --parallel 2         6. a failing first host stops the rollout;
@@ -23,9 +23,9 @@ import invoke
 from deploy.commands import docker
 from deploy.fleet import registry
 from deploy.fleet.releases import RELEASE_RE
-from tests.e2e.fleet_rig import BUILD, SECRET
-from tests.e2e.netns_load import NetnsLoad
-from tests.e2e.shipping_rig import local_images
+from tests.support.fleet_rig import BUILD, SECRET
+from tests.support.netns_load import NetnsLoad
+from tests.support.shipping_rig import local_images
 
 TUNNEL_BYTES = re.compile(r"^\[(\S+)\]    \1: ([\d,]+) bytes through the tunnel to the host$",
                           re.M)

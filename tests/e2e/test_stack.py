@@ -7,8 +7,7 @@ import re
 import subprocess
 import time
 
-from tests.conftest import EXAMPLE_MIGRATIONS
-from tests.e2e.conftest import ROOT
+from tests.support.base import EXAMPLE_MIGRATIONS, ROOT
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
 AI_TABLES_SAMPLE = {"ai_cost_thresholds", "ai_monitoring_metrics", "ai_transparency_logs"}
@@ -217,7 +216,7 @@ def test_the_exit_code_of_a_container_docker_restarted_comes_from_its_die_events
     from deploy import shell
     from deploy.commands import compose
     from deploy.machine.stack import last_exit_code
-    from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file
+    from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
 
     image = read_env_file(LOCAL_IMAGES_ENV).get("PYTHON_IMAGE", "python:3.12-slim")
     c = invoke.Context()

@@ -1,6 +1,6 @@
 """The SSH tunnel to a host's database listens before its URL is handed out.
 
-Into a network-namespace host (tests/e2e/netns.py) to the PostgreSQL its deployed stack
+Into a network-namespace host (tests/support/netns.py) to the PostgreSQL its deployed stack
 publishes on the host's own loopback, which nothing outside the host can reach; each
 tunnel is used the moment its URL is known, 50 times.
 """

@@ -1,7 +1,7 @@
 """Deploys nobody notices, on the real engine, real HAProxy and real PostgreSQL.
 
 Zero failed requests is a correctness property, so it is asserted, under a short load of
-keep-alive clients that never retry (tests/e2e/load.py) plus wrk. Each deploy of a
+keep-alive clients that never retry (tests/support/load.py) plus wrk. Each deploy of a
 "changed release" deploys a new commit of a throwaway git copy of this project.
 """
 
@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.e2e.load import Clients, SlowRequests, Wrk
-from tests.e2e.release_tree import ReleaseTree
+from tests.support.load import Clients, SlowRequests, Wrk
+from tests.support.release_tree import ReleaseTree
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import json
 
 import psycopg
 
-from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD
+from tests.support.base import EXAMPLE_MIGRATIONS
+from tests.support.pg import PASSWORD
 
 
 def test_check_tables_prefix_is_literal_so_aix_and_air_tables_are_not_listed(project, db):
@@ -131,8 +132,8 @@ def test_the_example_schema_lints_clean(project):
 def test_bad_arguments_and_files_are_rejected_before_anything_is_applied(project):
     project.write("001_ok.sql", "CREATE TABLE IF NOT EXISTS ok_t (id int);\n")
     cases = [
-        (("migrate", "--lock-timeout", "0"), {}, 2,
-         "--lock-timeout: must be greater than 0 (got 0)"),
+        (("migrate", "--lock-wait", "0"), {}, 2,
+         "--lock-wait: must be greater than 0 (got 0)"),
         (("migrate", "--wait", "-1"), {}, 2, "--wait: must be 0 or more seconds (got -1)"),
         (("migrate", "--wait", "soon"), {}, 2, "argument --wait: invalid float value: 'soon'"),
         (("migrate",), {"MIGRATION_TABLE": "bad name"}, 2,

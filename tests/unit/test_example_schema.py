@@ -9,7 +9,8 @@ from pglast import ast, parser
 from pglast.stream import RawStream
 
 from deploy.migrate.files import parse_file
-from deploy.sqllint.parse import created_tables, lint_sql
+from deploy.migrate.sql import created_tables
+from deploy.sqllint.lint import lint_sql
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 FILES = sorted(MIGRATIONS.glob("*.sql"))

@@ -21,20 +21,16 @@ from deploy.machine import health
 from deploy.output import Output
 from deploy.release import sequence
 from deploy.settings import load_settings
+from tests.support.haproxy import captured
 
 ROOT = Path(__file__).resolve().parents[2]
-CAPTURED = Path(__file__).parent / "haproxy"
 OLD_ID, NEW_ID, PROXY_ID, PG_ID = ("sha256:" + c * 64 for c in "abcd")
 OLD_IP, NEW_IP = "172.22.0.2", "172.22.0.3"  # slot1 serves; slot2 is where the new one goes
 
 
-def _captured(name: str) -> str:
-    return (CAPTURED / name).read_text()
-
-
 def _before_prepare() -> str:
     """slot1 serving the old container, every other slot free (slot2 as slot3 is)."""
-    lines = _captured("state-old-ready-new-prepared.txt").splitlines()
+    lines = captured("state-old-ready-new-prepared.txt").splitlines()
     free = lines[4].split(" ")
     free[2:4] = ["2", "slot2"]
     return "\n".join([*lines[:3], " ".join(free), *lines[4:]]) + "\n"
@@ -124,11 +120,11 @@ class FakeStack:
         if command.startswith("show servers state"):
             return self.routing
         if command.startswith("show stat"):
-            return _captured("stat-flipped.txt")
+            return captured("stat-flipped.txt")
         if "addr" in command:  # assign: the new slot is checked and up at once
-            self.routing = _captured("state-old-ready-new-prepared.txt")
+            self.routing = captured("state-old-ready-new-prepared.txt")
         elif "state ready" in command:  # the flip
-            self.routing = _captured("state-flipped.txt")
+            self.routing = captured("state-flipped.txt")
         return ""
 
     @property
@@ -297,7 +293,7 @@ def test_a_prepared_release_whose_slots_stopped_passing_is_taken_back_before_the
     d = sequence.prepare_on_host(None, stack.settings, "r2", base_unchanged=True,
                                  database=lambda: nullcontext(stack.settings), out=None)
     d.ready_at = 0.0
-    stack.routing = _captured("state-prepared-unchecked.txt")  # slot2 is not up there
+    stack.routing = captured("state-prepared-unchecked.txt")  # slot2 is not up there
     with pytest.raises(DeployError) as err:
         sequence.switch_on_host(d, lambda: pytest.fail("switched"))
     assert str(err.value) == (

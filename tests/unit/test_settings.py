@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from deploy.errors import ConfigError
@@ -32,6 +34,26 @@ def test_defaults_are_safe_and_paths_resolve_against_the_project(tmp_path):
     assert s.env_file is None
 
 
+def test_the_summary_names_no_table_prefix_unless_summary_table_prefix_is_set(tmp_path):
+    assert load(tmp_path, {}).summary_table_prefix == ""
+    assert load(tmp_path, {"SUMMARY_TABLE_PREFIX": "ai_"}).summary_table_prefix == "ai_"
+
+
+def test_the_sample_env_file_sets_the_sample_schemas_table_prefix(tmp_path):
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    assert load(tmp_path, {}, example).summary_table_prefix == "ai_"
+
+
+def test_the_first_invalid_setting_is_the_one_reported(tmp_path):
+    bad = {"MIGRATION_TABLE": "Bad-Name", "DEPLOY_ENV": "prod", "COMPOSE_PROJECT_NAME": "App"}
+    with pytest.raises(ConfigError, match="^MIGRATION_TABLE: "):
+        load(tmp_path, bad)
+    with pytest.raises(ConfigError, match="^DEPLOY_ENV: "):
+        load(tmp_path, {**bad, "MIGRATION_TABLE": "ok"})
+    with pytest.raises(ConfigError, match="^COMPOSE_PROJECT_NAME: "):
+        load(tmp_path, {**bad, "MIGRATION_TABLE": "ok", "DEPLOY_ENV": "staging"})
+
+
 def test_the_process_environment_wins_over_the_env_file(tmp_path):
     s = load(tmp_path, {"DEPLOY_ENV": "staging"},
              "DATABASE_URL=postgresql://u@db/app\nDEPLOY_ENV=production\n")
@@ -51,7 +73,7 @@ def test_postgres_parts_build_the_url_and_quote_the_password(tmp_path):
                         "POSTGRES_PASSWORD": "p@ss:w/rd", "POSTGRES_DB": "grants"})
     assert s.database_url == "postgresql://app:p%40ss%3Aw%2Frd@db:6543/grants"
     assert s.password == "p%40ss%3Aw%2Frd"
-    assert s.redacted_url == "postgresql://app:***@db:6543/grants"
+    assert redact_url(s.database_url) == "postgresql://app:***@db:6543/grants"
 
 
 def test_redaction_hides_passwords_in_urls_and_free_text():
@@ -125,7 +147,7 @@ def test_a_bad_database_url_does_not_stop_tasks_that_need_no_database(tmp_path):
     s = load(tmp_path, {"DATABASE_URL": "mysql://u@h/d"})
     assert s.compose_file == tmp_path / "deploy/stack/docker-compose.yml"
     with pytest.raises(ConfigError, match="scheme must be postgresql://"):
-        s.redacted_url  # noqa: B018
+        s.database_url  # noqa: B018
 
 
 def test_the_password_is_stated_once_the_url_follows_the_stack_settings(tmp_path):

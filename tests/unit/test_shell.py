@@ -1,10 +1,11 @@
-"""shell.run: a secret reaches a command on stdin, never its command line; the config is
-written once, not on every run (threads read it)."""
+"""shell.run: the one executor quotes every argument; a secret reaches a command on stdin,
+never its command line; the config is written once, not on every run (threads read it)."""
 
 from __future__ import annotations
 
 import invoke
 import pytest
+from invoke import MockContext, Result
 
 from deploy import shell
 
@@ -14,7 +15,6 @@ def test_input_reaches_the_commands_stdin_which_is_then_closed():
     result = shell.run(invoke.Context(), ["sh", "-c", "cat; echo end"], input="s3cret\n")
     assert result.stdout == "s3cret\nend\n"
     assert "s3cret" not in result.command
-
 
 
 def test_runs_after_the_first_never_rewrite_the_config_other_threads_read(monkeypatch):
@@ -30,6 +30,19 @@ def test_runs_after_the_first_never_rewrite_the_config_other_threads_read(monkey
     shell.run(c, ["true"])
     assert merges == []
     assert c.config.runners.local._skips_watcher_scan
+
+
+def test_the_one_executor_quotes_every_argument():
+    c = MockContext(run={
+        "docker-compose logs --no-color 'back end' '$(touch x)' 2>&1": Result("ok\n"),
+        "false": Result("", exited=3, stderr="bad thing\n"),
+    })
+    result = shell.run(c, ["docker-compose", "logs", "--no-color", "back end", "$(touch x)"],
+                       merge_stderr=True)
+    assert result.stdout == "ok\n"
+    with pytest.raises(shell.CommandFailed) as info:
+        shell.run(c, ["false"], what="probe")
+    assert str(info.value) == "probe: command failed with exit code 3: false\n  bad thing"
 
 
 def test_a_signal_during_invokes_runner_set_up_unwinds_as_the_signal():

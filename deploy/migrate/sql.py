@@ -1,23 +1,24 @@
-"""Static analysis of migration SQL with pglast: statements, created tables, lint findings.
+"""Migration SQL as the server's parser sees it (pglast): statements, CONCURRENTLY, tables.
 
-``lint_sql`` runs the rules of deploy/sqllint/idempotency.py (re-runnable files) and
-deploy/sqllint/safety.py (deploy-safe changes, acknowledged per deploy/sqllint/acknowledge.py).
-Pure: text in, data out; no database. Every offset here is a character offset into the
-file's text (pglast already converts libpg_query's UTF-8 byte offsets to characters).
+The engine splits no-transaction files into statements and finds CONCURRENTLY statements
+with it; check-tables and the backend's /health find the tables the files create; the lint
+rules of deploy/sqllint/ walk the statements it yields. Pure: text in, data out; no
+database. Every offset here is a character offset into the file's text (pglast already
+converts libpg_query's UTF-8 byte offsets to characters).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import pglast
 from pglast import ast, parser
 from pglast.enums import ObjectType
 
-from deploy.migrate.files import line_col  # noqa: F401 - part of this module's API too
+from deploy.migrate.files import line_col
 
 
 @dataclass(frozen=True)
@@ -40,27 +41,6 @@ class SqlSyntaxError(Exception):
         self.offset = offset
 
 
-@dataclass(frozen=True)
-class Finding:
-    file: str
-    line: int
-    col: int
-    severity: str  # "error" | "warning"
-    code: str
-    message: str
-    # The reason a "-- lint: allow" directive gave; such a finding is not a warning.
-    acknowledged: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message} [{self.code}]"
-
-    def as_dict(self) -> dict[str, object]:
-        fields = asdict(self)
-        if self.acknowledged is None:
-            del fields["acknowledged"]
-        return fields
-
-
 def _syntax_error(
     text: str, err: parser.ParseError, at: int | None = None, prefix: str = ""
 ) -> SqlSyntaxError:
@@ -80,6 +60,38 @@ def split_statements(text: str) -> list[Statement]:
     except parser.ParseError as err:
         raise _syntax_error(text, err) from None
     return [Statement(s.start, s.stop, text[s]) for s in slices]
+
+
+@dataclass(frozen=True)
+class Concurrent:
+    """A CONCURRENTLY statement; for CREATE INDEX, the index it builds."""
+
+    index: str | None = None
+    schema: str | None = None
+    table: str | None = None
+
+
+def concurrent(text: str) -> Concurrent | None:
+    """Parse one statement: is it CREATE/DROP/REINDEX … CONCURRENTLY or DETACH
+    PARTITION … CONCURRENTLY?"""
+    if "concurrently" not in text.lower():
+        return None
+    try:
+        (raw,) = parser.parse_sql(text)
+    except (parser.ParseError, ValueError):
+        return None
+    stmt = raw.stmt
+    if isinstance(stmt, ast.IndexStmt) and stmt.concurrent:
+        return Concurrent(stmt.idxname, stmt.relation.schemaname, stmt.relation.relname)
+    if isinstance(stmt, ast.DropStmt) and stmt.concurrent:
+        return Concurrent()
+    if isinstance(stmt, ast.ReindexStmt) and any(
+            p.defname == "concurrently" for p in stmt.params or ()):
+        return Concurrent()
+    if isinstance(stmt, ast.AlterTableStmt) and any(
+            getattr(cmd.def_, "concurrent", False) for cmd in stmt.cmds or ()):
+        return Concurrent()
+    return None
 
 
 def _parse(text: str) -> tuple[ast.RawStmt, ...]:
@@ -172,7 +184,7 @@ def _line_start(text: str, line_index: int) -> int:
     return start
 
 
-def _executed(text: str) -> Iterator[Executed]:
+def executed_statements(text: str) -> Iterator[Executed]:
     """Every statement the file runs, in order, ``DO`` block bodies included (PL/pgSQL)."""
     for raw in _parse(text):
         yield Executed(raw.stmt_location, raw.stmt)
@@ -278,38 +290,6 @@ def created_tables(text: str) -> list[Name]:
     and plain SQL inside ``DO`` blocks (not dynamic ``EXECUTE``).
     """
     created = Created()
-    for ex in _executed(text):
+    for ex in executed_statements(text):
         created.apply(ex.stmt, ex.inside_do)
     return created.tables
-
-
-def lint_sql(filename: str, text: str, transactional: bool) -> list[Finding]:
-    """Static checks of one migration file; ``transactional`` is False for no-transaction files.
-
-    A syntax error stops the analysis: it is the only finding for that file. The
-    idempotency checks skip statements inside ``DO`` blocks (the author's guarded code);
-    the deploy-safety checks (deploy/sqllint/safety.py) look inside them too. Acknowledged
-    findings come back with severity "info" and the reason in ``acknowledged``.
-    """
-    from deploy.sqllint.acknowledge import deploy_safety_findings
-    from deploy.sqllint.idempotency import has_rollback_note, statement_findings
-
-    try:
-        executed = list(_executed(text))
-    except SqlSyntaxError as err:
-        return [Finding(filename, err.line, err.col, "error", "syntax", err.message)]
-    findings = []
-    for ex in executed:
-        if ex.inside_do:
-            continue
-        for where, code, message in statement_findings(ex.stmt, ex.at, transactional):
-            line, col = line_col(text, where)
-            findings.append(Finding(filename, line, col, "error", code, message))
-    findings += deploy_safety_findings(filename, text, executed)
-    findings.sort(key=lambda f: (f.line, f.col))
-    if not has_rollback_note(text):
-        tables = [qualified(s, n) for s, n in created_tables(text)]
-        example = f"DROP TABLE IF EXISTS {', '.join(tables)};" if tables else "<sql>"
-        message = f'no "-- ROLLBACK:" note: document the undo, e.g. "-- ROLLBACK: {example}"'
-        findings.append(Finding(filename, 1, 1, "warning", "missing-rollback", message))
-    return findings

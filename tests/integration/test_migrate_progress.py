@@ -1,4 +1,4 @@
-"""Issue 7 §6 (runner side): long work shows progress, one plain line at a time.
+"""The runner's progress: long work shows it, one plain line at a time.
 
 The intervals are data (deploy/migrate/policy.py, Progress); these tests pass short ones to the
 real runner, in-process, against a real PostgreSQL.
@@ -51,12 +51,12 @@ def test_waiting_for_the_migration_lock_names_the_holder_at_once_and_every_few_s
     threading.Timer(1.5, holder.close).start()
     lines: list[str] = []
     started = time.monotonic()
-    migrate(settings_for(project), lock_timeout=30, out=lines.append, progress=FAST)
+    migrate(settings_for(project), lock_wait=30, out=lines.append, progress=FAST)
     assert time.monotonic() - started < 10
     waits = [line for line in lines if line.startswith("migration lock:")]
     assert waits[0].startswith("migration lock: migration_history is being migrated by pid "
                                f"{pid} (application_name 'the other runner'")
-    assert waits[0].endswith("; waiting for it, up to 30 s (--lock-timeout)")
+    assert waits[0].endswith("; waiting for it, up to 30 s (--lock-wait)")
     assert len(waits) >= 4, waits  # the first, at least two repeats, then acquired
     assert all(line.startswith("migration lock: still waiting, ") and f"held by pid {pid}" in line
                for line in waits[1:-1]), waits

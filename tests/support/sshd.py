@@ -1,5 +1,5 @@
 """An sshd instance set up as a locked-down host's: what the network-namespace test hosts
-(tests/e2e/netns.py) run, one per host.
+(tests/support/netns.py) run, one per host.
 
 Each has its own ed25519 host key, config, pid file and log, accepts only one freshly
 generated client key, and records every command line a client sends (tests assert that
@@ -25,7 +25,7 @@ from pathlib import Path
 SSHD = Path("/usr/sbin/sshd")
 
 CONFIG = """\
-# Written by tests/e2e/sshd.py; nothing from /etc/ssh is included.
+# Written by tests/support/sshd.py; nothing from /etc/ssh is included.
 Port {port}
 ListenAddress {host}
 AddressFamily inet

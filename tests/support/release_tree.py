@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import ROOT
+from tests.support.base import ROOT
 
 COPIED = ("deploy", "migrations", "tasks.py", "fabfile.py", ".dockerignore", "pyproject.toml")
 

@@ -1,7 +1,7 @@
-"""Load from inside a test host: the clients of tests/e2e/load.py against the host's proxy
+"""Load from inside a test host: the clients of tests/support/load.py against the host's proxy
 on its own loopback, which only processes in the host's network namespace can reach.
 
-    ip netns exec NETNS python3 -m tests.e2e.netns_load PORT [--clients N] [--slow SECONDS]
+    ip netns exec NETNS python3 -m tests.support.netns_load PORT [--clients N] [--slow SECONDS]
 
 Keep-alive clients that never retry (and, with --slow, one stream of GET /slow requests)
 run until stdin closes; then one JSON line with both tallies goes to stdout. `NetnsLoad`
@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.load import Clients, SlowRequests
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,8 +29,6 @@ def _tally(t) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from tests.e2e.load import Clients, SlowRequests
-
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("--clients", type=int, default=4)
@@ -52,7 +52,7 @@ class NetnsLoad:
     """`with NetnsLoad(rig, host, port) as load: …`, then `load.result` (the JSON tally)."""
 
     def __init__(self, rig, host, port: int, clients: int = 4, slow: float = 0.0):
-        self.argv = rig.netns_exec_argv(host, sys.executable, "-m", "tests.e2e.netns_load",
+        self.argv = rig.netns_exec_argv(host, sys.executable, "-m", "tests.support.netns_load",
                                         str(port), "--clients", str(clients),
                                         "--slow", str(slow))
         self.proc: subprocess.Popen | None = None

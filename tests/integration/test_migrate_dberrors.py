@@ -1,4 +1,4 @@
-"""Issue 7 §4 (runner side): every database failure is one clear line with its exit code.
+"""Every database failure the runner meets is one clear line with its exit code.
 
 A missing schema of MIGRATION_TABLE and a role without privileges are configuration
 (exit 2, naming what to do); any other database error is exit 1. Real roles, real grants.

@@ -1,4 +1,4 @@
-"""Issue 7 §5: drift and redo settle — accepting is recorded, forgetting is on purpose."""
+"""Drift and redo settle — accepting is recorded, forgetting is on purpose."""
 
 from __future__ import annotations
 

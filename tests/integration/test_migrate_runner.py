@@ -9,7 +9,8 @@ import time
 
 import psycopg
 
-from tests.conftest import EXAMPLE_MIGRATIONS, PASSWORD, free_port
+from tests.support.base import EXAMPLE_MIGRATIONS, free_port
+from tests.support.pg import PASSWORD
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLE_MIGRATIONS.glob("*.sql"))
 
@@ -75,7 +76,7 @@ def test_a_failing_file_mid_batch_keeps_earlier_files_and_leaves_later_ones_unto
     assert first_line.endswith(
         "migrations/002_broken.sql:6:13: type \"nosuchtype\" does not exist (42704)")
     assert "rolled back: nothing from this file was applied" in result.stderr
-    # Lists one item per line (issue 7 §6).
+    # Lists one item per line.
     assert "\napplied in this run and kept:\n  001_first.sql\nnot run:\n  003_later.sql\n" \
         in result.stderr
     assert project.history() == ["001_first.sql"]
@@ -117,7 +118,7 @@ def test_eight_runners_started_at_once_apply_every_file_exactly_once(project):
     project.copy_examples()
     # A slow first file makes the runners overlap for real.
     project.write("001_slow.sql", "SELECT pg_sleep(1);\n")
-    procs = [project.popen("migrate", "--lock-timeout", "60") for _ in range(8)]
+    procs = [project.popen("migrate", "--lock-wait", "60") for _ in range(8)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [o[1] for o in outputs]
     history = project.history()
@@ -161,7 +162,7 @@ def test_a_runner_killed_during_a_slow_migration_leaves_no_trace_and_the_next_ru
         assert conn.execute("SELECT count(*) FROM migration_history").fetchone()[0] == 0
     project.write("001_slow.sql", "CREATE TABLE IF NOT EXISTS partial_t (id int);\n"
                                   "INSERT INTO partial_t VALUES (1);\n")
-    result = project.run("migrate", "--lock-timeout", "10")
+    result = project.run("migrate", "--lock-wait", "10")
     assert result.returncode == 0, result.stderr
     assert project.history() == ["001_slow.sql", "002_after.sql"]
 
@@ -314,7 +315,7 @@ def test_a_held_lock_times_out_with_exit_4_naming_the_holder(project):
                        (LOCK_CLASS, lock_key("migration_history")))
         pid = holder.info.backend_pid
         started = time.monotonic()
-        result = project.run("migrate", "--lock-timeout", "1")
+        result = project.run("migrate", "--lock-wait", "1")
         elapsed = time.monotonic() - started
     assert result.returncode == 4
     assert "lock: waited 1s for the migration lock on migration_history; it is held by " \

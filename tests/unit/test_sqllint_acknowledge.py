@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from deploy.sqllint.lint import format_findings, lint_directory
-from deploy.sqllint.parse import lint_sql
+from deploy.sqllint.lint import format_findings, lint_directory, lint_sql
 from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: SELECT 1;\n"

@@ -7,7 +7,7 @@ import struct
 import tarfile
 from pathlib import Path
 
-from tests.e2e.netns_cleanup import NetnsError
+from tests.support.netns_cleanup import NetnsError
 
 BUSYBOX = Path("/bin/busybox")
 

@@ -1,4 +1,4 @@
-"""Issue 8 §2: migrations that never stall traffic, against a real PostgreSQL.
+"""Migrations that never stall traffic, against a real PostgreSQL.
 
 A session holds a lock that conflicts with the migration's ALTER; the migration waits at
 most the lock timeout per attempt, is rolled back and retried, and gives up with exit 4
@@ -15,7 +15,7 @@ import time
 
 import psycopg
 
-from tests.integration.test_signals import slow_backend
+from tests.support.sessions import slow_backend
 
 HOT = ("CREATE TABLE IF NOT EXISTS hot (id int PRIMARY KEY, v text);\n"
        "INSERT INTO hot SELECT g, 'x' FROM generate_series(1, 100) g ON CONFLICT DO NOTHING;\n")

@@ -1,4 +1,4 @@
-"""Issue 7 §1: a runner stopped by a signal never lets a second one run the same file.
+"""A runner stopped by a signal never lets a second one run the same file.
 
 Real PostgreSQL, real processes, real signals. The file under test records in `runlog`,
 as its first statement, how many OTHER sessions are running its body at that moment: a
@@ -15,7 +15,8 @@ import time
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, invoke_argv
+from tests.support.base import ROOT, invoke_argv
+from tests.support.sessions import slow_backend
 
 SETUP = """
 CREATE TABLE IF NOT EXISTS runlog (pid int, what text, others int, at timestamptz);
@@ -34,21 +35,6 @@ TRANSACTIONAL = (START + "CREATE TYPE mood AS ENUM ('ok', 'sad');\n"
                  "INSERT INTO made_by_slow VALUES (1, 'ok');\n" + BODY + END)
 NO_TRANSACTION = "-- migrate: no-transaction\n" + START + BODY + END
 EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -signal.SIGKILL}
-
-
-def slow_backend(url: str, deadline: float = 20) -> int:
-    """The pid of the session running the file's slow statement, once it runs."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE "
-                               "'%slow_' || 'marker%' AND state = 'active' AND "
-                               "query LIKE '%pg_' || 'sleep%' AND pid <> pg_backend_pid()"
-                               ).fetchone()
-            if row:
-                return row[0]
-            time.sleep(0.05)
-    pytest.fail("the slow migration never started")
 
 
 def gone_within(url: str, pid: int, seconds: float) -> float | None:
@@ -85,7 +71,7 @@ def test_a_signalled_runner_rolls_back_and_a_second_runner_applies_the_file_exac
     backend = slow_backend(project.url)
     set_sleep(project.url, 1)  # what the second runner's run of the body sleeps
     first.send_signal(signum)
-    second = project.popen("migrate", "--lock-timeout", "60")
+    second = project.popen("migrate", "--lock-wait", "60")
     out, err = first.communicate(timeout=30)
     assert first.returncode == EXIT[signum], err
     # The server ends the first runner's work promptly, also after SIGKILL (the client is
@@ -133,7 +119,7 @@ def test_a_signal_while_waiting_for_the_migration_lock_stops_cleanly(project):
     with psycopg.connect(project.url, autocommit=True, application_name="other") as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)",
                        (LOCK_CLASS, lock_key("migration_history")))
-        proc = project.popen("migrate", "--lock-timeout", "60")
+        proc = project.popen("migrate", "--lock-wait", "60")
         line = proc.stdout.readline()
         assert line.startswith("migration lock: migration_history is being migrated by pid "
                                f"{holder.info.backend_pid} (application_name 'other'"), line

@@ -1,4 +1,4 @@
-"""Finding and removing what the network-namespace test hosts (tests/e2e/netns.py) leave
+"""Finding and removing what the network-namespace test hosts (tests/support/netns.py) leave
 on this machine: processes, the namespace and its veth, cgroups, the rig directory.
 
 Every trace carries the rig's name, `deploy-netns-<pid>-<hex>` (hosts: `…-hK`): the
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e import sshd
+from tests.support import sshd
 
 PREFIX = "deploy-netns-"
 TMP = Path(tempfile.gettempdir())

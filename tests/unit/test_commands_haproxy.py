@@ -1,11 +1,10 @@
 """deploy/commands/haproxy.py: runtime-API commands, parsers of real HAProxy 2.6 output, the switch
 plan and the drain policy as data.
 
-tests/unit/haproxy/*.txt were captured from HAProxy 2.6.12 (Debian's package, the image of
-.ci/build-images) running deploy/stack/proxy/haproxy.cfg, through proxy.API_SCRIPT:
-fresh; slot1 just prepared (no check yet); slot1 serving with slot2 prepared and checked;
-after the flip (slot2 ready, slot1 drain); `show stat` after the flip; the answers to a
-prepare, a flip and a command naming a server that does not exist.
+The captures of tests/support/haproxy.py (HAProxy 2.6.12 running
+deploy/stack/proxy/haproxy.cfg): fresh; slot1 just prepared (no check yet); slot1 serving
+with slot2 prepared and checked; after the flip (slot2 ready, slot1 drain); `show stat`
+after the flip; the answers to a prepare, a flip and a command naming a server that does not exist.
 """
 
 from __future__ import annotations
@@ -14,18 +13,12 @@ import socket
 import subprocess
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from deploy.commands import haproxy as proxy
 from deploy.errors import DeployError
-
-CAPTURED = Path(__file__).parent / "haproxy"
-
-
-def captured(name: str) -> str:
-    return (CAPTURED / name).read_text()
+from tests.support.haproxy import captured
 
 
 def by_name(servers):

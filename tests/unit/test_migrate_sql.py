@@ -1,18 +1,13 @@
-"""SQL analysis with pglast: statement splitting, positions, created tables, lint findings."""
+"""Migration SQL through pglast (deploy/migrate/sql.py) and the lint findings built on it."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy.sqllint.parse import (
-    Finding,
-    SqlSyntaxError,
-    Statement,
-    created_tables,
-    line_col,
-    lint_sql,
-    split_statements,
-)
+from deploy.migrate.files import line_col
+from deploy.migrate.sql import SqlSyntaxError, Statement, created_tables, split_statements
+from deploy.sqllint.findings import Finding
+from deploy.sqllint.lint import lint_sql
 from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: DROP TABLE IF EXISTS t;\n"
@@ -25,7 +20,7 @@ def lint(text: str, transactional: bool = True) -> list[str]:
 
 
 def lint_idempotency(text: str, transactional: bool = True) -> list[str]:
-    """Findings without the deploy-safety warnings (those are tested in test_safety.py)."""
+    """Findings without the deploy-safety warnings (those are tested in test_sqllint_safety.py)."""
     return [str(f) for f in lint_sql("m.sql", text, transactional) if f.code not in RULES]
 
 

@@ -9,6 +9,7 @@ import ipaddress
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -21,9 +22,9 @@ from pathlib import Path
 
 from deploy.fleet import hosts as remote
 from deploy.settings import Settings, load_settings
-from tests.e2e.busybox import busybox_tar
-from tests.e2e.conftest import LOCAL_IMAGES_ENV, read_env_file
-from tests.e2e.netns_cleanup import NetnsError
+from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
+from tests.support.busybox import busybox_tar
+from tests.support.netns_cleanup import NetnsError
 
 ROOT_CERTS = Path("/etc/docker/certs.d")
 
@@ -102,6 +103,7 @@ class AppImages:
 
 def _self_signed(address: str, workdir: Path) -> tuple[Path, Path, str]:
     """A key and a self-signed certificate (CA:true) for the IP address; (key, cert, pem)."""
+    # cryptography is imported only here: the TLS registry tests alone need it.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -128,8 +130,6 @@ def _self_signed(address: str, workdir: Path) -> tuple[Path, Path, str]:
 
 
 def _free_port(address: str) -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.migrate.applying import concurrent
 from deploy.migrate.policy import (
     CLIENT_KEEPALIVES,
     DEFAULT_PROGRESS,
@@ -15,6 +14,7 @@ from deploy.migrate.policy import (
     session_settings,
     watch_after,
 )
+from deploy.migrate.sql import concurrent
 
 
 def test_the_default_lock_timeout_keeps_a_readers_worst_stall_within_the_benchmark_target():

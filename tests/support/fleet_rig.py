@@ -1,5 +1,5 @@
-"""A fleet of two network-namespace hosts (tests/e2e/netns.py) deployed with the real
-`invoke` and `fab`, from a throwaway git copy of this project (tests/e2e/release_tree.py:
+"""A fleet of two network-namespace hosts (tests/support/netns.py) deployed with the real
+`invoke` and `fab`, from a throwaway git copy of this project (tests/support/release_tree.py:
 every deploy ships a commit, each change() is a new one).
 
 Host h1 uses the shared settings; h2 has an overlay (deploy/hosts/<host>.env, here in a
@@ -17,15 +17,12 @@ import sys
 import uuid
 from pathlib import Path
 
+from deploy.fleet import hosts as remote
 from deploy.fleet import registry
-from tests.e2e.conftest import (
-    LOCAL_IMAGES_ENV,
-    ROOT,
-    invoke_argv,
-    read_env_file,
-    remove_project_images,
-)
-from tests.e2e.release_tree import ReleaseTree
+from deploy.settings import load_settings
+from tests.support.base import LOCAL_IMAGES_ENV, ROOT, invoke_argv, read_env_file
+from tests.support.release_tree import ReleaseTree
+from tests.support.stack import remove_project_images
 
 SECRET = "s3cret-" + uuid.uuid4().hex[:12]
 # A build step in a recorded command line: `docker build`, `docker image build`, `docker
@@ -81,9 +78,6 @@ class Fleet:
 
     def settings(self, host):
         """The host's settings as a deploy reads them (shared file + its overlay)."""
-        from deploy.fleet import hosts as remote
-        from deploy.settings import load_settings
-
         shared = load_settings(environ={"ENV_FILE": str(self.env_file)}, cwd=self.tree.path)
         return remote.host_settings(shared, self.rig.host(host).address)
 

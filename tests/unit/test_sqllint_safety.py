@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.sqllint.parse import lint_sql
+from deploy.sqllint.lint import lint_sql
 from deploy.sqllint.safety import RULES
 
 ROLLBACK = "-- ROLLBACK: SELECT 1;\n"  # line 1 of every file below

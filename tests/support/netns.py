@@ -1,5 +1,5 @@
 """Test hosts that are really separate: each in its own network namespace, with its own
-sshd and its own Docker engine (issue 9, part 3).
+sshd and its own Docker engine.
 
 Per host `hK` (K = 1, 2, …) of a rig named `deploy-netns-<pid>-<hex>`:
 
@@ -19,14 +19,14 @@ Per host `hK` (K = 1, 2, …) of a rig named `deploy-netns-<pid>-<hex>`:
 - a dockerd in that namespace: own --data-root, --exec-root /run/docker, socket
   /run/docker.sock, --pidfile /run/docker.pid, --cgroup-parent /<rig>-hK, overlay2;
   its containerd, shims and containers live there too;
-- an sshd on 10.213.N.2:22 in that namespace, set up like tests/e2e/sshd.py: its own
+- an sshd on 10.213.N.2:22 in that namespace, set up like tests/support/sshd.py: its own
   host key, the rig's one client key, key-only auth, every command line recorded.
 
 Teardown stops sshd, kills the containers, stops dockerd by its pid file, then kills
 whatever is left in the namespace or the cgroups, deletes the veth and the namespace,
 removes the cgroups and the rig directory (the data roots with it). An interrupted run's
 leftovers carry the dead pid in their names: `cleanup_leftovers()` (run before each rig,
-or `python3 -m tests.e2e.netns cleanup`) removes them. `python3 -m tests.e2e.netns up`
+or `python3 -m tests.support.netns cleanup`) removes them. `python3 -m tests.support.netns up`
 holds a rig open and prints how to reach it.
 """
 
@@ -46,9 +46,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.e2e import sshd
-from tests.e2e.busybox import busybox_tar
-from tests.e2e.netns_cleanup import (
+from tests.support import sshd
+from tests.support.busybox import busybox_tar
+from tests.support.netns_cleanup import (
     PREFIX,
     TMP,
     NetnsError,
@@ -69,7 +69,7 @@ TOOLS = ("ip", "nsenter", "mount", "dockerd", "docker")
 
 INIT = """\
 #!/bin/sh
-# Written by tests/e2e/netns.py; run by `ip netns exec {netns}`, which gave this process
+# Written by tests/support/netns.py; run by `ip netns exec {netns}`, which gave this process
 # a mount namespace of its own (/ made a slave: nothing here reaches the root namespace)
 # and a fresh /sys. Everything the host's processes share is set up here, then this
 # process stays as the namespace's anchor: sshd and dockerd join it with nsenter.
@@ -458,7 +458,7 @@ def main(argv: list[str]) -> int:
                   flush=True)
             signal.pause()
         return 0
-    print("usage: python3 -m tests.e2e.netns cleanup [--all] | up [COUNT]  "
+    print("usage: python3 -m tests.support.netns cleanup [--all] | up [COUNT]  "
           f"(got: {' '.join(argv) or 'nothing'})", file=sys.stderr)
     return 2
 
