@@ -69,8 +69,8 @@ if str(REPO) not in sys.path:
 import invoke  # noqa: E402
 
 from deploy import shell  # noqa: E402
-from deploy.commands import images  # noqa: E402
-from deploy.fleet import (  # noqa: E402  # noqa: E402
+from deploy.commands import docker  # noqa: E402
+from deploy.fleet import (  # noqa: E402
     hostlock,
     registry,  # noqa: E402
     releases,  # noqa: E402
@@ -81,7 +81,8 @@ from deploy.fleet import hosts as remote  # noqa: E402
 from deploy.fleet import rollout as fleet  # noqa: E402
 from deploy.machine import builds  # noqa: E402
 from deploy.machine.stack import Stack  # noqa: E402
-from deploy.release import sequence as release_switch  # noqa: E402
+from deploy.output import Output  # noqa: E402
+from deploy.release import sequence  # noqa: E402
 from deploy.release.revision import revision  # noqa: E402
 from deploy.settings import load_settings  # noqa: E402
 from tests.support import netns  # noqa: E402
@@ -222,10 +223,12 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
                 up = time.monotonic()
                 upload_build_context(c, settings, release, tree)
                 host.upload = time.monotonic() - up
-                release_switch.deploy(
-                    c, remote.release_paths(settings, release), build=True, out=lines.append,
-                    release=tag, database=lambda c=c: releases._database(c, settings),
-                    on_switch=lambda c=c, r=release: releases.switch_current(c, settings, r))
+                # The local deploy's steps, building on the host from the uploaded context.
+                sequence.run_steps(sequence.Deploy(
+                    Stack(c, remote.release_paths(settings, release), lines.append), tag,
+                    database=lambda c=c: releases._database(c, settings),
+                    on_switch=lambda c=c, r=release: releases.switch_current(c, settings, r)),
+                    sequence.LOCAL_BUILD)
         finally:
             c.close()
         host.seconds = time.monotonic() - mark
@@ -235,6 +238,13 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
         result.hosts.append(host)
     result.wall = time.monotonic() - started
     return result
+
+
+# The rollback before images were shipped: the local deploy's steps without the schema's.
+ROLLBACK_BUILDING_ON_HOSTS = (
+    sequence.check_docker, sequence.base_up_built_before, sequence.wait_base,
+    *sequence.BESIDE_OLD, sequence.recheck, sequence.switch, sequence.drain_old,
+    sequence.report)
 
 
 def rollback_building_on_hosts(rig, settings) -> list[float]:
@@ -248,10 +258,11 @@ def rollback_building_on_hosts(rig, settings) -> list[float]:
             with hostlock.host_lock(c, settings, wait=300, release="rollback", out=lambda _: None):
                 state = releases.list_releases(c, settings)
                 target = state.previous
-                release_switch.deploy(
-                    c, remote.release_paths(settings, target), build=False,
-                    out=lambda _: None, release=releases.image_tag(target), schema=False,
-                    on_switch=lambda c=c, t=target: releases.switch_current(c, settings, t))
+                sequence.run_steps(sequence.Deploy(
+                    Stack(c, remote.release_paths(settings, target), lambda _: None),
+                    releases.image_tag(target), database=contextlib.nullcontext,
+                    on_switch=lambda c=c, t=target: releases.switch_current(c, settings, t)),
+                    ROLLBACK_BUILDING_ON_HOSTS)
         finally:
             c.close()
         times.append(time.monotonic() - mark)
@@ -262,7 +273,7 @@ def rollback_building_on_hosts(rig, settings) -> list[float]:
 
 
 class ShipMeter:
-    """Wraps shipping.ship (which releases.deploy_host calls) to read the veth around it."""
+    """Wraps shipping.ship (which releases.staged calls) to read the veth around it."""
 
     def __init__(self, rig):
         self.rig = rig
@@ -335,6 +346,11 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
     meter = ShipMeter(rig)
     shipping.ship = meter
     lines: dict[str, list[str]] = {h.address: [] for h in rig.hosts}
+
+    def by_host(line: str) -> None:  # "[host] text" -> lines[host]
+        name, _, text = line.removeprefix("[").partition("] ")
+        lines[name].append(text)
+
     targets = remote.parse_hosts(",".join(rig.spec(h) for h in rig.hosts))
     try:
         started = time.monotonic()
@@ -352,7 +368,7 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
             with contextlib.redirect_stdout(sys.stderr):  # Compose's and the plan's lines
                 fleet.stage_then_switch(
                     targets, {t.name: settings for t in targets}, rollout,
-                    printer=lambda prefix: lines[prefix.strip("[] ")].append)
+                    out=Output(by_host))
             result.wall = time.monotonic() - started
         result.stage_wall = switches.first_switch - staging
         for h in rig.hosts:
@@ -386,7 +402,7 @@ def rollback_shipping(rig, settings) -> list[float]:
 def changed_layers(settings, old_tag: str, new_tag: str) -> tuple[int, int]:
     """(compressed bytes of the layers new_tag has and old_tag lacks, of all its layers)."""
     with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
-        old, new = (registry.manifest(reg.address, images.parse_ref(
+        old, new = (registry.manifest(reg.address, docker.parse_ref(
             builds.image(settings, tag)).in_registry(reg.address))
             for tag in (old_tag, new_tag))
     known = {layer["digest"] for layer in old["layers"]}

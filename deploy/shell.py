@@ -6,6 +6,7 @@ the project builds shell text, so every user-supplied value stays one quoted wor
 
 from __future__ import annotations
 
+import io
 import shlex
 from collections.abc import Sequence
 
@@ -22,6 +23,11 @@ class CommandFailed(DeployError):
         self.stderr = stderr
 
 
+def is_remote(c) -> bool:
+    """A fabric.Connection (a host), told apart without importing Fabric on the local path."""
+    return hasattr(c, "forward_local") and getattr(c, "host", None) is not None
+
+
 _FAST: dict[type, type] = {}
 
 
@@ -29,8 +35,8 @@ def _without_watcher_scan(runner: type) -> type:
     """The runner minus its per-chunk re-join of all captured output.
 
     Invoke joins the whole capture buffer after every 1000-byte read so that watchers can
-    scan it; we use no watchers, and on 100k log lines (8 MB) that join made reading the
-    output quadratic: 6.3 s against 1.8 s for `compose logs | grep` (bench/bench_stack.py).
+    scan it; we use no watchers, and on a large output (`compose logs` of a busy stack)
+    that join makes reading it quadratic in its size.
     """
     if getattr(runner, "_skips_watcher_scan", False):
         return runner
@@ -48,7 +54,7 @@ def _speed_up(c) -> None:
     runners = getattr(getattr(c, "config", None), "runners", None)
     if runners is None:
         return
-    name = "remote" if hasattr(c, "forward_local") else "local"
+    name = "remote" if is_remote(c) else "local"
     current = runners.get(name)
     if current is None:
         return
@@ -74,8 +80,6 @@ def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
     is then closed (on a host: over the SSH channel): the way a secret reaches a command
     (`docker login --password-stdin`) without ever being on a command line.
     """
-    import io
-
     command = render(argv, merge_stderr)
     kwargs = {} if pty else {"in_stream": False}  # reading stdin breaks under pytest/CI
     if input is not None:
@@ -83,7 +87,15 @@ def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
     if stream is not None and not hide:
         kwargs.update(out_stream=stream, err_stream=stream)
     _speed_up(c)
-    result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
+    try:
+        result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
+    except AttributeError as exc:
+        # Invoke's runner cleans up in a `finally` that assumes its set-up finished: a
+        # signal that lands during that set-up comes out as this AttributeError. The
+        # signal is what happened; let it unwind as one.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
     if check and result.exited != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()[-15:]
         raise CommandFailed(

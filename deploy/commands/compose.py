@@ -177,28 +177,6 @@ def down(c: Compose, volumes: bool = False) -> list[str]:
     return c.argv(*args)
 
 
-def ps_ids(c: Compose) -> list[str]:
-    """IDs of the project's containers, stopped ones included.
-
-    v2's ``ps`` lists running containers only, so it needs ``-a``. v1's ``ps`` already
-    lists stopped service containers; its ``-a`` would add one-off ``run`` containers.
-    (v2's ``-a`` adds those too: ``ContainerState.one_off`` tells them apart.)
-    """
-    if c.flavour == "v1":
-        return c.argv("ps", "-q")
-    return c.argv("ps", "-q", "-a")
-
-
-def ps_json(c: Compose) -> list[str]:
-    """``ps -a --format json`` (v2 only). For v1 use ``ps_ids`` + ``inspect`` instead."""
-    if c.flavour == "v1":
-        raise ConfigError(
-            "ps --format json needs Docker Compose v2 (docker-compose 1.x has no JSON "
-            "output); use ps_ids() and inspect() instead"
-        )
-    return c.argv("ps", "-a", "--format", "json")
-
-
 def logs(
     c: Compose,
     services: str | Iterable[str] = (),
@@ -230,14 +208,6 @@ def exec_(c: Compose, service: str, argv: Sequence[str], tty: bool = False) -> l
     (name,) = _services([service])
     args = ["exec"] if tty else ["exec", "-T"]
     return c.argv(*args, name, *argv)
-
-
-def inspect(container_ids: Iterable[str]) -> list[str]:
-    """``docker inspect`` of containers; ``--type container`` so an ID never hits an image."""
-    ids = list(container_ids)
-    if not ids:
-        raise ValueError("inspect() needs at least one container id")
-    return ["docker", "inspect", "--type", "container", *ids]
 
 
 _STATES_SCRIPT = (
@@ -272,17 +242,6 @@ def _json(text: str, what: str):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise DeployError(f"{what}: unreadable JSON ({err}): {text.strip()[:200]!r}") from None
-
-
-def parse_ps_json(text: str) -> list[dict]:
-    """Rows of ``compose ps --format json``: a JSON array before 2.21, JSON Lines since."""
-    text = text.strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        rows = _json(text, "compose ps")
-        return [r for r in rows if isinstance(r, dict)]
-    return [_json(line, "compose ps") for line in text.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)

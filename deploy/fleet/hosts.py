@@ -15,11 +15,6 @@ from deploy.errors import ConfigError
 from deploy.settings import Settings, load_settings, parse_env_text
 
 
-def is_remote(c) -> bool:
-    """A fabric.Connection (without importing Fabric on the local path)."""
-    return hasattr(c, "forward_local") and getattr(c, "host", None) is not None
-
-
 @dataclass(frozen=True)
 class Host:
     name: str  # what the user wrote, minus user@ and :port; names deploy/hosts/<name>.env

@@ -18,23 +18,27 @@ directory of our own when DEPLOY_REGISTRY_USER is set) and hosts pull from it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy import shell
-from deploy.commands import images
+from deploy.commands import docker
+from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError, DeployError, DeployTimeout
+from deploy.machine.builds import image_id
+from deploy.output import Output, as_output
+from deploy.release.locks import LocalLock
 from deploy.settings import Settings, redact
 
-Out = Callable[[str], None]
 DEFAULT_IMAGE = "registry:2"
 LABEL = "deploy.registry.project"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -69,8 +73,8 @@ def registry_config(settings: Settings) -> RegistryConfig:
 
     image = get("REGISTRY_IMAGE") or DEFAULT_IMAGE
     try:
-        images.parse_ref(image, "REGISTRY_IMAGE")
-        remote = images.parse_registry(get("DEPLOY_REGISTRY")) \
+        docker.parse_ref(image, "REGISTRY_IMAGE")
+        remote = docker.parse_registry(get("DEPLOY_REGISTRY")) \
             if get("DEPLOY_REGISTRY") else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -112,9 +116,11 @@ def lock_path(project: str) -> Path:
 
 
 @contextmanager
-def open_registry(local, settings: Settings, *, out: Out = print, lock_wait: float = 300.0,
-                  policy: ReadyPolicy = READY) -> Iterator[Registry]:
+def open_registry(local, settings: Settings, *, out: Output | None = None,
+                  lock_wait: float = DEPLOY_LOCK_WAIT, policy: ReadyPolicy = READY
+                  ) -> Iterator[Registry]:
     """DEPLOY_REGISTRY (logged in when a user is set), or a registry started here."""
+    out = as_output(out)
     config = registry_config(settings)
     if config.remote:
         with _remote_registry(local, config, out) as registry:
@@ -126,7 +132,7 @@ def open_registry(local, settings: Settings, *, out: Out = print, lock_wait: flo
 
 
 @contextmanager
-def _remote_registry(local, config: RegistryConfig, out: Out) -> Iterator[Registry]:
+def _remote_registry(local, config: RegistryConfig, out: Output) -> Iterator[Registry]:
     registry = Registry(config.remote, None, config.user, config.password)
     if not config.user:
         yield registry  # no login: the registry is open, or this machine is logged in
@@ -134,7 +140,7 @@ def _remote_registry(local, config: RegistryConfig, out: Out) -> Iterator[Regist
     registry.config_dir = tempfile.mkdtemp(prefix="deploy-docker-config.")
     try:
         login(local, registry, where="here", config_dir=registry.config_dir)
-        out(f"   logged in to {images.registry_domain(config.remote)} as {config.user}")
+        out(f"   logged in to {docker.registry_domain(config.remote)} as {config.user}")
         yield registry
     finally:
         shutil.rmtree(registry.config_dir, ignore_errors=True)
@@ -142,18 +148,18 @@ def _remote_registry(local, config: RegistryConfig, out: Out) -> Iterator[Regist
 
 def login(c, registry: Registry, *, where: str, config_dir: str) -> None:
     """`docker login --password-stdin`: the password travels on stdin only."""
-    result = shell.run(c, images.login(registry.address, registry.user, config_dir),
+    result = shell.run(c, docker.login(registry.address, registry.user, config_dir),
                        check=False, input=registry.password + "\n")
     if result.exited != 0:
-        reason = images.error_line(result.stderr or result.stdout or "", result.exited)
-        raise DeployError(f"{where}: docker login to {images.registry_domain(registry.address)}"
+        reason = docker.error_line(result.stderr or result.stdout or "", result.exited)
+        raise DeployError(f"{where}: docker login to {docker.registry_domain(registry.address)}"
                           f" as {registry.user} failed: {redact(reason, registry.password)}")
 
 
 @contextmanager
-def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out = print,
-                   lock_wait: float = 300.0, policy: ReadyPolicy = READY
-                   ) -> Iterator[Registry]:
+def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *,
+                   out: Output | None = None, lock_wait: float = DEPLOY_LOCK_WAIT,
+                   policy: ReadyPolicy = READY) -> Iterator[Registry]:
     """Start the project's registry here, or join the one another deploy of the project on
     this machine is running; the last deploy out removes the container (never the volume).
 
@@ -163,10 +169,7 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
     exclusively knows nobody uses the registry: a container of that name is then what a
     killed deploy left behind, and is replaced (on the way in) or removed (on the way out).
     """
-    import fcntl
-
-    from deploy.release.locks import LocalLock
-
+    out = as_output(out)
     container, _ = names(project)
     users = open(users_path(project), "a+")  # held until the deploy ends
     try:
@@ -181,7 +184,7 @@ def local_registry(local, project: str, image: str = DEFAULT_IMAGE, *, out: Out 
         try:
             with LocalLock(lock_path(project), lock_wait, out):
                 if _exclusive(users):
-                    shell.run(local, images.remove_container(container), check=False)
+                    shell.run(local, docker.remove_container(container), check=False)
         finally:
             users.close()
 
@@ -192,8 +195,6 @@ def users_path(project: str) -> Path:
 
 def _exclusive(users) -> bool:
     """Whether no other deploy holds the users lock (then this one holds it exclusively)."""
-    import fcntl
-
     try:
         fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -201,12 +202,12 @@ def _exclusive(users) -> bool:
         return False
 
 
-def _join(local, container: str, policy: ReadyPolicy, out: Out) -> Registry | None:
+def _join(local, container: str, policy: ReadyPolicy, out: Output) -> Registry | None:
     """The registry another deploy of this project runs here, or None if it is not up."""
-    state = shell.run(local, images.container_state(container), check=False).stdout.strip()
+    state = shell.run(local, docker.container_state(container), check=False).stdout.strip()
     if state != "running":
         return None
-    port = images.parse_port(shell.run(local, images.container_port(container),
+    port = docker.parse_port(shell.run(local, docker.container_port(container),
                                        what="registry port").stdout)
     address = f"127.0.0.1:{port}"
     wait_ready(local, address, container, policy)
@@ -215,26 +216,26 @@ def _join(local, container: str, policy: ReadyPolicy, out: Out) -> Registry | No
     return Registry(address, port)
 
 
-def _start(local, project: str, image: str, policy: ReadyPolicy, out: Out) -> Registry:
+def _start(local, project: str, image: str, policy: ReadyPolicy, out: Output) -> Registry:
     container, volume = names(project)
     # Nobody uses the registry: a container of that name is what a killed deploy left.
-    shell.run(local, images.remove_container(container), check=False)
+    shell.run(local, docker.remove_container(container), check=False)
     started = time.monotonic()
-    result = shell.run(local, images.run_registry(container, image, volume,
+    result = shell.run(local, docker.run_registry(container, image, volume,
                                                   labels={LABEL: project}), check=False)
     try:
         if result.exited != 0:
             raise DeployError(
                 f"registry: cannot start {image} as {container}: "
-                f"{images.error_line(result.stderr or '', result.exited)}"
+                f"{docker.error_line(result.stderr or '', result.exited)}"
                 "; on a machine that cannot pull it, set REGISTRY_IMAGE to a local image "
                 "(bash .ci/build-images builds one)")
-        port = images.parse_port(shell.run(local, images.container_port(container),
+        port = docker.parse_port(shell.run(local, docker.container_port(container),
                                            what="registry port").stdout)
         address = f"127.0.0.1:{port}"
         wait_ready(local, address, container, policy)
     except BaseException:
-        shell.run(local, images.remove_container(container), check=False)
+        shell.run(local, docker.remove_container(container), check=False)
         raise
     out(f"   registry {image} at {address} (container {container}, volume {volume}; "
         f"ready in {time.monotonic() - started:.1f} s)")
@@ -256,9 +257,9 @@ def wait_ready(local, address: str, container: str, policy: ReadyPolicy = READY)
             last = f"HTTP {exc.code}"
         except OSError as exc:
             last = str(getattr(exc, "reason", exc))
-        state = shell.run(local, images.container_state(container), check=False).stdout.strip()
+        state = shell.run(local, docker.container_state(container), check=False).stdout.strip()
         if state not in ("running", "created"):
-            logs = shell.run(local, images.container_logs(container, 15), check=False,
+            logs = shell.run(local, docker.container_logs(container, 15), check=False,
                              merge_stderr=True).stdout.strip()
             raise DeployError(f"registry: {container} is {state or 'gone'} before it answered"
                               + (f"; its log:\n{logs}" if logs else ""))
@@ -275,51 +276,47 @@ def wait_ready(local, address: str, container: str, policy: ReadyPolicy = READY)
 class Published:
     ref: str  # the plain name the Compose file uses, e.g. app-backend:abc1234
     id: str  # its image ID here: what every host must end up with
-    remote: images.Ref  # its name in the registry (the domain as this machine reaches it)
+    remote: docker.Ref  # its name in the registry (the domain as this machine reaches it)
 
     def at(self, domain: str) -> str:
         """The name a host pulls: the same path and tag at the host's view of the registry."""
-        return str(images.Ref(domain, self.remote.path, self.remote.tag))
+        return str(docker.Ref(domain, self.remote.path, self.remote.tag))
 
 
-def local_id(local, ref: str) -> str | None:
-    result = shell.run(local, images.image_id(ref), check=False)
-    return images.parse_image_id(result.stdout) if result.exited == 0 else None
-
-
-def publish(local, registry: Registry, refs: Iterable[str], *, out: Out = print
+def publish(local, registry: Registry, refs: Iterable[str], *, out: Output | None = None
             ) -> list[Published]:
     """Push each image once (only layers the registry lacks travel); return its ID here."""
+    out = as_output(out)
     published = []
     for text in dict.fromkeys(refs):
         try:
-            ref = images.parse_ref(text)
+            ref = docker.parse_ref(text)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if ref.digest:
             raise ConfigError(f"image {text}: a digest reference cannot be re-tagged on a host; "
                               "name the image by a tag")
         plain = str(ref)
-        image_id = local_id(local, plain)
-        if image_id is None:
+        id_ = image_id(local, plain)
+        if id_ is None:
             raise DeployError(f"image {plain} is not on this machine (docker image inspect "
                               "finds none): build or pull it before shipping")
         remote = ref.in_registry(registry.address)
         started = time.monotonic()
         if str(remote) != plain:
-            shell.run(local, images.tag(plain, str(remote)), what="tag")
+            shell.run(local, docker.tag(plain, str(remote)), what="tag")
         try:
-            shell.run(local, images.push(str(remote), registry.config_dir), what="push")
+            shell.run(local, docker.push(str(remote), registry.config_dir), what="push")
         finally:
             if str(remote) != plain:
-                shell.run(local, images.untag(str(remote)), check=False)
-        out(f"   pushed {plain} ({image_id[:19]}) to {registry.address} "
+                shell.run(local, docker.untag(str(remote)), check=False)
+        out(f"   pushed {plain} ({id_[:19]}) to {registry.address} "
             f"in {time.monotonic() - started:.1f} s")
-        published.append(Published(plain, image_id, remote))
+        published.append(Published(plain, id_, remote))
     return published
 
 
-def manifest(address: str, remote: images.Ref) -> dict:
+def manifest(address: str, remote: docker.Ref) -> dict:
     """The image manifest (schema 2) of a tag in an open registry: config and layers, each
     with its digest and compressed size (for the tests and benchmarks)."""
     request = urllib.request.Request(

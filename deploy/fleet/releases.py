@@ -21,11 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from deploy import shell
-from deploy.commands import images
+from deploy.commands import docker
+from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import CheckFailed, ConfigError, DeployError
 from deploy.fleet import hostlock, shipping, trust, tunnel
 from deploy.fleet import hosts as remote
-from deploy.machine.stack import StepTimer, print_summary
+from deploy.machine.stack import require_stack_settings
+from deploy.migrate.files import parse_file
+from deploy.output import Output, as_output
+from deploy.release.revision import revision
+from deploy.release.sequence import Deploy, prepare_on_host, rollback_on_host, switch_on_host
+from deploy.release.summary import print_summary
 from deploy.settings import Settings
 
 # <UTC time>-<tag>, the tag being deploy/release/revision.py's: the short sha, <sha>-dirty-<hash>
@@ -39,8 +45,6 @@ ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
 
 def release_name(now: datetime | None = None, tag: str | None = None) -> str:
     """`<UTC time>-<tag>`: sorts by time; the tag names the backend image."""
-    from deploy.release.revision import revision
-
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{tag or revision().tag}"
 
@@ -105,7 +109,7 @@ def bundle(settings: Settings) -> bytes:
 _UNPACK = 'tar -xzf "$1/bundle.tar.gz" -C "$1" && rm -f "$1/bundle.tar.gz"'
 
 
-def upload(c, settings: Settings, release: str, out) -> PurePosixPath:
+def upload(c, settings: Settings, release: str, out: Output) -> PurePosixPath:
     """SFTP (no shell on the host) for the directory, the bundle and the .env; one command
     to unpack. DEPLOY_PATH/releases exists: the host lock made it."""
     target = PurePosixPath(settings.deploy_path) / "releases" / release
@@ -158,7 +162,7 @@ def switch_current(c, settings: Settings, release: str) -> None:
     shell.run(c, ["sh", "-c", _SWITCH, "sh", settings.deploy_path, release], what="switch")
 
 
-def prune(c, settings: Settings, keep: int, out, state: HostReleases) -> list[str]:
+def prune(c, settings: Settings, keep: int, out: Output, state: HostReleases) -> list[str]:
     """Keep the newest `keep` release directories (and `current`), removing the others in
     one command; then every backend image but those of the releases kept (never `live`
     or one a container uses: deploy/fleet/shipping.py), also one shipped for a release no host
@@ -186,29 +190,27 @@ class Staged:
     before: HostReleases
     started: float
     switched: bool = False
-    prepared: object = None  # release_switch.Prepared: the new release running, not switched
+    prepared: Deploy | None = None  # the new release running beside the old, not switched
 
 
 @contextmanager
-def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print):
+def staged(c, settings: Settings, rollout, *, lock_wait: float = DEPLOY_LOCK_WAIT,
+           out: Output):
     """lock → upload the release directory → ship the images (deploy/fleet/rollout.py made and
     published them here). Nothing on the host changes what it serves; the lock is held
     until the block ends, and the release directory is removed then unless the host
     switched to it (`switch_host`). `invoke deploy --hosts` stages every host before any
     host switches."""
-    from deploy.machine.stack import require_stack_settings
-
     require_stack_settings(settings)
     started = time.perf_counter()
     trust.open_connection(c, settings)
     published = rollout.images_for(settings)
     release = release_name(tag=rollout.tag)
-    timer = StepTimer(out)
     with hostlock.host_lock(c, settings, wait=lock_wait, release=release, out=out):
         state = Staged(c, settings, release, rollout.tag, list_releases(c, settings), started)
         try:
-            timer.step(f"upload {release}", upload, c, settings, release, out)
-            timer.step("ship images", shipping.ship, c, rollout.registry, published, out=out)
+            out.step(f"upload {release}", upload, c, settings, release, out)
+            out.step("ship images", shipping.ship, c, rollout.registry, published, out=out)
             yield state
         finally:
             if not state.switched:
@@ -222,27 +224,23 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=prin
                     f"{state.before.current or 'nothing'} still current")
 
 
-def prepare_host(state: Staged, *, out=print, stream=None) -> None:
-    """A staged host, up to the point of no return (release_switch.prepare), nothing built
-    there: migrate through the tunnel, the new containers started beside the old ones,
-    healthy, and their proxy slots checked, taking no traffic. `invoke deploy --hosts`
-    prepares every host before any host switches; `staged` takes a prepared release back
-    when its host never switches."""
-    from deploy.release.sequence import prepare
-
+def prepare_host(state: Staged, *, out: Output) -> None:
+    """A staged host, up to the point of no return (sequence.prepare_on_host), nothing
+    built there: migrate through the tunnel, the new containers started beside the old
+    ones, healthy, and their proxy slots checked, taking no traffic. `invoke deploy
+    --hosts` prepares every host before any host switches; `staged` takes a prepared
+    release back when its host never switches."""
     c, settings = state.c, state.settings
-    state.prepared = prepare(c, remote.release_paths(settings, state.release), build=False,
-                             shipped=True, out=out, stream=stream, release=state.tag,
-                             database=lambda: _database(c, settings),
-                             base_unchanged=_same_stack_config(c, settings, state))
+    state.prepared = prepare_on_host(
+        c, remote.release_paths(settings, state.release), state.tag,
+        database=lambda: _database(c, settings),
+        base_unchanged=_same_stack_config(c, settings, state), out=out)
 
 
-def switch_host(state: Staged, *, out=print, stream=None) -> dict:
-    """A staged host (prepared first when it is not yet: `prepare_host`): the switch of
-    release_switch.finish → `current` → prune releases and images. A failure before the
-    switch leaves the previous release serving (it was never stopped)."""
-    from deploy.release.sequence import finish
-
+def switch_host(state: Staged, *, out: Output) -> dict:
+    """A staged host (prepared first when it is not yet: `prepare_host`): the switch
+    (sequence.switch_on_host) → `current` → prune releases and images. A failure before
+    the switch leaves the previous release serving (it was never stopped)."""
     c, settings, release = state.c, state.settings, state.release
 
     def on_switch() -> None:
@@ -250,8 +248,8 @@ def switch_host(state: Staged, *, out=print, stream=None) -> dict:
         state.switched = True
 
     if state.prepared is None:
-        prepare_host(state, out=out, stream=stream)
-    summary = finish(state.prepared, on_switch)
+        prepare_host(state, out=out)
+    summary = switch_on_host(state.prepared, on_switch)
     prune(c, settings, settings.keep_releases, out,
           HostReleases(sorted({*state.before.names, release}), release))
     out(f"deploy: {c.host} now serves {release} (done in "
@@ -274,13 +272,6 @@ def _same_stack_config(c, settings: Settings, state: Staged) -> bool:
                            str(root / state.release), str(remote.relative_compose(settings))],
                        check=False)
     return result.exited == 0
-
-
-def deploy_host(c, settings: Settings, rollout, *, lock_wait: float = 300.0, out=print,
-                stream=None) -> dict:
-    """One host on its own (`fab -H`, a test): `staged`, then `switch_host`."""
-    with staged(c, settings, rollout, lock_wait=lock_wait, out=out) as state:
-        return switch_host(state, out=out, stream=stream)
 
 
 @contextmanager
@@ -307,9 +298,9 @@ def release_images(c, settings: Settings, state: HostReleases | None = None
                    ) -> list[ReleaseImage]:
     """Each release kept on the host with its backend image and that image's ID there."""
     state = state or list_releases(c, settings)
-    listing = shell.run(c, images.list_tags(settings.backend_image), what="image list")
-    ids = dict(images.parse_tags(listing.stdout))
-    live = ids.get(images.LIVE)
+    listing = shell.run(c, docker.list_tags(settings.backend_image), what="image list")
+    ids = dict(docker.parse_tags(listing.stdout))
+    live = ids.get(docker.LIVE)
     rows = []
     for name in state.names:
         tag = image_tag(name)
@@ -325,12 +316,11 @@ def format_release(row: ReleaseImage) -> str:
     return f"{mark} {row.release}  {row.image}  {image_id}" + ("  live" if row.live else "")
 
 
-def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
-                  stream=None) -> str:
+def rollback_host(c, settings: Settings, *, lock_wait: float = DEPLOY_LOCK_WAIT,
+                  out: Output | None = None) -> str:
     """Switch back to the previous release's image, already on the host: no build, no
     upload; the same proxy switch as a deploy. Migrations stay applied."""
-    from deploy.release.sequence import deploy as switch_deploy
-
+    out = as_output(out)
     trust.open_connection(c, settings)
     with hostlock.host_lock(c, settings, wait=lock_wait, release="rollback", out=out):
         state = list_releases(c, settings)
@@ -345,9 +335,8 @@ def rollback_host(c, settings: Settings, *, lock_wait: float = 300.0, out=print,
                 f"(deploys keep the last KEEP_RELEASES={settings.keep_releases}); nothing was "
                 f"changed. Deploy that commit again instead")
         out(f"   rolling back to {row.image} ({row.id}), already on {c.host}")
-        switch_deploy(c, remote.release_paths(settings, target), build=False, shipped=True,
-                      out=out, stream=stream, release=image_tag(target), schema=False,
-                      on_switch=lambda: switch_current(c, settings, target))
+        rollback_on_host(c, remote.release_paths(settings, target), image_tag(target),
+                         on_switch=lambda: switch_current(c, settings, target), out=out)
         notes = _rollback_notes(c, settings, state.current, target)
     out(f"rollback: {c.host} now serves {target} (was {state.current})")
     out("rollback: migrations are NOT reversed; the schema stays as the newer release left it.")
@@ -365,8 +354,6 @@ _LIST_MIGRATIONS = 'ls -1 "$1" 2>/dev/null; echo "--"; ls -1 "$2" 2>/dev/null; t
 def _rollback_notes(c, settings: Settings, newer: str, older: str) -> list:
     """The `-- ROLLBACK:` notes of the migrations `newer` has and `older` lacks (one command
     lists both; the files are read only when there are such migrations)."""
-    from deploy.migrate.files import parse_file
-
     root = PurePosixPath(settings.deploy_path) / "releases"
     listing = shell.run(c, ["sh", "-c", _LIST_MIGRATIONS, "sh",
                             str(root / newer / "migrations"), str(root / older / "migrations")],

@@ -21,23 +21,21 @@ here.
 
 from __future__ import annotations
 
-import atexit
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from deploy import shell
-from deploy.commands import docker, images
+from deploy.commands import docker
+from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError
-from deploy.fleet import registry
+from deploy.fleet import fanout, registry, releases, trust
 from deploy.machine import builds
-from deploy.machine.stack import Stack, StepTimer
-from deploy.output import Output, PrefixStream
+from deploy.machine.stack import Stack
+from deploy.output import Output, as_output
 from deploy.release import revision
 from deploy.settings import Settings
-
-Out = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class HostImages:
 
 def _normal(ref: str, setting: str) -> str:
     try:
-        return str(images.parse_ref(ref, setting))
+        return str(docker.parse_ref(ref, setting))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -91,12 +89,14 @@ class Rollout:
     """
 
     def __init__(self, local, shared: Settings, *, build: bool, allow_dirty: bool = False,
-                 lock_wait: float = 300.0, out: Out = print, rev: revision.Revision | None = None):
+                 lock_wait: float = DEPLOY_LOCK_WAIT,
+                 out: Output | Callable[[str], object] | None = None,
+                 rev: revision.Revision | None = None):
         self.local = local
         self.shared = shared
         self.build = build
         self.lock_wait = lock_wait
-        self.out = out
+        self.out = out = as_output(out)
         self.rev = rev or revision.revision()
         revision.require_committed(self.rev, allow_dirty)
         if not self.rev.committed:
@@ -104,7 +104,6 @@ class Rollout:
                 f"commit ({len(self.rev.changed)} file(s) differ from "
                 f"{self.rev.sha or 'any commit'})")
         self.tag = self.rev.tag
-        self.timer = StepTimer(out)
         self.registry: registry.Registry | None = None
         self._backend: str | None = None
         self._ready: set[str] = set()  # names made or checked here
@@ -125,7 +124,7 @@ class Rollout:
         if wanted.backend not in self._ready:
             primary = self._primary_backend()
             if wanted.backend != primary:
-                self._run(images.tag(primary, wanted.backend), "tag")
+                self._run(docker.tag(primary, wanted.backend), "tag")
             self._ready.add(wanted.backend)
         if wanted.proxy not in self._ready:
             self._make_proxy(settings, wanted.proxy)
@@ -139,9 +138,9 @@ class Rollout:
             stack = Stack(self.local, self.shared, self.out)
             ref = _normal(builds.image(self.shared, self.tag), "BACKEND_IMAGE")
             if self.build:
-                self.timer.step(f"build {ref} here (once, for every host)",
-                                builds.build_backend, stack, self.tag, True)
-            elif builds.image_id(stack, ref) is None:
+                self.out.step(f"build {ref} here (once, for every host)",
+                              builds.build_backend, stack, self.tag, True)
+            elif builds.image_id(self.local, ref) is None:
                 raise ConfigError(no_build_message(ref, self.rev))
             else:
                 self.out(f"   --no-build: shipping {ref}, built here before")
@@ -154,10 +153,10 @@ class Rollout:
         made = self._proxies.get(source)
         if made is not None:
             if made != ref:
-                self._run(images.tag(made, ref), "tag")
+                self._run(docker.tag(made, ref), "tag")
         elif self.build:
-            self.timer.step(f"build {ref} here", builds.build_proxy,
-                            Stack(self.local, settings, self.out))
+            self.out.step(f"build {ref} here", builds.build_proxy,
+                          Stack(self.local, settings, self.out))
         else:
             found = self._run(docker.image_label(ref, docker.PROXY_SOURCE_LABEL), "inspect",
                               check=False)
@@ -170,13 +169,13 @@ class Rollout:
 
     def _ensure_base(self, ref: str) -> None:
         """A base image hosts get from here: pulled here when this machine lacks it."""
-        if registry.local_id(self.local, ref) is None:
+        if builds.image_id(self.local, ref) is None:
             self.out(f"   {ref} is not here: pulling it here, to ship it to the hosts")
-            pulled = self._run(images.pull(ref), "pull", check=False)
+            pulled = self._run(docker.pull(ref), "pull", check=False)
             if pulled.exited != 0:
                 raise ConfigError(
                     f"POSTGRES_IMAGE: {ref} is neither on this machine nor pullable here ("
-                    f"{images.error_line(pulled.stderr or '', pulled.exited)}); the hosts get "
+                    f"{docker.error_line(pulled.stderr or '', pulled.exited)}); the hosts get "
                     "it from here: pull or load it here first")
         self._ready.add(ref)
 
@@ -209,56 +208,38 @@ class Rollout:
         self.close()
 
 
-# `fab -H a,b deploy` calls the task once per host in one process: the first call starts
-# the run's Rollout; the registry goes when the process ends.
-_SESSION: dict[str, Rollout] = {}
-_SESSION_LOCK = threading.Lock()
-
-
-def session(local, shared: Settings, **kwargs) -> Rollout:
-    with _SESSION_LOCK:
-        if "rollout" not in _SESSION:
-            rollout = Rollout(local, shared, **kwargs)
-            _SESSION["rollout"] = rollout
-            atexit.register(rollout.close)
-        return _SESSION["rollout"]
-
-
 # Hosts staged at the same time (lock, upload, ship: nothing they serve changes); the
 # switches that follow roll, `parallel` at a time.
 STAGE_AT_ONCE = 8
 
 
 def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, *,
-                      parallel: int = 1, lock_wait: float = 300.0, printer=None) -> None:
+                      parallel: int = 1, lock_wait: float = DEPLOY_LOCK_WAIT,
+                      out: Output | None = None) -> None:
     """`invoke deploy --hosts`: every host gets the release (its directory and images,
     under its deploy lock) and runs it, healthy, beside the old one, taking no traffic,
     before any host switches (releases.staged, releases.prepare_host), so a host that
     cannot stops the deploy with every host still serving what it served (each prepared
     one taken back); then the switches, rolling: each a few API calls, the drain and the
-    old containers' stop. Each host keeps its lock until the end of the run.
-    ``printer(prefix)`` gives a host's output function (default: remote.printer, stdout)."""
-    from deploy.fleet import fanout, releases, trust
-
-    printer = printer or (lambda prefix: Output(prefix=prefix))
+    old containers' stop. Each host keeps its lock until the end of the run. ``out``:
+    where the lines go (stdout by default), each host's with its `[name] ` prefix."""
+    out = as_output(out)
     held: dict[str, ExitStack] = {}
     ready: dict[str, releases.Staged] = {}
 
     def stage(host) -> None:
-        settings, prefix = per_host[host.name], f"[{host.name}] "
+        settings = per_host[host.name]
         with ExitStack() as stack:
             c = trust.connection(host, settings)
             stack.callback(c.close)
             state = stack.enter_context(releases.staged(
-                c, settings, rollout, lock_wait=lock_wait, out=printer(prefix)))
+                c, settings, rollout, lock_wait=lock_wait, out=out.for_host(host.name)))
             held[host.name] = stack.pop_all()
         ready[host.name] = state
-        releases.prepare_host(state, out=printer(prefix), stream=PrefixStream(prefix))
+        releases.prepare_host(state, out=out.for_host(host.name))
 
     def switch(host) -> None:
-        prefix = f"[{host.name}] "
-        releases.switch_host(ready[host.name], out=printer(prefix),
-                             stream=PrefixStream(prefix))
+        releases.switch_host(ready[host.name], out=out.for_host(host.name))
 
     try:
         at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))

@@ -20,16 +20,17 @@ Nothing is ever built on a host. `prune` keeps a host's last KEEP_RELEASES backe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from deploy import shell
-from deploy.commands import images
+from deploy.commands import docker
 from deploy.errors import ConfigError, DeployError
 from deploy.fleet.registry import Published, Registry, login
-
-Out = Callable[[str], None]
+from deploy.fleet.tunnel import forward_remote
+from deploy.machine.builds import image_id
+from deploy.output import Output, as_output
 
 
 class ImageMismatch(DeployError):
@@ -57,14 +58,10 @@ class HostReport:
         return [r.ref for r in self.images if r.action == "pulled"]
 
 
-def host_id(c, ref: str) -> str | None:
-    result = shell.run(c, images.image_id(ref), check=False)
-    return images.parse_image_id(result.stdout) if result.exited == 0 else None
-
-
-def ship(c, registry: Registry, published: Sequence[Published], *, out: Out = print
-         ) -> HostReport:
+def ship(c, registry: Registry, published: Sequence[Published], *,
+         out: Output | None = None) -> HostReport:
     """Bring every published image to the host `c` (only what it lacks), then verify."""
+    out = as_output(out)
     report = transfer(c, registry, published, out=out)
     verify(c, {p.ref: p.id for p in published})
     out(f"   {c.host}: verified {len(published)} image(s): "
@@ -72,14 +69,15 @@ def ship(c, registry: Registry, published: Sequence[Published], *, out: Out = pr
     return report
 
 
-def transfer(c, registry: Registry, published: Sequence[Published], *, out: Out = print
-             ) -> HostReport:
+def transfer(c, registry: Registry, published: Sequence[Published], *,
+             out: Output | None = None) -> HostReport:
     """Steps 1–3 of the module docstring: skip what the host has, pull the rest, rename."""
+    out = as_output(out)
     started = time.monotonic()
     report = HostReport(c.host)
     missing = []
     for p in published:
-        if host_id(c, p.ref) == p.id:
+        if image_id(c, p.ref) == p.id:
             report.images.append(ImageResult(p.ref, p.id, "present"))
             out(f"   {c.host}: {p.ref} already there ({p.id[:19]})")
         else:
@@ -104,16 +102,16 @@ def pull_name(p: Published, registry: Registry, tunnel_port: int | None) -> str:
     return str(p.remote)
 
 
-def _pull(c, p: Published, name: str, config_dir: str | None, out: Out) -> ImageResult:
+def _pull(c, p: Published, name: str, config_dir: str | None, out: Output) -> ImageResult:
     started = time.monotonic()
-    result = shell.run(c, images.pull(name, config_dir), check=False)
+    result = shell.run(c, docker.pull(name, config_dir), check=False)
     if result.exited != 0:
         raise DeployError(f"{c.host}: docker pull {name} failed: "
-                          + images.error_line(result.stderr or result.stdout or "",
+                          + docker.error_line(result.stderr or result.stdout or "",
                                               result.exited))
     if name != p.ref:
-        shell.run(c, images.tag(name, p.ref), what=f"{c.host}: tag")
-        shell.run(c, images.untag(name), what=f"{c.host}: untag")
+        shell.run(c, docker.tag(name, p.ref), what=f"{c.host}: tag")
+        shell.run(c, docker.untag(name), what=f"{c.host}: untag")
     seconds = time.monotonic() - started
     out(f"   {c.host}: pulled {p.ref} in {seconds:.1f} s")
     return ImageResult(p.ref, p.id, "pulled", seconds)
@@ -124,9 +122,7 @@ def _pull_from(c, registry: Registry) -> Iterator[tuple[int | None, str | None, 
     """(the tunnel's port on the host, client config dir, the tunnel's Forward): None for
     what this registry does not need."""
     if registry.tunnelled:
-        import paramiko
-
-        from deploy.fleet.tunnel import forward_remote
+        import paramiko  # a heavy import, only for a host reached through the tunnel
 
         with ExitStack() as stack:
             try:
@@ -142,20 +138,20 @@ def _pull_from(c, registry: Registry) -> Iterator[tuple[int | None, str | None, 
     if not registry.user:
         yield None, None, None
         return
-    made = shell.run(c, images.temp_dir(), what=f"{c.host}: mktemp")
+    made = shell.run(c, docker.temp_dir(), what=f"{c.host}: mktemp")
     config_dir = made.stdout.strip()
     try:
         login(c, registry, where=c.host, config_dir=config_dir)
         yield None, config_dir, None
     finally:
-        shell.run(c, images.remove_dir(config_dir), check=False)
+        shell.run(c, docker.remove_dir(config_dir), check=False)
 
 
 def verify(c, expected: Mapping[str, str]) -> None:
     """Every image on the host has the ID it has here; else ImageMismatch naming them all."""
     wrong = []
     for ref, want in expected.items():
-        got = host_id(c, ref)
+        got = image_id(c, ref)
         if got != want:
             wrong.append(f"{ref}: expected {want}, the host has {got or 'no such image'}")
     if wrong:
@@ -167,32 +163,33 @@ def verify(c, expected: Mapping[str, str]) -> None:
 
 
 def prune(c, repository: str, keep: int, *, protect: Iterable[str] = (),
-          out: Out = print) -> list[str]:
+          out: Output | None = None) -> list[str]:
     """Remove `repository:<tag>` images beyond the newest `keep` (never `live`, the tags in
     `protect`, or an image a container uses); the tags removed."""
-    tags = images.parse_tags(shell.run(c, images.list_tags(repository),
+    out = as_output(out)
+    tags = docker.parse_tags(shell.run(c, docker.list_tags(repository),
                                        what="image list").stdout)
     protect = set(protect)
-    named = [t for t, _ in tags if t != images.LIVE]
+    named = [t for t, _ in tags if t != docker.LIVE]
     if len(named) <= keep or all(t in protect for t in named):
         return []  # nothing beyond the newest `keep`, or all protected: no need to ask more
     ids = sorted({id_ for _, id_ in tags})
-    created_at = images.parse_created(shell.run(c, images.created(ids), check=False).stdout)
-    containers = shell.run(c, images.all_containers(), what="container list").stdout.split()
+    created_at = docker.parse_created(shell.run(c, docker.created(ids), check=False).stdout)
+    containers = shell.run(c, docker.all_containers(), what="container list").stdout.split()
     in_use: set[str] = set()
     if containers:
         # A container removed in between makes inspect fail for it alone: use the rest.
-        listing = shell.run(c, images.container_images(containers), check=False).stdout
+        listing = shell.run(c, docker.container_images(containers), check=False).stdout
         in_use = {line.strip() for line in listing.splitlines() if line.strip()}
-    doomed = images.plan_prune(tags, created_at, keep, in_use, protect)
+    doomed = docker.plan_prune(tags, created_at, keep, in_use, protect)
     if not doomed:
         return []
     refs = [f"{repository}:{t}" for t in doomed]
-    result = shell.run(c, images.remove_tags(refs), check=False)
+    result = shell.run(c, docker.remove_tags(refs), check=False)
     host = getattr(c, "host", None) or "here"
     if result.exited != 0:
         out(f"   {host}: could not remove every old image: "
-            + images.error_line(result.stderr or "", result.exited))
+            + docker.error_line(result.stderr or "", result.exited))
     kept = f"keeping {keep}" if keep else "keeping those of the releases kept"
     out(f"   {host}: removed {len(doomed)} old image(s) of {repository}, {kept}: "
         + ", ".join(doomed))

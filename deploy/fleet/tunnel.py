@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from deploy.errors import ConfigError
-from deploy.fleet.hosts import is_remote
 from deploy.fleet.trust import open_connection
 from deploy.settings import Settings
+from deploy.shell import is_remote
 
 CHUNK = 64 * 1024
 # How often an idle pump checks whether the tunnel is being closed.

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path, PurePosixPath
 
+from deploy import shell
 from deploy.commands import docker
 from deploy.commands import haproxy as proxy
+from deploy.commands.docker import LIVE
 from deploy.machine.stack import Stack
 from deploy.settings import Settings
 
-# The tag Compose always runs: the switch moves it to the release that serves.
-LIVE = "live"
 # Where the backend image is built from, relative to the compose file (as its `build:`).
 BUILD_CONTEXT = "../.."
 DOCKERFILE = "backend/Dockerfile"
@@ -72,24 +72,22 @@ def proxy_source(settings: Settings) -> str:
 def build_proxy(stack: Stack) -> None:
     settings = stack.settings
     context = proxy_context(settings)
-    # The source label where the files are this machine's (bench_fleet's build-on-host
-    # path builds on a host, from files this machine does not have there).
-    labels = {} if hasattr(stack.c, "forward_local") else {
-        docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
+    labels = {docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
     stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
                            build_args={"PROXY_IMAGE": settings.proxy_image}, labels=labels),
               what="build proxy")
 
 
-def image_id(stack: Stack, ref: str) -> str | None:
-    result = stack.run(docker.image_id(ref), check=False)
-    return result.stdout.strip() or None if result.exited == 0 else None
+def image_id(c, ref: str) -> str | None:
+    """The image's ID where ``c`` runs (this machine or a host), or None without it."""
+    result = shell.run(c, docker.image_id(ref), check=False)
+    return docker.parse_image_id(result.stdout) if result.exited == 0 else None
 
 
-def image_ids(stack: Stack, refs: list[str]) -> list[str | None]:
+def image_ids(c, refs: list[str]) -> list[str | None]:
     """The IDs of several images in one command (one by one when any is missing)."""
-    result = stack.run(docker.image_id(*refs), check=False)
-    ids = result.stdout.split()
+    result = shell.run(c, docker.image_id(*refs), check=False)
+    ids = [docker.parse_image_id(line) for line in result.stdout.split()]
     if result.exited == 0 and len(ids) == len(refs):
         return ids
-    return [image_id(stack, ref) for ref in refs]
+    return [image_id(c, ref) for ref in refs]

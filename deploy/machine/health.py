@@ -14,8 +14,8 @@ from dataclasses import replace
 from deploy.commands.compose import ContainerState
 from deploy.errors import DeployError, DeployTimeout
 
-# The detection-latency budget is 0.5 s; a poll (docker ps + inspect, ~0.05 s) plus the
-# exit must fit in it, so poll at half of it (bench/bench_stack.py: max 0.29 s vs 0.56 s).
+# A failed or ready container is noticed within 0.5 s; a poll (docker ps + inspect) plus
+# the exit must fit in that, so poll at half of it.
 MAX_INTERVAL = 0.25
 LOG_LINES = 30
 
@@ -116,73 +116,70 @@ def wait_until_healthy(
 
     ``answers(states)``: another way to be ready, asked while Docker's healthcheck has not
     passed yet and no container has a problem (a deploy: the proxy's check of the new
-    containers, every 0.1 s, where Docker's first probe runs a whole interval after the
-    start). ``fresh``: the containers were just created, so any restart counts (not only
-    one after the first poll).
-
-    ``probe_now(container)``: run the container's own healthcheck at once (a passed one
-    counts as healthy, as Docker's would a moment later): Docker runs the first probe a
-    whole healthcheck interval after the start, and the stack's intervals are long, so an
-    idle stack costs little CPU.
+    containers). ``fresh``: the containers were just created, so any restart counts (not
+    only one after the first poll). ``probe_now(container)``: run the container's own
+    healthcheck at once (a passed one counts as healthy, as Docker's would at its next
+    probe): Docker runs the first probe a whole healthcheck interval after the start.
     """
     interval = min(max(interval, 0.0), MAX_INTERVAL)
     deadline = clock() + timeout
     restarts_at_start: dict[str, int] = {}
     last_seen: tuple = ()
-    states: list[ContainerState] = []
     passed: set[str] = set()  # containers whose healthcheck probe_now ran and passed
-
-    def ready(s: ContainerState) -> bool:
-        return is_ready(s) or (s.status == "running" and s.id in passed)
-
     while True:
         polled_at = clock()
         states = [s for s in probe() if not s.one_off]
         for s in states:
             restarts_at_start.setdefault(s.id, 0 if fresh else s.restart_count)
-
         seen = tuple((s.id, s.status, s.health, s.restart_count) for s in states)
         if on_change is not None and seen != last_seen:
             on_change(states)
         last_seen = seen
-
-        labels = _labels(states)
-        failed = [(s, why) for s in states if (why := problem(s, restarts_at_start[s.id]))]
-        if failed:
-            raise ServiceFailed(
-                "service failed: " + "; ".join(f"{labels[s.id]}: {why}" for s, why in failed),
-                states,
-                [s for s, _ in failed],
-            )
+        _raise_failed(states, restarts_at_start)
         if probe_now is not None:
-            for s in states:
-                if (s.status == "running" and s.health == "starting" and s.id not in passed
-                        and probe_now(s)):
-                    passed.add(s.id)
-        if states and all(ready(s) for s in states):
+            passed.update(s.id for s in states if s.status == "running"
+                          and s.health == "starting" and s.id not in passed and probe_now(s))
+        if states and all(_ready(s, passed) for s in states):
             # A healthcheck that passed here is what Docker reports at its next probe.
             return [replace(s, health="healthy") if s.id in passed else s for s in states]
         if states and answers is not None and all(s.status == "running" for s in states) \
                 and answers(states):
             return states
-
         now = clock()
         if now >= deadline:
-            if not states:
-                raise HealthTimeout(
-                    f"no containers after {timeout:g}s: is the stack up? "
-                    "(compose ps listed none for this project)",
-                    states,
-                    [],
-                )
-            waiting = [s for s in states if not ready(s)]
-            raise HealthTimeout(
-                f"not healthy after {timeout:g}s: "
-                + "; ".join(f"{labels[s.id]}: {summary(s)}" for s in waiting),
-                states,
-                waiting,
-            )
+            raise _timed_out(states, passed, timeout)
         sleep(max(0.0, min(polled_at + interval, deadline) - now))
+
+
+def _ready(s: ContainerState, passed: set[str]) -> bool:
+    return is_ready(s) or (s.status == "running" and s.id in passed)
+
+
+def _raise_failed(states: list[ContainerState], restarts_at_start: dict[str, int]) -> None:
+    """ServiceFailed naming every container that will not become ready by waiting."""
+    labels = _labels(states)
+    failed = [(s, why) for s in states if (why := problem(s, restarts_at_start[s.id]))]
+    if failed:
+        raise ServiceFailed(
+            "service failed: " + "; ".join(f"{labels[s.id]}: {why}" for s, why in failed),
+            states,
+            [s for s, _ in failed],
+        )
+
+
+def _timed_out(states: list[ContainerState], passed: set[str], timeout: float
+               ) -> HealthTimeout:
+    if not states:
+        return HealthTimeout(f"no containers after {timeout:g}s: is the stack up? "
+                             "(compose ps listed none for this project)", states, [])
+    labels = _labels(states)
+    waiting = [s for s in states if not _ready(s, passed)]
+    return HealthTimeout(
+        f"not healthy after {timeout:g}s: "
+        + "; ".join(f"{labels[s.id]}: {summary(s)}" for s in waiting),
+        states,
+        waiting,
+    )
 
 
 def describe_failure(

@@ -11,7 +11,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from deploy.errors import ConfigError
+from deploy.errors import CheckFailed, ConfigError
 
 _SEP = " | "
 _DIGITS = "0123456789"
@@ -136,3 +136,7 @@ def _with_context(lines: Iterable[str], pattern: re.Pattern[str], context: int) 
             if buf is None:
                 buf = before[svc] = deque(maxlen=context)
             buf.append(message)
+
+
+def no_match(pattern: str) -> CheckFailed:
+    return CheckFailed(f"logs: no line matched {pattern!r}")

@@ -7,16 +7,19 @@ blocked deploy is never silent until --lock-wait runs out.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy.errors import DeployTimeout
+from deploy.migrate.db import applied_by
+from deploy.output import Output, as_output
 
-Out = Callable[[str], None]
 # How often a waiting deploy repeats who holds the lock (seconds).
 PROGRESS_EVERY = 5.0
 # How often the local lock is tried again (seconds).
@@ -24,8 +27,7 @@ LOCAL_POLL = 0.2
 
 
 def holder_record(release: str | None = None) -> str:
-    from deploy.migrate.db import applied_by  # the same "who" as history rows
-
+    # The same "who" as the migration history's rows.
     record = {"by": applied_by(), "pid": os.getpid(),
               "since": datetime.now(UTC).isoformat(timespec="seconds")}
     if release:
@@ -54,12 +56,13 @@ def describe_holder(text: str) -> str:
 class LocalLock:
     """One deploy per project on this machine: flock on a file, holder written inside."""
 
-    def __init__(self, path: Path, wait: float, out: Out = print, release: str | None = None,
+    def __init__(self, path: Path, wait: float, out: Output | None = None,
+                 release: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.path = Path(path)
         self.wait = wait
-        self.out = out
+        self.out = as_output(out)
         self.release = release
         self.clock = clock
         self.sleep = sleep
@@ -69,8 +72,6 @@ class LocalLock:
         return describe_holder(self.fh.read())
 
     def __enter__(self):
-        import fcntl
-
         self.fh = open(self.path, "a+")
         started = self.clock()
         deadline = started + self.wait
@@ -104,6 +105,4 @@ class LocalLock:
 
 
 def local_lock_path(project: str) -> Path:
-    import tempfile
-
     return Path(tempfile.gettempdir()) / f"deploy-{project}.lock"

@@ -18,10 +18,11 @@ from invoke import Exit
 from deploy import cli
 from deploy.errors import ConfigError, DeployError
 from deploy.fleet import trust, tunnel
-from deploy.fleet.hosts import Host, host_settings, is_remote, parse_hosts, release_paths
+from deploy.fleet.hosts import Host, host_settings, parse_hosts, release_paths
 from deploy.machine.stack import Stack
 from deploy.output import Output
 from deploy.settings import Settings, load_settings
+from deploy.shell import is_remote
 
 # What `--hosts` says for "this machine", e.g. to run here although DEPLOY_HOSTS is set.
 LOCAL = "local"
@@ -141,8 +142,7 @@ def stack_for(c) -> Stack:
     """The stack where `c` points: the local one, or the host's live release."""
     settings = settings_for(c)
     if is_remote(c):
-        out = Output(prefix=f"[{c.host}] ")
-        return Stack(c, release_paths(settings, "current"), out, out.stream)
+        return Stack(c, release_paths(settings, "current"), Output(prefix=f"[{c.host}] "))
     return Stack(c, settings)
 
 

@@ -15,13 +15,14 @@ from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError
 from deploy.fleet import fanout, trust
 from deploy.fleet import rollout as fleet
-from deploy.fleet.hosts import Host, host_settings, is_remote
+from deploy.fleet.hosts import Host, host_settings
 from deploy.fleet.releases import format_release, release_images, rollback_host
-from deploy.machine.stack import deploy as run_deploy
 from deploy.machine.stack import require_stack_settings
-from deploy.output import Output, PrefixStream, emit
+from deploy.output import Output, emit
 from deploy.release.locks import LocalLock, local_lock_path
+from deploy.release.sequence import deploy_here
 from deploy.settings import Settings, load_settings
+from deploy.shell import is_remote
 from deploy.tasks.common import count, exits, host_list, not_under_fab, seconds, settings_for, task
 
 HOSTS_HELP = ("the hosts, over SSH: web1,deploy@web2:2222 (default DEPLOY_HOSTS; "
@@ -76,7 +77,7 @@ def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_d
                       allow_dirty=allow_dirty, lock_wait=wait)
         return
     with LocalLock(local_lock_path(shared.project_name), wait):
-        run_deploy(c, shared, build=not no_build)
+        deploy_here(c, shared, build=not no_build)
 
 
 def _per_host(shared: Settings, targets: list[Host]) -> dict[str, Settings]:
@@ -121,8 +122,7 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
         prefix = f"[{host.name}] "
         conn = trust.connection(host, settings)
         try:
-            rollback_host(conn, settings, lock_wait=wait, out=Output(prefix=prefix),
-                          stream=PrefixStream(prefix))
+            rollback_host(conn, settings, lock_wait=wait, out=Output(prefix=prefix))
         finally:
             conn.close()
 

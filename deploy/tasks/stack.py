@@ -12,20 +12,16 @@ import sys
 
 from deploy.commands import compose
 from deploy.errors import ConfigError
-from deploy.fleet.hosts import is_remote
 from deploy.machine import builds
 from deploy.machine import logs as logfilter
-from deploy.machine.stack import (
-    confirm_reset,
-    format_states,
-    no_match,
-    require_stack_settings,
-    state_dict,
-)
-from deploy.machine.stack import reset as run_reset
-from deploy.output import as_output
+from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.logs import no_match
+from deploy.machine.reset import confirm_reset
+from deploy.machine.reset import reset as run_reset
+from deploy.machine.routing import format_states, resync, routes, state_dict
+from deploy.machine.stack import require_stack_settings
 from deploy.release import revision
-from deploy.release.sequence import BASE_SERVICES, resync, routes
+from deploy.shell import is_remote
 from deploy.tasks.common import (
     count,
     database,
@@ -57,10 +53,9 @@ def build(c, no_cache=False):
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
-    out = as_output(stack.out)
-    out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
-    out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
-    ident = builds.image_id(stack, ref) or "?"
+    stack.out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    stack.out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
+    ident = builds.image_id(stack.c, ref) or "?"
     stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "
               "`invoke deploy --hosts … --no-build`")
 

@@ -11,7 +11,7 @@ import uuid
 import invoke
 import pytest
 
-from deploy.commands.images import parse_ref
+from deploy.commands.docker import parse_ref
 from deploy.errors import DeployError
 from deploy.fleet import registry, shipping
 from tests.support import shipping_rig

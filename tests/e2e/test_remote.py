@@ -23,7 +23,7 @@ import time
 
 import invoke
 
-from deploy.commands import images
+from deploy.commands import docker
 from deploy.fleet import registry
 from deploy.fleet.releases import RELEASE_RE
 from tests.support.fleet_rig import BUILD, KEEP, SECRET
@@ -126,7 +126,7 @@ def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
     # What the registry holds of both releases: the layers that differ, compressed.
     settings = fleet.settings(fleet.hosts[0])
     with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
-        old, new = (registry.manifest(reg.address, images.parse_ref(
+        old, new = (registry.manifest(reg.address, docker.parse_ref(
             f"{fleet.project}-backend:{tag}").in_registry(reg.address))
             for tag in (old_sha, new_sha))
     known = {layer["digest"] for layer in old["layers"]}

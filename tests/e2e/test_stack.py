@@ -215,7 +215,7 @@ def test_the_exit_code_of_a_container_docker_restarted_comes_from_its_die_events
 
     from deploy import shell
     from deploy.commands import compose
-    from deploy.release.sequence import _last_exit_code
+    from deploy.machine.stack import last_exit_code
     from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
 
     image = read_env_file(LOCAL_IMAGES_ENV).get("PYTHON_IMAGE", "python:3.12-slim")
@@ -237,6 +237,6 @@ def test_the_exit_code_of_a_container_docker_restarted_comes_from_its_die_events
             def run(self, argv, **kwargs):
                 return shell.run(c, argv, **kwargs)
 
-        assert _last_exit_code(OnThisMachine(), state) == 7
+        assert last_exit_code(OnThisMachine(), state) == 7
     finally:
         subprocess.run(["docker", "rm", "-f", started], capture_output=True)

@@ -60,6 +60,7 @@ class StackEnv:
             "DATABASE_URL": f"postgresql://app:{self.password}@127.0.0.1:{self.pg_port}/app",
             "BACKUP_DIR": str(tmp / "backups"),
             "HEALTH_TIMEOUT": "120",
+            "SUMMARY_TABLE_PREFIX": "ai_",  # the sample schema's tables, listed by a deploy
         })
         values.update(extra)
         self.values = values

@@ -4,7 +4,7 @@ import pytest
 
 from deploy.commands import compose
 from deploy.commands.compose import Compose, ContainerState
-from deploy.errors import ConfigError, DeployError
+from deploy.errors import ConfigError
 
 FILE = "deploy/stack/docker-compose.yml"
 V2 = Compose(("docker", "compose"), "v2", FILE, "app")
@@ -78,19 +78,6 @@ def test_down_removes_orphans_and_volumes_only_when_asked():
     assert compose.down(V1, volumes=True) == V1_HEAD + ["down", "--remove-orphans", "--volumes"]
 
 
-def test_ps_ids_includes_stopped_containers_on_both_flavours():
-    # v2 lists running containers only unless -a; v1 already lists stopped ones, and its
-    # -a would add one-off `run` containers.
-    assert compose.ps_ids(V2) == V2_HEAD + ["ps", "-q", "-a"]
-    assert compose.ps_ids(V1) == V1_HEAD + ["ps", "-q"]
-
-
-def test_ps_json_is_v2_only():
-    assert compose.ps_json(V2) == V2_HEAD + ["ps", "-a", "--format", "json"]
-    with pytest.raises(ConfigError, match="ps --format json needs Docker Compose v2"):
-        compose.ps_json(V1)
-
-
 def test_exec_disables_the_tty_unless_one_is_wanted():
     assert compose.exec_(V2, "postgres", ["psql", "-U", "app", "-c", "SELECT 1"]) == V2_HEAD + [
         "exec", "-T", "postgres", "psql", "-U", "app", "-c", "SELECT 1",
@@ -100,13 +87,8 @@ def test_exec_disables_the_tty_unless_one_is_wanted():
     ]  # fmt: skip
 
 
-def test_docker_inspect_and_info_do_not_go_through_compose():
-    assert compose.inspect(["abc", "def"]) == [
-        "docker", "inspect", "--type", "container", "abc", "def",
-    ]  # fmt: skip
+def test_docker_info_does_not_go_through_compose():
     assert compose.docker_info() == ["docker", "info", "--format", "{{json .ServerVersion}}"]
-    with pytest.raises(ValueError):
-        compose.inspect([])
 
 
 def test_shell_metacharacters_in_names_stay_single_argv_items():
@@ -193,46 +175,6 @@ def test_no_compose_at_all_says_what_to_install():
         "or set COMPOSE_CMD"
     )
     assert err.value.exit_code == 2
-
-
-# --- ps JSON ---------------------------------------------------------------------------
-
-# docker compose 2.20 (before 2.21): one JSON array.
-PS_ARRAY = """[{"ID":"aba85f638641033254a353baf0f73ac2bce302d46d843c0037849005171a4238","Name":"app-postgres-1","Command":"docker-entrypoint.sh postgres","Project":"app","Service":"postgres","State":"running","Health":"healthy","ExitCode":0,"Publishers":[{"URL":"127.0.0.1","TargetPort":5432,"PublishedPort":5432,"Protocol":"tcp"}]},{"ID":"001f54b33d9bd481bda12d98821a93e11f40b92e2e557186c2b66e20c9279196","Name":"app-backend-1","Command":"/app/entrypoint.sh","Project":"app","Service":"backend","State":"exited","Health":"","ExitCode":1,"Publishers":[]}]
-"""  # noqa: E501
-
-# docker compose 2.21+ (and 5.x): JSON Lines, one object per container.
-PS_LINES = """{"Command":"\\"docker-entrypoint.s…\\"","CreatedAt":"2024-05-02 12:21:53 +0400 +04","ExitCode":0,"Health":"healthy","ID":"d2763e024a10","Image":"postgres:16","Labels":"com.docker.compose.service=postgres,com.docker.compose.project=app","LocalVolumes":"1","Mounts":"ae6fbf221bbbee…","Name":"app-postgres-1","Names":"app-postgres-1","Networks":"app_default","Ports":"127.0.0.1:5432->5432/tcp","Project":"app","Publishers":[{"URL":"127.0.0.1","TargetPort":5432,"PublishedPort":5432,"Protocol":"tcp"}],"RunningFor":"2 minutes ago","Service":"postgres","Size":"0B","State":"running","Status":"Up 2 minutes (healthy)"}
-{"Command":"\\"/app/entrypoint.sh\\"","CreatedAt":"2024-05-02 12:21:53 +0400 +04","ExitCode":1,"Health":"","ID":"9f1c0a7e1b22","Image":"app-backend","Labels":"com.docker.compose.service=backend,com.docker.compose.project=app","LocalVolumes":"0","Mounts":"","Name":"app-backend-1","Names":"app-backend-1","Networks":"app_default","Ports":"","Project":"app","Publishers":null,"RunningFor":"2 minutes ago","Service":"backend","Size":"0B","State":"exited","Status":"Exited (1) 1 second ago"}
-"""  # noqa: E501
-
-
-def test_ps_json_array_from_compose_before_2_21_is_parsed():
-    rows = compose.parse_ps_json(PS_ARRAY)
-    assert [(r["Service"], r["State"], r["Health"], r["ExitCode"]) for r in rows] == [
-        ("postgres", "running", "healthy", 0),
-        ("backend", "exited", "", 1),
-    ]
-
-
-def test_ps_json_lines_from_compose_2_21_on_are_parsed():
-    rows = compose.parse_ps_json(PS_LINES)
-    assert [(r["Service"], r["State"], r["Health"], r["ExitCode"]) for r in rows] == [
-        ("postgres", "running", "healthy", 0),
-        ("backend", "exited", "", 1),
-    ]
-    assert rows[0]["Publishers"][0]["PublishedPort"] == 5432
-
-
-def test_ps_json_of_an_empty_project_is_no_rows():
-    assert compose.parse_ps_json("") == []
-    assert compose.parse_ps_json("\n") == []
-    assert compose.parse_ps_json("[]\n") == []
-
-
-def test_unreadable_ps_json_says_what_it_got():
-    with pytest.raises(DeployError, match=r"^compose ps: unreadable JSON .*'no such service: x'"):
-        compose.parse_ps_json("no such service: x")
 
 
 # --- docker inspect -------------------------------------------------------------------

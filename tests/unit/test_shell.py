@@ -43,3 +43,24 @@ def test_the_one_executor_quotes_every_argument():
     with pytest.raises(shell.CommandFailed) as info:
         shell.run(c, ["false"], what="probe")
     assert str(info.value) == "probe: command failed with exit code 3: false\n  bad thing"
+
+
+def test_a_signal_during_invokes_runner_set_up_unwinds_as_the_signal():
+    # Invoke's Runner.run stops the runner in a `finally`; a SIGINT inside its set-up
+    # leaves the runner half-made and that stop raises AttributeError instead.
+    class Interrupted:
+        def run(self, command, **kwargs):
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise AttributeError("'Local' object has no attribute 'using_pty'")
+
+    with pytest.raises(KeyboardInterrupt):
+        shell.run(Interrupted(), ["true"])
+
+    class Broken:
+        def run(self, command, **kwargs):
+            raise AttributeError("a real bug")
+
+    with pytest.raises(AttributeError, match="a real bug"):
+        shell.run(Broken(), ["true"])

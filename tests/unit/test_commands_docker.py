@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deploy.commands import images
-from deploy.commands.images import Ref, parse_ref, parse_registry, plan_prune
+from deploy.commands import docker
+from deploy.commands.docker import Ref, parse_ref, parse_registry, plan_prune
 from deploy.errors import ConfigError
 from deploy.fleet.registry import Published, Registry, registry_config
 from deploy.fleet.shipping import pull_name
@@ -87,7 +87,7 @@ def test_a_host_pulls_through_its_tunnel_port_or_the_name_pushed_to_deploy_regis
 ])
 def test_registry_addresses_accept_host_port_and_namespace(text, value):
     assert parse_registry(text) == value
-    assert images.registry_domain(value) == value.partition("/")[0]
+    assert docker.registry_domain(value) == value.partition("/")[0]
 
 
 @pytest.mark.parametrize("text", ["acme", "ghcr.io/Acme", "bad host:5000"])
@@ -98,38 +98,38 @@ def test_a_registry_address_docker_would_read_as_a_hub_path_is_refused(text):
 
 
 def test_the_docker_commands_are_argv_lists_with_secrets_never_in_them():
-    assert images.image_id("app:1") == ["docker", "image", "inspect", "--format", "{{.Id}}",
+    assert docker.image_id("app:1") == ["docker", "image", "inspect", "--format", "{{.Id}}",
                                         "app:1"]
-    assert images.tag("a:1", "b:1") == ["docker", "image", "tag", "a:1", "b:1"]
-    assert images.untag("127.0.0.1:1/a:1") == ["docker", "image", "rm", "127.0.0.1:1/a:1"]
-    assert images.push("r:5000/a:1") == ["docker", "image", "push", "r:5000/a:1"]
-    assert images.pull("r:5000/a:1", "/tmp/cfg") == ["docker", "--config", "/tmp/cfg", "image",
+    assert docker.tag("a:1", "b:1") == ["docker", "image", "tag", "a:1", "b:1"]
+    assert docker.untag("127.0.0.1:1/a:1") == ["docker", "image", "rm", "127.0.0.1:1/a:1"]
+    assert docker.push("r:5000/a:1") == ["docker", "image", "push", "r:5000/a:1"]
+    assert docker.pull("r:5000/a:1", "/tmp/cfg") == ["docker", "--config", "/tmp/cfg", "image",
                                                      "pull", "r:5000/a:1"]
-    assert images.login("ghcr.io/acme", "bot", "/tmp/cfg") == [
+    assert docker.login("ghcr.io/acme", "bot", "/tmp/cfg") == [
         "docker", "--config", "/tmp/cfg", "login", "--username", "bot", "--password-stdin",
         "ghcr.io"]
-    assert images.run_registry("p-registry", "registry:2", "p-registry",
+    assert docker.run_registry("p-registry", "registry:2", "p-registry",
                                labels={"deploy.registry.project": "p"}) == [
         "docker", "container", "run", "--detach", "--name", "p-registry",
         "--publish", "127.0.0.1::5000", "--volume", "p-registry:/var/lib/registry",
         "--label", "deploy.registry.project=p", "registry:2"]
-    assert images.container_port("p-registry") == ["docker", "container", "port", "p-registry",
+    assert docker.container_port("p-registry") == ["docker", "container", "port", "p-registry",
                                                    "5000/tcp"]
-    assert images.remove_container("p-registry") == ["docker", "container", "rm", "--force",
+    assert docker.remove_container("p-registry") == ["docker", "container", "rm", "--force",
                                                      "--volumes", "p-registry"]
-    assert images.list_tags("app") == ["docker", "image", "ls", "--no-trunc", "--format",
+    assert docker.list_tags("app") == ["docker", "image", "ls", "--no-trunc", "--format",
                                        "{{.Tag}}\t{{.ID}}", "app"]
-    assert images.created([A]) == ["docker", "image", "inspect", "--format",
+    assert docker.created([A]) == ["docker", "image", "inspect", "--format",
                                    "{{.Id}}\t{{.Created}}", A]
-    assert images.remove_tags(["app:r1", "app:r2"]) == ["docker", "image", "rm", "app:r1",
+    assert docker.remove_tags(["app:r1", "app:r2"]) == ["docker", "image", "rm", "app:r1",
                                                         "app:r2"]
-    assert images.temp_dir()[:2] == ["mktemp", "-d"]
-    assert images.remove_dir("/tmp/x") == ["rm", "-rf", "--", "/tmp/x"]
+    assert docker.temp_dir()[:2] == ["mktemp", "-d"]
+    assert docker.remove_dir("/tmp/x") == ["rm", "-rf", "--", "/tmp/x"]
 
 
 @pytest.mark.parametrize(("builder", "args"), [
-    (images.remove_tags, []), (images.remove_tags, ["--all"]), (images.created, ["app:1"]),
-    (images.container_images, []), (images.container_images, ["-q"]),
+    (docker.remove_tags, []), (docker.remove_tags, ["--all"]), (docker.created, ["app:1"]),
+    (docker.container_images, []), (docker.container_images, ["-q"]),
 ])
 def test_list_builders_refuse_empty_lists_and_option_like_words(builder, args):
     with pytest.raises(ValueError):
@@ -139,22 +139,22 @@ def test_list_builders_refuse_empty_lists_and_option_like_words(builder, args):
 def test_a_failed_docker_command_is_summed_up_by_the_line_that_says_why():
     stderr = ("docker: Error response from daemon: No command specified.\n"
               "See 'docker run --help'.\n")
-    assert images.error_line(stderr, 125) == \
+    assert docker.error_line(stderr, 125) == \
         "docker: Error response from daemon: No command specified."
-    assert images.error_line("a\nRun 'docker run --help' for more information\n", 1) == "a"
-    assert images.error_line("", 125) == "exit code 125"
+    assert docker.error_line("a\nRun 'docker run --help' for more information\n", 1) == "a"
+    assert docker.error_line("", 125) == "exit code 125"
 
 
 def test_parsers_read_what_docker_prints():
-    assert images.parse_port("127.0.0.1:32771\n") == 32771
-    assert images.parse_port("0.0.0.0:1\n127.0.0.1:49153\n[::1]:49153\n") == 49153
+    assert docker.parse_port("127.0.0.1:32771\n") == 32771
+    assert docker.parse_port("0.0.0.0:1\n127.0.0.1:49153\n[::1]:49153\n") == 49153
     with pytest.raises(ValueError, match="no port published on 127.0.0.1"):
-        images.parse_port("0.0.0.0:5000\n")
-    assert images.parse_image_id(A + "\n") == A
-    assert images.parse_image_id("Error: No such image") is None
-    assert images.parse_tags(f"r1\t{A}\n<none>\t{B}\nlive\t{A}\nbad\tline\n") == [
+        docker.parse_port("0.0.0.0:5000\n")
+    assert docker.parse_image_id(A + "\n") == A
+    assert docker.parse_image_id("Error: No such image") is None
+    assert docker.parse_tags(f"r1\t{A}\n<none>\t{B}\nlive\t{A}\nbad\tline\n") == [
         ("r1", A), ("live", A)]
-    created = images.parse_created(f"{A}\t2026-11-28T17:43:33.592590763Z\n"
+    created = docker.parse_created(f"{A}\t2026-11-28T17:43:33.592590763Z\n"
                                    f"{B}\t2026-11-28T17:43:33Z\n{C}\tgarbage\n")
     assert created == {A: datetime(2026, 11, 28, 17, 43, 33, 592590, tzinfo=UTC),
                        B: datetime(2026, 11, 28, 17, 43, 33, tzinfo=UTC)}

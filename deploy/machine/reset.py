@@ -1,0 +1,60 @@
+"""`invoke reset`: its guard (the project name, typed or passed, and --production in
+production), then backup → down --volumes → up → wait → route → migrate → check tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from deploy.defaults import DATABASE_WAIT
+from deploy.errors import Refused
+from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.routing import resync
+from deploy.machine.schema import verify_tables
+from deploy.machine.stack import Stack, require_stack_settings
+from deploy.migrate.runner import migrate
+from deploy.settings import Settings
+from deploy.shell import is_remote
+
+
+def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
+                  interactive: bool, ask: Callable[[str], str] = input) -> None:
+    """The guard: the project name typed or passed exactly, and --production in production."""
+    project = settings.project_name
+    if settings.deploy_env == "production" and not production:
+        raise Refused(f"reset: DEPLOY_ENV=production; add --production to reset project "
+                      f"{project!r} (nothing was touched)")
+    if yes_destroy is not None:
+        if yes_destroy != project:
+            raise Refused(f"reset: --yes-destroy={yes_destroy!r} does not match the Compose "
+                          f"project name {project!r}; nothing was touched")
+        return
+    if not interactive:
+        raise Refused(f"reset: destroys the volumes of project {project!r}; not interactive, "
+                      f"so pass --yes-destroy={project} (nothing was touched)")
+    typed = ask(f"This destroys every volume of Compose project {project!r} "
+                f"(a backup is taken first). Type the project name to confirm: ")
+    if typed.strip() != project:
+        raise Refused(f"reset: you typed {typed.strip()!r}, not {project!r}; nothing was touched")
+
+
+def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
+    """Backup → down --volumes → up → wait → migrate. `database()` gives a context manager
+    yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely)."""
+    settings, out = stack.settings, stack.out
+    if not is_remote(stack.c):  # a host's release .env is checked at deploy
+        require_stack_settings(settings)
+    out.step("docker", stack.check_docker)
+    path = out.step("backup", stack.backup) if backup else None
+    if not backup:
+        out("   --no-backup: no backup taken")
+    out.step("down --volumes", stack.down, True)
+    out.step("up", stack.up, False, BASE_SERVICES)
+    out.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
+    out.step("proxy: route", resync, stack)
+    with (database() if database else nullcontext(settings)) as reachable:
+        out.step("migrate", migrate, reachable, wait=DATABASE_WAIT, out=out)
+        verify_tables(reachable, out)
+    out("reset: done" + (f"; backup at {path}" if path else ""))
+    return path
