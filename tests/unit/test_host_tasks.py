@@ -67,7 +67,7 @@ def _capture_deploys(monkeypatch, settings):
     monkeypatch.setattr(host_tasks, "load_settings", lambda: settings)
     monkeypatch.setattr(host_tasks, "_deploy_hosts", lambda shared, targets, parallel, **kw:
                         calls.update(hosts=targets, parallel=parallel, **kw))
-    monkeypatch.setattr(host_tasks, "run_deploy", lambda c, s, build: calls.update(local=True))
+    monkeypatch.setattr(host_tasks, "deploy_here", lambda c, s, build: calls.update(local=True))
     monkeypatch.setattr(host_tasks, "LocalLock", lambda path, wait: _NoLock(calls, wait))
     return calls
 
