@@ -70,6 +70,7 @@ import invoke  # noqa: E402
 
 from deploy import shell  # noqa: E402
 from deploy.commands import docker  # noqa: E402
+from deploy.defaults import DEPLOY_LOCK_WAIT  # noqa: E402
 from deploy.fleet import (  # noqa: E402
     hostlock,
     registry,  # noqa: E402
@@ -219,7 +220,8 @@ def deploy_building_on_hosts(rig, settings, tag: str, tree: Path) -> Run:
         c = connection(rig, h, settings)
         try:
             release = releases.release_name(tag=tag)
-            with hostlock.host_lock(c, settings, wait=300, release=release, out=lines.append):
+            with hostlock.host_lock(c, settings, wait=DEPLOY_LOCK_WAIT, release=release,
+                                    out=lines.append):
                 up = time.monotonic()
                 upload_build_context(c, settings, release, tree)
                 host.upload = time.monotonic() - up
@@ -255,7 +257,8 @@ def rollback_building_on_hosts(rig, settings) -> list[float]:
         mark = time.monotonic()
         c = connection(rig, h, settings)
         try:
-            with hostlock.host_lock(c, settings, wait=300, release="rollback", out=lambda _: None):
+            with hostlock.host_lock(c, settings, wait=DEPLOY_LOCK_WAIT, release="rollback",
+                                    out=lambda _: None):
                 state = releases.list_releases(c, settings)
                 target = state.previous
                 sequence.run_steps(sequence.Deploy(
