@@ -29,6 +29,9 @@ HINT = "set it in .env or the environment (see .env.example)"
 # The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
 STACK_USER = "app"
 DEPLOY_ENVS = ("development", "staging", "production")
+# Compose's own file names, in the order `docker compose` looks for them.
+COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+SAMPLE_COMPOSE = "deploy/stack/docker-compose.yml"
 # A table name, optionally schema-qualified; both parts are interpolated as identifiers.
 _TABLE_RE = re.compile(r"^(?:[a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$")
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -279,7 +282,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         migration_table=table,
         deploy_env=deploy_env,
         env_file=path,
-        compose_file=resolve(src.get("COMPOSE_FILE") or "deploy/stack/docker-compose.yml"),
+        compose_file=resolve(src.get("COMPOSE_FILE") or _default_compose_file(base)),
         project_name=project,
         compose_cmd=src.get("COMPOSE_CMD"),
         health_timeout=_positive_float(src, "HEALTH_TIMEOUT", HEALTH_TIMEOUT),
@@ -307,6 +310,12 @@ def load_settings(environ: Mapping[str, str] | None = None,
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
         summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
     )
+
+
+def _default_compose_file(base: Path) -> str:
+    """Without COMPOSE_FILE: the file `docker compose` itself would pick in the working
+    directory, else this repository's sample stack (its path when run from a checkout)."""
+    return next((name for name in COMPOSE_FILE_NAMES if (base / name).is_file()), SAMPLE_COMPOSE)
 
 
 def _matching(src: _Source, name: str, default: str, pattern: re.Pattern, what: str) -> str:

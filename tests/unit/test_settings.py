@@ -179,3 +179,31 @@ def test_an_env_line_dotenv_cannot_parse_names_the_file_and_line_not_the_value(t
     assert message.startswith(f"{tmp_path / '.env'}:2: cannot parse this line (the value of "
                               "POSTGRES_PASSWORD); write KEY=value")
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("present", [
+    [], ["docker-compose.yml"], ["docker-compose.yml", "compose.yaml"],
+    ["docker-compose.yaml", "compose.yml"]])
+def test_without_compose_file_the_one_compose_would_pick_is_used(tmp_path, present):
+    # A project that installed the tool has no deploy/stack/: its own compose file counts,
+    # in Compose's order; a checkout of this repository keeps its sample stack.
+    for name in present:
+        (tmp_path / name).write_text("services: {}\n")
+    expected = min(present, key=["compose.yaml", "compose.yml", "docker-compose.yaml",
+                                 "docker-compose.yml"].index) if present \
+        else "deploy/stack/docker-compose.yml"
+    assert load(tmp_path, {}).compose_file == tmp_path / expected
+    assert load(tmp_path, {"COMPOSE_FILE": "ops/stack.yml"}).compose_file \
+        == tmp_path / "ops/stack.yml"
+
+
+def test_relative_paths_resolve_against_the_working_directory_not_the_env_file(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "prod.env").write_text(
+        "MIGRATIONS_DIR=db/migrations\nCOMPOSE_FILE=compose.yaml\nBACKUP_DIR=/var/backups\n"
+        "DEPLOY_HOSTS_DIR=hosts\n")
+    s = load_settings(environ={"ENV_FILE": "config/prod.env"}, cwd=tmp_path)
+    assert s.env_file == tmp_path / "config" / "prod.env"
+    assert (s.migrations_dir, s.compose_file, s.hosts_dir) == (
+        tmp_path / "db/migrations", tmp_path / "compose.yaml", tmp_path / "hosts")
+    assert s.backup_dir == Path("/var/backups")
