@@ -27,7 +27,11 @@ from deploy.tasks import ns
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-WORKFLOW_FILES = sorted(p for p in WORKFLOWS.glob("*") if p.suffix in (".yml", ".yaml"))
+# Workflows a project that pip-installs the tool copies as they are (README, "Use it in
+# your project"): deploy.yml from WORKFLOWS, and the CI workflow from here.
+TEMPLATES = ROOT / "docs" / "templates"
+WORKFLOW_FILES = sorted(p for d in (WORKFLOWS, TEMPLATES) for p in d.glob("*")
+                        if p.suffix in (".yml", ".yaml"))
 
 PROGRAMS = {"invoke": Program(), "inv": Program(), "fab": make_program()}
 # `${{ … }}` is filled in by GitHub before the shell runs: one opaque word here.
@@ -182,7 +186,7 @@ def _check_jsonschema() -> list[str]:
     return [sys.executable, "-m", "check_jsonschema"]
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_workflow_validates_against_the_vendored_github_workflows_schema(path):
     done = subprocess.run([*_check_jsonschema(), "--builtin-schema", "vendor.github-workflows",
                            str(path)], capture_output=True, text=True, timeout=120)
@@ -191,7 +195,7 @@ def test_workflow_validates_against_the_vendored_github_workflows_schema(path):
                     f"schema:\n{done.stdout}{done.stderr}", pytrace=False)
 
 
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_invoke_and_fab_command_names_existing_tasks_and_flags(path):
     problems = workflow_problems(path)
     assert not problems, "\n".join(problems)
@@ -204,6 +208,43 @@ def test_the_deploy_workflow_builds_once_checks_then_ships_to_the_configured_hos
                                          "--no-build"]
     assert check in commands and ship in commands
     assert commands.index(check) < commands.index(ship)
+
+
+# --- copyable as they are by a project that pip-installs the tool -----------------------
+
+COPYABLE = [WORKFLOWS / "deploy.yml", TEMPLATES / "ci.yml"]
+
+
+@pytest.mark.parametrize("path", COPYABLE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_copyable_workflow_installs_the_tool_from_deploy_requirements_only(path):
+    # A project has none of this repository's files: no .ci/ scripts, no pyproject.toml
+    # of the tool; what it has is its own deploy-requirements.txt naming the tool.
+    workflow = YAML(typ="safe", pure=True).load(path.read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    runs = "\n".join(str(step.get("run", "")) for step in steps)
+    assert ".ci/" not in runs and "pip install -e" not in runs
+    assert "pip install --disable-pip-version-check -r deploy-requirements.txt" in runs
+    setup = next(step for step in steps
+                 if str(step.get("uses", "")).startswith("actions/setup-python"))
+    assert setup["with"]["cache-dependency-path"] == "deploy-requirements.txt"
+
+
+def test_this_repository_deploys_with_the_tool_of_its_own_checkout():
+    lines = [line.strip() for line in (ROOT / "deploy-requirements.txt").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert lines == ["."]
+
+
+def test_the_ci_template_is_the_ci_the_deploy_workflow_waits_for_and_checks_migrations():
+    template = YAML(typ="safe", pure=True).load((TEMPLATES / "ci.yml").read_text())
+    assert template["name"] == "CI"
+    commands = [argv for _, argv in workflow_commands(TEMPLATES / "ci.yml")]
+    assert commands == [["invoke", "lint-migrations"], ["invoke", "migrate", "--wait", "30"],
+                        ["invoke", "migrate"], ["invoke", "migrate-status"],
+                        ["invoke", "check-tables", "--expected"]]
+    [job] = template["jobs"].values()
+    assert job["env"]["DATABASE_URL"].startswith("postgresql://ci:ci@127.0.0.1:5432/")
+    assert job["services"]["postgres"]["ports"] == ["5432:5432"]
 
 
 # What names the images a deploy builds and ships (deploy/fleet/rollout.py: host_images).
