@@ -225,6 +225,10 @@ def test_a_project_that_pip_installed_the_wheel_runs_its_own_migrations(adopted)
     assert fab.returncode == 0, fab.stderr
     assert re.search(r"^\s+migrate\s", fab.stdout, re.M), fab.stdout
 
+    # What docs/templates/ci.yml runs, in the same order.
+    linted = adopted.invoke("lint-migrations")
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
     migrated = adopted.invoke("migrate")
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     output = migrated.stdout + migrated.stderr
