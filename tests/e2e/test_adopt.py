@@ -171,8 +171,11 @@ def adopted(tmp_path, database_url) -> Adopted:
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True, capture_output=True, timeout=120)
     python = venv / "bin" / "python"
+    # In the environment the project will run in: with this checkout on PYTHONPATH, pip
+    # would take a build's metadata left in it for an installed copy and skip the wheel.
     done = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index",
-                           "-q", str(wheel)], capture_output=True, text=True, timeout=300)
+                           "-q", str(wheel)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=clean_env(venv))
     assert done.returncode == 0, done.stdout + done.stderr
 
     project_dir = tmp_path / "shop"
