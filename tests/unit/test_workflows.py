@@ -227,6 +227,12 @@ def test_a_copyable_workflow_installs_the_tool_from_deploy_requirements_only(pat
     setup = next(step for step in steps
                  if str(step.get("uses", "")).startswith("actions/setup-python"))
     assert setup["with"]["cache-dependency-path"] == "deploy-requirements.txt"
+    # The project's committed settings without secrets, read before any task runs.
+    read = next(i for i, step in enumerate(steps) if "deploy.env" in str(step.get("run", "")))
+    assert steps[read]["run"].strip() == \
+        'if [ -f deploy.env ]; then echo "ENV_FILE=$PWD/deploy.env" >> "$GITHUB_ENV"; fi'
+    first_task = next(i for i, step in enumerate(steps) if "invoke " in str(step.get("run", "")))
+    assert read < first_task
 
 
 def test_this_repository_deploys_with_the_tool_of_its_own_checkout():
