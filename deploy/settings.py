@@ -182,7 +182,7 @@ def parse_env_text(text: str, path: Path) -> dict[str, str | None]:
     return dotenv_values(stream=io.StringIO(text), interpolate=True)
 
 
-def _database_url(src: _Source) -> str:
+def _database_url(src: _Source, base: Path) -> str:
     url = src.get("DATABASE_URL")
     if url is not None:
         try:
@@ -198,11 +198,13 @@ def _database_url(src: _Source) -> str:
         return url
     names = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
     if not any(src.get(n) for n in names):
+        # Only a checkout of this repository has the script; a project that installed
+        # the tool writes its own .env.
+        quickstart = "; `bash .ci/quickstart` writes a .env (see .env.example)" \
+            if (base / ".ci" / "quickstart").is_file() else ""
         raise ConfigError(
             "DATABASE_URL: missing; set POSTGRES_PASSWORD (and POSTGRES_USER/POSTGRES_DB) or "
-            "DATABASE_URL in .env or the environment; `bash .ci/quickstart` writes a .env "
-            "(see .env.example)"
-        )
+            "DATABASE_URL in .env or the environment" + quickstart)
     # The sample stack's database as this machine sees it: published on 127.0.0.1.
     host = src.get("POSTGRES_HOST") or "127.0.0.1"
     port_name = "POSTGRES_PORT" if src.get("POSTGRES_PORT") else "POSTGRES_PUBLISHED_PORT"
@@ -273,7 +275,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
     # Validated in this order: the first bad one is the one reported.
     table, deploy_env, project = _migration_table(src), _deploy_env(src), _project_name(src)
     try:
-        db_url, db_error = _database_url(src), None
+        db_url, db_error = _database_url(src, base), None
     except ConfigError as exc:
         db_url, db_error = None, exc
     return Settings(

@@ -90,7 +90,7 @@ def test_redaction_hides_passwords_in_urls_and_free_text():
 
 BAD = [
     ({}, None, "DATABASE_URL: missing; set POSTGRES_PASSWORD (and POSTGRES_USER/POSTGRES_DB) "
-     "or DATABASE_URL in .env or the environment; `bash .ci/quickstart` writes a .env"),
+     "or DATABASE_URL in .env or the environment"),
     ({"DATABASE_URL": "mysql://u@h/d"}, None,
      "DATABASE_URL: scheme must be postgresql:// (got mysql://) (set in the environment)"),
     ({"DATABASE_URL": "localhost:5432"}, None,
@@ -207,3 +207,13 @@ def test_relative_paths_resolve_against_the_working_directory_not_the_env_file(t
     assert (s.migrations_dir, s.compose_file, s.hosts_dir) == (
         tmp_path / "db/migrations", tmp_path / "compose.yaml", tmp_path / "hosts")
     assert s.backup_dir == Path("/var/backups")
+
+
+def test_the_missing_database_hint_names_the_quickstart_only_in_a_checkout_that_has_it(tmp_path):
+    message = "DATABASE_URL: missing; set POSTGRES_PASSWORD (and POSTGRES_USER/POSTGRES_DB) " \
+              "or DATABASE_URL in .env or the environment"
+    assert error_of(tmp_path, {}) == message  # a project that installed the tool
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "quickstart").write_text("#!/bin/sh\n")
+    assert error_of(tmp_path, {}) == message + \
+        "; `bash .ci/quickstart` writes a .env (see .env.example)"
