@@ -44,13 +44,30 @@ class Reader(threading.Thread):
 
 
 def hold_hot(url: str, seconds: float | None, name: str = "long report"):
-    """A session with an open transaction that has read `hot` (ACCESS SHARE held)."""
+    """A session with an open transaction that has read `hot` (ACCESS SHARE held). With
+    `seconds`, it lets go that long after another session first waits for it: timed from
+    the migration's first wait, not from the start of a runner process that a busy machine
+    may take a second to start."""
     conn = psycopg.connect(url, autocommit=True, application_name=name)
     conn.execute("BEGIN")
     conn.execute("SELECT count(*) FROM hot").fetchone()
     if seconds is not None:
-        threading.Timer(seconds, conn.close).start()  # ends its transaction (rolled back)
+        threading.Thread(target=_release_after_first_waiter, args=(url, conn, seconds),
+                         daemon=True).start()
     return conn
+
+
+def _release_after_first_waiter(url: str, conn: psycopg.Connection, seconds: float,
+                                give_up: float = 60.0) -> None:
+    pid = conn.info.backend_pid
+    deadline = time.monotonic() + give_up
+    with psycopg.connect(url, autocommit=True) as watch:
+        while time.monotonic() < deadline and not watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                (pid,)).fetchone():
+            time.sleep(0.01)
+    time.sleep(seconds)
+    conn.close()  # ends its transaction (rolled back)
 
 
 def columns(url: str) -> set[str]:
