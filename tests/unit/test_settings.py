@@ -179,3 +179,17 @@ def test_an_env_line_dotenv_cannot_parse_names_the_file_and_line_not_the_value(t
     assert message.startswith(f"{tmp_path / '.env'}:2: cannot parse this line (the value of "
                               "POSTGRES_PASSWORD); write KEY=value")
     assert "hunter2" not in message
+
+
+def test_db_service_is_postgres_unless_set_and_set_to_empty_means_an_external_database(
+        tmp_path):
+    assert load(tmp_path, {}).db_service == "postgres"
+    assert load(tmp_path, {"DB_SERVICE": "db"}).db_service == "db"
+    assert load(tmp_path, {"DB_SERVICE": ""}).db_service == ""
+    assert load(tmp_path, {}, "DB_SERVICE=\n").db_service == ""
+    assert load(tmp_path, {"DB_SERVICE": "db"}, "DB_SERVICE=\n").db_service == "db"
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"DB_SERVICE": "My DB"})
+    assert str(info.value) == ("DB_SERVICE: 'My DB' is not a Compose service name (lower-case "
+                               "letters, digits, '-' and '_'), or empty for none (set in the "
+                               "environment)")

@@ -1,0 +1,109 @@
+"""`invoke backup` and `invoke restore` against an external database (DB_SERVICE empty): the
+real PostgreSQL of the fixtures, pg_dump/pg_restore in a throwaway POSTGRES_IMAGE container."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import psycopg
+import pytest
+
+from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
+from tests.support.pg import PASSWORD, with_database
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker")
+
+
+@pytest.fixture
+def external(project, db, tmp_path):
+    """The project pointed at its database as an external one, with a table and a row."""
+    image = (read_env_file(LOCAL_IMAGES_ENV).get("POSTGRES_IMAGE")
+             if LOCAL_IMAGES_ENV.exists() else None) or "postgres:16"
+    db.execute("CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL)")
+    db.execute("INSERT INTO users VALUES ('keep-me', 'keep@example.com')")
+    project.env.update({"DB_SERVICE": "", "BACKUP_DIR": str(tmp_path / "backups"),
+                        "POSTGRES_IMAGE": image, "COMPOSE_PROJECT_NAME": "shop"})
+    return project
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[-1].split("?")[0]
+
+
+def test_backup_then_a_changed_row_then_restore_brings_the_row_back(external, db, tmp_path):
+    name = _database(external.url)
+    made = external.invoke("backup")
+    assert made.returncode == 0, made.stdout + made.stderr
+    files = list((tmp_path / "backups").glob(f"shop-{name}-*.dump"))
+    assert len(files) == 1
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    assert files[0].read_bytes()[:5] == b"PGDMP"
+    assert f"   backup written: {files[0]} (" in made.stdout
+    assert f"==> backup (database {name!r} at 127.0.0.1:" in made.stdout
+    assert PASSWORD not in made.stdout + made.stderr
+
+    db.execute("UPDATE users SET email = 'changed@example.com'")
+    db.execute("CREATE TABLE later (id int)")
+    refused = external.invoke("restore", files[0].name)
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert refused.stderr.strip() == (
+        f"restore: replaces the contents of database {name!r}; not interactive, so pass "
+        f"--yes-destroy={name} (nothing was touched)")
+    assert db.execute("SELECT email FROM users").fetchone()[0] == "changed@example.com"
+
+    done = external.invoke("restore", files[0].name, f"--yes-destroy={name}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert db.execute("SELECT email FROM users").fetchone()[0] == "keep@example.com"
+    assert "==> restore (pg_restore, one transaction)" in done.stdout
+    assert "==> check-tables --expected" in done.stdout
+    assert f"restore: done; database {name!r} at 127.0.0.1:" in done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_missing_or_foreign_file_is_refused_naming_it_before_anything(external, db,
+                                                                        tmp_path):
+    name = _database(external.url)
+    missing = external.invoke("restore", "nope.dump", f"--yes-destroy={name}")
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert missing.stderr.strip() == (f"restore: {tmp_path}/backups/nope.dump: No such file "
+                                      "or directory; nothing was touched")
+    plain = tmp_path / "plain.sql"
+    plain.write_text("DROP TABLE users;\n")
+    foreign = external.invoke("restore", str(plain), f"--yes-destroy={name}")
+    assert foreign.returncode == 2, foreign.stdout + foreign.stderr
+    assert foreign.stderr.strip() == (
+        f"restore: {plain} is not a pg_dump custom-format file (one that `invoke backup` or "
+        "`pg_dump -Fc` writes); nothing was touched")
+    assert "==> restore" not in foreign.stdout
+    assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+
+
+def test_a_role_without_privileges_gets_one_line_and_the_database_stays_as_it_was(
+        external, db, pg_admin_url, tmp_path):
+    made = external.invoke("backup")
+    assert made.returncode == 0, made.stdout + made.stderr
+    dump = next((tmp_path / "backups").glob("*.dump"))
+    role = "r_" + uuid.uuid4().hex[:8]
+    name = _database(external.url)
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'weak-{role}'")
+    try:
+        url = with_database(pg_admin_url, name).replace(
+            pg_admin_url.split("://", 1)[1].split("@", 1)[0], f"{role}:weak-{role}", 1)
+        env = {"DATABASE_URL": url}
+        denied = external.invoke("backup", env=env)
+        assert denied.returncode == 2, denied.stdout + denied.stderr
+        assert denied.stderr.strip() == ("backup: permission denied for table users; no "
+                                         "backup written")
+        db.execute("UPDATE users SET email = 'changed@example.com'")
+        refused = external.invoke("restore", str(dump), f"--yes-destroy={name}", env=env)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stderr.strip() == ("restore: must be owner of table users; nothing was "
+                                          "changed (one transaction, rolled back)")
+        assert f"weak-{role}" not in denied.stdout + denied.stderr + refused.stdout + \
+            refused.stderr
+        assert db.execute("SELECT email FROM users").fetchone()[0] == "changed@example.com"
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY {role}; DROP ROLE {role}')
