@@ -59,12 +59,12 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _running_container(stack: Stack, task: str) -> str:
+def _running_container(stack: Stack, task: str, hint: str = "") -> str:
     service = stack.settings.db_service
     found = [s.id for s in stack.states() if s.service == service and s.status == "running"]
     if not found:
         raise DeployError(f"{task}: the {service} service (DB_SERVICE) is not running; start "
-                          "the stack (`invoke up`)")
+                          f"the stack (`invoke up`){hint}")
     return found[0]
 
 
@@ -86,15 +86,16 @@ def _caller(stack: Stack) -> str:
 # --- backup ---------------------------------------------------------------------------
 
 
-def backup(stack: Stack) -> PurePosixPath:
-    """pg_dump -Fc of the database into BACKUP_DIR (mode 600); returns the path."""
+def backup(stack: Stack, hint: str = "") -> PurePosixPath:
+    """pg_dump -Fc of the database into BACKUP_DIR (mode 600); returns the path. ``hint``
+    ends the line saying the database service is not running (reset: --no-backup)."""
     settings = stack.settings
     name = pgdump.file_name(settings.project_name, database_name(settings), _stamp())
     directory = PurePosixPath(str(settings.backup_dir))
     stack.run(["mkdir", "-p", str(directory)], what="backup")
     target = directory / name
     if settings.db_service:
-        _dump_in_service(stack, target)
+        _dump_in_service(stack, target, hint)
     else:
         _dump_external(stack, target)
     # Both ways write it 600 already (umask 077, or docker cp of a 600 file): said again.
@@ -106,9 +107,9 @@ def backup(stack: Stack) -> PurePosixPath:
     return target
 
 
-def _dump_in_service(stack: Stack, target: PurePosixPath) -> None:
+def _dump_in_service(stack: Stack, target: PurePosixPath, hint: str) -> None:
     settings = stack.settings
-    container = _running_container(stack, "backup")
+    container = _running_container(stack, "backup", hint)
     inside = f"/tmp/deploy-{target.name}"
     argv = pgdump.dump_in_service(stack.compose, settings.db_service,
                                   database_name(settings), inside)

@@ -31,6 +31,9 @@ def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
     confirm(guard, settings.deploy_env, yes_destroy, production, interactive, ask)
 
 
+NO_BACKUP_HINT = " or pass --no-backup to reset without a backup"
+
+
 def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     """Backup → down --volumes → up → wait → migrate. `database()` gives a context manager
     yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely)."""
@@ -38,7 +41,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not is_remote(stack.c):  # a host's release .env is checked at deploy
         require_stack_settings(settings)
     out.step("docker", stack.check_docker)
-    path = out.step("backup", backups.backup, stack) if backup else None
+    path = out.step("backup", backups.backup, stack, NO_BACKUP_HINT) if backup else None
     if not backup:
         out("   --no-backup: no backup taken")
     out.step("down --volumes", stack.down, True)
