@@ -32,12 +32,22 @@ RESTORE_FLAGS = ("--clean", "--if-exists", "--single-transaction", "--no-owner")
 # interpolated. umask 077: the dump is readable by its owner only from its first byte.
 _SERVICE_USER = '-U "${POSTGRES_USER:-postgres}"'
 _DUMP_IN_SERVICE = f'umask 077 && exec pg_dump --format=custom {_SERVICE_USER} -d "$1" -f "$0"'
-_RESTORE_IN_SERVICE = (f'exec pg_restore {" ".join(RESTORE_FLAGS)} {_SERVICE_USER} '
-                       '-d "$1" "$0"')
+# PGAPPNAME ($2) names the restore's session, so that an interrupted restore can be ended on
+# the server (its transaction then rolls back): killing the client may not reach the tool.
+_RESTORE_IN_SERVICE = (f'export PGAPPNAME="$2"; exec pg_restore {" ".join(RESTORE_FLAGS)} '
+                       f'{_SERVICE_USER} -d "$1" "$0"')
 # The first stdin line is the password ("" when the URL has none).
 _READ_PASSWORD = 'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; '
 _DUMP_EXTERNAL = _READ_PASSWORD + 'umask 077 && exec pg_dump --format=custom -d "$0" -f "$1"'
-_RESTORE_EXTERNAL = _READ_PASSWORD + f'exec pg_restore {" ".join(RESTORE_FLAGS)} -d "$0" "$1"'
+_RESTORE_EXTERNAL = _READ_PASSWORD + (f'export PGAPPNAME="$2"; exec pg_restore '
+                                      f'{" ".join(RESTORE_FLAGS)} -d "$0" "$1"')
+# Ends the sessions named :'app' (psql's own quoting); prints how many there were.
+_TERMINATE_SQL = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                  "WHERE application_name = :'app' AND pid <> pg_backend_pid();")
+_TERMINATE_IN_SERVICE = (f'printf "%s\\n" "{_TERMINATE_SQL}" | psql -X -At {_SERVICE_USER} '
+                         '-d "$0" -v app="$1"')
+_TERMINATE_EXTERNAL = _READ_PASSWORD + (f'printf "%s\\n" "{_TERMINATE_SQL}" | psql -X -At '
+                                        '-d "$0" -v app="$1"')
 
 
 def split_password(url: str) -> tuple[str, str]:
@@ -72,8 +82,14 @@ def dump_in_service(c: Compose, service: str, database: str, inside: str) -> lis
     return exec_(c, service, ["sh", "-c", _DUMP_IN_SERVICE, inside, database])
 
 
-def restore_in_service(c: Compose, service: str, database: str, inside: str) -> list[str]:
-    return exec_(c, service, ["sh", "-c", _RESTORE_IN_SERVICE, inside, database])
+def restore_in_service(c: Compose, service: str, database: str, inside: str,
+                       app_name: str) -> list[str]:
+    return exec_(c, service, ["sh", "-c", _RESTORE_IN_SERVICE, inside, database, app_name])
+
+
+def terminate_in_service(c: Compose, service: str, database: str, app_name: str) -> list[str]:
+    """End the restore's session (its transaction rolls back); prints how many ended."""
+    return exec_(c, service, ["sh", "-c", _TERMINATE_IN_SERVICE, database, app_name])
 
 
 def _throwaway(image: str, directory: str, user: str, read_only: bool,
@@ -91,11 +107,17 @@ def dump_external(image: str, url: str, directory: str, name: str, user: str) ->
                       [url, f"{MOUNT}/{name}"])
 
 
-def restore_external(image: str, url: str, path: str, user: str) -> list[str]:
+def restore_external(image: str, url: str, path: str, user: str,
+                     app_name: str) -> list[str]:
     """pg_restore of the file at ``path`` into the database at ``url`` (no password)."""
     p = PurePosixPath(path)
     return _throwaway(image, str(p.parent), user, True, _RESTORE_EXTERNAL,
-                      [url, f"{MOUNT}/{p.name}"])
+                      [url, f"{MOUNT}/{p.name}", app_name])
+
+
+def terminate_external(image: str, url: str, app_name: str) -> list[str]:
+    return ["docker", "run", "--rm", "-i", "--network", "host", image, "sh", "-c",
+            _TERMINATE_EXTERNAL, url, app_name]
 
 
 def head(path: str) -> list[str]:
@@ -105,7 +127,7 @@ def head(path: str) -> list[str]:
 
 # pg_dump/pg_restore errors that are the role's or the settings' to fix (exit 2).
 _SETUP_ERRORS = ("permission denied", "must be owner", "password authentication failed",
-                 "does not exist", "no password supplied", "role ")
+                 "does not exist", "no password supplied")
 
 
 def tool_error(output: str) -> tuple[str, bool]:

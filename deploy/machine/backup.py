@@ -10,18 +10,21 @@ version the team chose, since pg_dump refuses a server newer than itself.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from deploy import cli
 from deploy.commands import pgdump
 from deploy.errors import ConfigError, DeployError
 from deploy.machine.builds import postgres_image
 from deploy.machine.guard import Guard, confirm
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack
+from deploy.migrate.interrupt import Interrupted
 from deploy.settings import STACK_USER, Settings, redact
 from deploy.shell import is_remote
 
@@ -183,23 +186,61 @@ ROLLED_BACK = "nothing was changed (one transaction, rolled back)"
 
 
 def _restore_in_service(stack: Stack, path: PurePosixPath) -> None:
-    settings = stack.settings
+    settings, compose = stack.settings, stack.compose
     container = _running_container(stack, "restore")
-    inside = f"/tmp/deploy-restore-{_stamp()}.dump"
+    app_name = f"deploy-restore-{_stamp()}"
+    inside = f"/tmp/{app_name}.dump"
+    db, service = database_name(settings), settings.db_service
     stack.run(["docker", "cp", str(path), f"{container}:{inside}"], what="restore (docker cp)")
     try:
-        result = stack.run(pgdump.restore_in_service(
-            stack.compose, settings.db_service, database_name(settings), inside), check=False)
-        if result.exited != 0:
-            raise _failed("restore", result, "", ROLLED_BACK)
+        _run_restore(stack, pgdump.restore_in_service(compose, service, db, inside, app_name),
+                     pgdump.terminate_in_service(compose, service, db, app_name), "")
     finally:
         stack.run(["docker", "exec", container, "rm", "-f", inside], check=False)
 
 
 def _restore_external(stack: Stack, path: PurePosixPath) -> None:
     url, password = pgdump.split_password(stack.settings.database_url)
-    argv = pgdump.restore_external(postgres_image(stack.settings), url, str(path),
-                                   _caller(stack))
-    result = stack.run(argv, check=False, input=password + "\n")
+    image, app_name = postgres_image(stack.settings), f"deploy-restore-{_stamp()}"
+    _run_restore(stack, pgdump.restore_external(image, url, str(path), _caller(stack),
+                                                app_name),
+                 pgdump.terminate_external(image, url, app_name), password)
+
+
+def _run_restore(stack: Stack, argv: list[str], terminate: list[str], password: str) -> None:
+    """pg_restore in one transaction. When it did not finish, its session is ended on the
+    server first (a client that died, or a Ctrl-C that stopped `compose exec`, need not
+    stop a tool inside a container), so that what the message says is so."""
+    try:
+        result = stack.run(argv, check=False, input=password + "\n")
+    except KeyboardInterrupt as exc:
+        signum = signal.SIGTERM if isinstance(exc, cli.Terminated) else signal.SIGINT
+        ended = _end_session(stack, terminate, password)
+        raise Interrupted(f"restore: interrupted ({signal.Signals(signum).name}); "
+                          f"{_state(stack, ended)}", signum) from None
     if result.exited != 0:
-        raise _failed("restore", result, password, ROLLED_BACK)
+        output = (result.stderr or "") + (result.stdout or "")
+        # pg_restore said why and ended: its transaction ended with it, rolled back.
+        after = ROLLED_BACK if "pg_restore: error: " in output else \
+            _state(stack, _end_session(stack, terminate, password))
+        raise _failed("restore", result, password, after)
+
+
+def _end_session(stack: Stack, terminate: list[str], password: str) -> int | None:
+    """How many restore sessions were ended on the server; None when that is not known."""
+    result = stack.run(terminate, check=False, input=password + "\n")
+    ended = (result.stdout or "").strip()
+    return int(ended) if result.exited == 0 and ended.isdigit() else None
+
+
+def _state(stack: Stack, ended: int | None) -> str:
+    name = where(stack.settings)
+    if ended:
+        return f"the restore's transaction was ended on the server: {name} is as it was"
+    if ended == 0:
+        return (f"no restore session is left on the server: pg_restore stopped and its "
+                f"transaction rolled back ({name} is as it was), unless it had just committed "
+                "(then it is as in the backup); `invoke check-tables --expected` and the data "
+                "tell which")
+    return (f"its session could not be checked: {name} is as it was or, if pg_restore "
+            "still runs, will be as in the backup (one transaction: all or nothing)")

@@ -3,13 +3,17 @@ real PostgreSQL of the fixtures, pg_dump/pg_restore in a throwaway POSTGRES_IMAG
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
 import uuid
 
 import psycopg
 import pytest
 
-from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
+from tests.support.base import LOCAL_IMAGES_ENV, invoke_argv, read_env_file
 from tests.support.pg import PASSWORD, with_database
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker")
@@ -107,3 +111,44 @@ def test_a_role_without_privileges_gets_one_line_and_the_database_stays_as_it_wa
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP OWNED BY {role}; DROP ROLE {role}')
+
+
+def test_ctrl_c_while_pg_restore_waits_leaves_the_database_as_it_was(external, db,
+                                                                    database_url, tmp_path):
+    name = _database(external.url)
+    assert external.invoke("backup").returncode == 0
+    dump = next((tmp_path / "backups").glob("*.dump"))
+    db.execute("UPDATE users SET email = 'changed@example.com'")
+    # A reader's open transaction: pg_restore's DROP TABLE waits for it, inside its own.
+    with psycopg.connect(database_url) as reader:
+        reader.execute("SELECT * FROM users").fetchall()
+        proc = subprocess.Popen(
+            invoke_argv("restore", str(dump), f"--yes-destroy={name}"), cwd=external.root,
+            env=external.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not db.execute("SELECT 1 FROM pg_stat_activity WHERE application_name "
+                                 "LIKE 'deploy-restore-%' AND wait_event_type = 'Lock'"
+                                 ).fetchall():
+                assert time.monotonic() < deadline, "pg_restore never waited for the lock"
+                time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        reader.rollback()
+    # pg_restore got the SIGINT too (docker run passes it on) and cancelled its own
+    # statement; the session the task then looks for is gone.
+    assert proc.returncode == 130, out + err
+    assert err.strip() == (
+        "restore: interrupted (SIGINT); no restore session is left on the server: pg_restore "
+        f"stopped and its transaction rolled back (database {name!r} at 127.0.0.1:"
+        f"{psycopg.conninfo.conninfo_to_dict(database_url)['port']} is as it was), unless it "
+        "had just committed (then it is as in the backup); `invoke check-tables --expected` "
+        "and the data tell which")
+    assert "<== restore (pg_restore, one transaction) INTERRUPTED after" in out
+    assert db.execute("SELECT email FROM users").fetchone()[0] == "changed@example.com"
+    assert not db.execute("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
+                          "'deploy-restore-%'").fetchall()

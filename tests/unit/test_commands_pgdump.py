@@ -35,11 +35,26 @@ def test_in_a_service_the_script_is_constant_and_the_values_are_its_parameters()
         "exec", "-T", "db", "sh", "-c",
         'umask 077 && exec pg_dump --format=custom -U "${POSTGRES_USER:-postgres}" -d "$1" '
         '-f "$0"', "/tmp/x.dump", "sh op"]
-    restore = pgdump.restore_in_service(V2, "db", "app", "/tmp/x.dump")
+    restore = pgdump.restore_in_service(V2, "db", "app", "/tmp/x.dump", "deploy-restore-T")
     assert restore[len(PREFIX):] == [
         "exec", "-T", "db", "sh", "-c",
-        'exec pg_restore --clean --if-exists --single-transaction --no-owner '
-        '-U "${POSTGRES_USER:-postgres}" -d "$1" "$0"', "/tmp/x.dump", "app"]
+        'export PGAPPNAME="$2"; exec pg_restore --clean --if-exists --single-transaction '
+        '--no-owner -U "${POSTGRES_USER:-postgres}" -d "$1" "$0"', "/tmp/x.dump", "app",
+        "deploy-restore-T"]
+
+
+def test_an_unfinished_restore_is_ended_by_its_session_name_quoted_by_psql():
+    sql = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+           "application_name = :'app' AND pid <> pg_backend_pid();")
+    assert pgdump.terminate_in_service(V2, "db", "app", "deploy-restore-T")[len(PREFIX):] == [
+        "exec", "-T", "db", "sh", "-c",
+        f'printf "%s\\n" "{sql}" | psql -X -At -U "${{POSTGRES_USER:-postgres}}" -d "$0" '
+        '-v app="$1"', "app", "deploy-restore-T"]
+    external = pgdump.terminate_external("postgres:16", "postgresql://app@db/shop", "n")
+    assert external[:9] == ["docker", "run", "--rm", "-i", "--network", "host", "postgres:16",
+                            "sh", "-c"]
+    assert external[9].startswith('IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; ')
+    assert external[10:] == ["postgresql://app@db/shop", "n"]
 
 
 def test_an_external_database_is_reached_from_a_throwaway_container_password_on_stdin():
@@ -52,12 +67,12 @@ def test_an_external_database_is_reached_from_a_throwaway_container_password_on_
         'umask 077 && exec pg_dump --format=custom -d "$0" -f "$1"',
         "postgresql://app@db/shop", "/backup/shop-shop-T.dump"]
     restore = pgdump.restore_external("postgres:16", "postgresql://app@db/shop",
-                                      "/srv/b/x.dump", "0:0")
+                                      "/srv/b/x.dump", "0:0", "deploy-restore-T")
     assert restore[8:11] == ["-v", "/srv/b:/backup:ro", "postgres:16"]
-    assert restore[-3:] == [
-        'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; exec pg_restore '
-        '--clean --if-exists --single-transaction --no-owner -d "$0" "$1"',
-        "postgresql://app@db/shop", "/backup/x.dump"]
+    assert restore[-4:] == [
+        'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; export '
+        'PGAPPNAME="$2"; exec pg_restore --clean --if-exists --single-transaction --no-owner '
+        '-d "$0" "$1"', "postgresql://app@db/shop", "/backup/x.dump", "deploy-restore-T"]
 
 
 def test_the_file_check_reads_only_the_magic_bytes():
