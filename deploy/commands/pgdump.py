@@ -34,13 +34,16 @@ _SERVICE_USER = '-U "${POSTGRES_USER:-postgres}"'
 _DUMP_IN_SERVICE = f'umask 077 && exec pg_dump --format=custom {_SERVICE_USER} -d "$1" -f "$0"'
 # PGAPPNAME ($2) names the restore's session, so that an interrupted restore can be ended on
 # the server (its transaction then rolls back): killing the client may not reach the tool.
-_RESTORE_IN_SERVICE = (f'export PGAPPNAME="$2"; exec pg_restore {" ".join(RESTORE_FLAGS)} '
-                       f'{_SERVICE_USER} -d "$1" "$0"')
+# `pg_restore -l` first: the archive's table of contents on stdout (which tables it holds),
+# and a damaged archive stops there, before the database is touched.
+_LIST = 'pg_restore -l "$0" || exit; '
+_RESTORE_IN_SERVICE = (_LIST + f'export PGAPPNAME="$2"; exec pg_restore '
+                       f'{" ".join(RESTORE_FLAGS)} {_SERVICE_USER} -d "$1" "$0"')
 # The first stdin line is the password ("" when the URL has none).
 _READ_PASSWORD = 'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; '
 _DUMP_EXTERNAL = _READ_PASSWORD + 'umask 077 && exec pg_dump --format=custom -d "$0" -f "$1"'
-_RESTORE_EXTERNAL = _READ_PASSWORD + (f'export PGAPPNAME="$2"; exec pg_restore '
-                                      f'{" ".join(RESTORE_FLAGS)} -d "$0" "$1"')
+_RESTORE_EXTERNAL = _READ_PASSWORD + ('pg_restore -l "$1" || exit; export PGAPPNAME="$2"; '
+                                      f'exec pg_restore {" ".join(RESTORE_FLAGS)} -d "$0" "$1"')
 # Ends the sessions named :'app' (psql's own quoting); prints how many there were.
 _TERMINATE_SQL = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                   "WHERE application_name = :'app' AND pid <> pg_backend_pid();")
@@ -123,6 +126,21 @@ def terminate_external(image: str, url: str, app_name: str) -> list[str]:
 def head(path: str) -> list[str]:
     """The file's first bytes: is it readable, and is it a custom-format archive?"""
     return ["head", "-c", str(len(CUSTOM_MAGIC)), "--", path]
+
+
+def archive_tables(toc: str) -> set[tuple[str, str]]:
+    """(schema, table) of every TABLE entry in `pg_restore -l` output, e.g.
+    `215; 1259 16390 TABLE public users app` (the last word is the owner)."""
+    found = set()
+    for line in toc.splitlines():
+        head_, sep, rest = line.partition(" TABLE ")
+        if not sep or rest.startswith("DATA ") or not re.fullmatch(r"\d+; \d+ \d+", head_):
+            continue
+        schema, _, tail = rest.partition(" ")
+        name = tail.rsplit(" ", 1)[0] if " " in tail else tail
+        if schema and name:
+            found.add((schema, name))
+    return found
 
 
 # pg_dump/pg_restore errors that are the role's or the settings' to fix (exit 2).

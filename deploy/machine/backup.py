@@ -24,6 +24,7 @@ from deploy.machine.builds import postgres_image
 from deploy.machine.guard import Guard, confirm
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack
+from deploy.migrate.db import connect
 from deploy.migrate.interrupt import Interrupted
 from deploy.settings import STACK_USER, Settings, redact
 from deploy.shell import is_remote
@@ -176,16 +177,28 @@ def restore(stack: Stack, file: str, database=None) -> None:
     size = out.step(f"check {path}", check_file, stack, path)
     out(f"   restore: {path} ({size:,} bytes) into {where(settings)}")
     run = _restore_in_service if settings.db_service else _restore_external
-    out.step("restore (pg_restore, one transaction)", run, stack, path)
+    archive = out.step("restore (pg_restore, one transaction)", run, stack, path)
     with (database() if database else nullcontext(settings)) as reachable:
+        left = sorted(_tables(reachable.database_url) - archive)
+        if left:
+            out("   not in the backup, so left as they are: "
+                + ", ".join(f"{schema}.{table}" for schema, table in left))
         verify_tables(reachable, out)
     out(f"restore: done; {where(settings)} is as in {path}")
+
+
+def _tables(url: str) -> set[tuple[str, str]]:
+    """(schema, table) of every table outside PostgreSQL's own schemas."""
+    with connect(url, application_name="deploy-restore-check") as conn:
+        rows = conn.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname "
+                            "NOT IN ('pg_catalog', 'information_schema')").fetchall()
+    return {(schema, table) for schema, table in rows}
 
 
 ROLLED_BACK = "nothing was changed (one transaction, rolled back)"
 
 
-def _restore_in_service(stack: Stack, path: PurePosixPath) -> None:
+def _restore_in_service(stack: Stack, path: PurePosixPath) -> set[tuple[str, str]]:
     settings, compose = stack.settings, stack.compose
     container = _running_container(stack, "restore")
     app_name = f"deploy-restore-{_stamp()}"
@@ -193,24 +206,25 @@ def _restore_in_service(stack: Stack, path: PurePosixPath) -> None:
     db, service = database_name(settings), settings.db_service
     stack.run(["docker", "cp", str(path), f"{container}:{inside}"], what="restore (docker cp)")
     try:
-        _run_restore(stack, pgdump.restore_in_service(compose, service, db, inside, app_name),
-                     pgdump.terminate_in_service(compose, service, db, app_name), "")
+        argv = pgdump.restore_in_service(compose, service, db, inside, app_name)
+        return _run_restore(stack, argv,
+                            pgdump.terminate_in_service(compose, service, db, app_name), "")
     finally:
         stack.run(["docker", "exec", container, "rm", "-f", inside], check=False)
 
 
-def _restore_external(stack: Stack, path: PurePosixPath) -> None:
+def _restore_external(stack: Stack, path: PurePosixPath) -> set[tuple[str, str]]:
     url, password = pgdump.split_password(stack.settings.database_url)
     image, app_name = postgres_image(stack.settings), f"deploy-restore-{_stamp()}"
-    _run_restore(stack, pgdump.restore_external(image, url, str(path), _caller(stack),
-                                                app_name),
-                 pgdump.terminate_external(image, url, app_name), password)
+    argv = pgdump.restore_external(image, url, str(path), _caller(stack), app_name)
+    return _run_restore(stack, argv, pgdump.terminate_external(image, url, app_name), password)
 
 
-def _run_restore(stack: Stack, argv: list[str], terminate: list[str], password: str) -> None:
-    """pg_restore in one transaction. When it did not finish, its session is ended on the
-    server first (a client that died, or a Ctrl-C that stopped `compose exec`, need not
-    stop a tool inside a container), so that what the message says is so."""
+def _run_restore(stack: Stack, argv: list[str], terminate: list[str],
+                 password: str) -> set[tuple[str, str]]:
+    """pg_restore in one transaction; returns the archive's tables. When it did not finish,
+    its session is ended on the server first (a client that died, or a Ctrl-C that stopped
+    `compose exec`, need not stop a tool inside a container), so that the message is true."""
     try:
         result = stack.run(argv, check=False, input=password + "\n")
     except KeyboardInterrupt as exc:
@@ -224,6 +238,7 @@ def _run_restore(stack: Stack, argv: list[str], terminate: list[str], password: 
         after = ROLLED_BACK if "pg_restore: error: " in output else \
             _state(stack, _end_session(stack, terminate, password))
         raise _failed("restore", result, password, after)
+    return pgdump.archive_tables(result.stdout or "")
 
 
 def _end_session(stack: Stack, terminate: list[str], password: str) -> int | None:

@@ -61,6 +61,9 @@ def test_backup_then_a_changed_row_then_restore_brings_the_row_back(external, db
     assert db.execute("SELECT email FROM users").fetchone()[0] == "keep@example.com"
     assert "==> restore (pg_restore, one transaction)" in done.stdout
     assert "==> check-tables --expected" in done.stdout
+    # A table made after the backup is not in it: left as it is, and said.
+    assert "   not in the backup, so left as they are: public.later" in done.stdout
+    assert db.execute("SELECT to_regclass('later') IS NOT NULL").fetchone()[0]
     assert f"restore: done; database {name!r} at 127.0.0.1:" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
 

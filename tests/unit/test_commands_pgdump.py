@@ -38,8 +38,9 @@ def test_in_a_service_the_script_is_constant_and_the_values_are_its_parameters()
     restore = pgdump.restore_in_service(V2, "db", "app", "/tmp/x.dump", "deploy-restore-T")
     assert restore[len(PREFIX):] == [
         "exec", "-T", "db", "sh", "-c",
-        'export PGAPPNAME="$2"; exec pg_restore --clean --if-exists --single-transaction '
-        '--no-owner -U "${POSTGRES_USER:-postgres}" -d "$1" "$0"', "/tmp/x.dump", "app",
+        'pg_restore -l "$0" || exit; export PGAPPNAME="$2"; exec pg_restore --clean '
+        '--if-exists --single-transaction --no-owner -U "${POSTGRES_USER:-postgres}" -d "$1" '
+        '"$0"', "/tmp/x.dump", "app",
         "deploy-restore-T"]
 
 
@@ -70,9 +71,10 @@ def test_an_external_database_is_reached_from_a_throwaway_container_password_on_
                                       "/srv/b/x.dump", "0:0", "deploy-restore-T")
     assert restore[8:11] == ["-v", "/srv/b:/backup:ro", "postgres:16"]
     assert restore[-4:] == [
-        'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; export '
-        'PGAPPNAME="$2"; exec pg_restore --clean --if-exists --single-transaction --no-owner '
-        '-d "$0" "$1"', "postgresql://app@db/shop", "/backup/x.dump", "deploy-restore-T"]
+        'IFS= read -r p; [ -z "$p" ] || export PGPASSWORD="$p"; unset p; pg_restore -l "$1" '
+        '|| exit; export PGAPPNAME="$2"; exec pg_restore --clean --if-exists '
+        '--single-transaction --no-owner -d "$0" "$1"', "postgresql://app@db/shop",
+        "/backup/x.dump", "deploy-restore-T"]
 
 
 def test_the_file_check_reads_only_the_magic_bytes():
@@ -91,3 +93,14 @@ def test_a_tool_error_is_the_servers_own_words_and_privileges_are_a_setup_proble
     broken = "pg_restore: error: could not read input file: end of file\n"
     assert pgdump.tool_error(broken) == ("could not read input file: end of file", False)
     assert pgdump.tool_error("") == ("no output", False)
+
+
+def test_the_archives_tables_come_from_its_table_of_contents():
+    toc = (";\n; Archive created at 2026-12-07 01:55:00 UTC\n;     dbname: app\n"
+           "215; 1259 16390 TABLE public users app\n"
+           "216; 1259 16391 TABLE public my table app\n"
+           "3340; 0 16390 TABLE DATA public users app\n"
+           "217; 1259 16400 SEQUENCE public users_id_seq app\n"
+           "218; 1259 16401 TABLE audit log app\n")
+    assert pgdump.archive_tables(toc) == {("public", "users"), ("public", "my table"),
+                                          ("audit", "log")}
