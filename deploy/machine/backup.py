@@ -174,7 +174,7 @@ def restore(stack: Stack, file: str, database=None) -> None:
     settings, out = stack.settings, stack.out
     path = backup_file(settings, file, is_remote(stack.c))
     out.step("docker", stack.check_docker)
-    size = out.step(f"check {path}", check_file, stack, path)
+    size = out.step("check the file (readable, custom format)", check_file, stack, path)
     out(f"   restore: {path} ({size:,} bytes) into {where(settings)}")
     run = _restore_in_service if settings.db_service else _restore_external
     archive = out.step("restore (pg_restore, one transaction)", run, stack, path)

@@ -59,6 +59,7 @@ def test_backup_then_a_changed_row_then_restore_brings_the_row_back(external, db
     done = external.invoke("restore", files[0].name, f"--yes-destroy={name}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert db.execute("SELECT email FROM users").fetchone()[0] == "keep@example.com"
+    assert "==> check the file (readable, custom format)" in done.stdout
     assert "==> restore (pg_restore, one transaction)" in done.stdout
     assert "==> check-tables --expected" in done.stdout
     # A table made after the backup is not in it: left as it is, and said.
