@@ -3,7 +3,15 @@ inside its postgres service (DB_SERVICE's default)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
+
+import psycopg
+
+from tests.support.base import ROOT, invoke_argv
 
 
 def test_backup_then_restore_round_trips_a_row_and_an_unguarded_restore_touches_nothing(
@@ -64,3 +72,43 @@ def test_restore_of_a_file_that_is_not_a_backup_is_refused_before_the_stack_is_t
     assert result.stderr.strip() == (
         f"restore: {plain} is not a pg_dump custom-format file (one that `invoke backup` or "
         "`pg_dump -Fc` writes); nothing was touched")
+
+
+def test_ctrl_c_during_a_restore_in_the_service_ends_its_session_and_changes_nothing(
+        make_stack, tmp_path):
+    # `compose exec` does not pass a signal into the container: the task ends the restore's
+    # session on the server itself, so its one transaction rolls back.
+    stack = make_stack()
+    assert stack.invoke("deploy").returncode == 0
+    stack.psql("INSERT INTO users (id, email) VALUES ('keep-me', 'keep@example.com')")
+    assert stack.invoke("backup").returncode == 0
+    dump = next((tmp_path / "backups").glob("*.dump"))
+    stack.psql("UPDATE users SET email = 'changed@example.com' WHERE id = 'keep-me'")
+    url = stack.values["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as watch, psycopg.connect(url) as reader:
+        reader.execute("SELECT * FROM users").fetchall()  # holds a lock pg_restore waits for
+        proc = subprocess.Popen(invoke_argv("restore", str(dump), "--yes-destroy=app"),
+                                cwd=ROOT, env=stack.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE application_name "
+                                    "LIKE 'deploy-restore-%' AND wait_event_type = 'Lock'"
+                                    ).fetchall():
+                assert time.monotonic() < deadline, "pg_restore never waited for the lock"
+                time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        reader.rollback()
+        left = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                             "LIKE 'deploy-restore-%'").fetchone()[0]
+    assert proc.returncode == 130, out + err
+    assert err.strip() == ("restore: interrupted (SIGINT); the restore's transaction was ended "
+                           "on the server: database 'app' in service postgres is as it was")
+    assert "<== restore (pg_restore, one transaction) INTERRUPTED after" in out
+    assert left == 0
+    assert stack.psql("SELECT email FROM users WHERE id = 'keep-me'") == "changed@example.com"
