@@ -74,6 +74,8 @@ class Settings:
     migration_statement_timeout: float | None = None
     # The table-name prefix the deploy summary counts and lists ("": no such line).
     summary_table_prefix: str = ""
+    # The Compose service that runs the database ("": none; DATABASE_URL names an external one).
+    db_service: str = "postgres"
 
     @property
     def database_url(self) -> str:
@@ -311,6 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
                                               STATEMENT_LOCK_BUDGET),
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
         summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
+        db_service=_db_service(src),
     )
 
 
@@ -324,6 +327,21 @@ def _matching(src: _Source, name: str, default: str, pattern: re.Pattern, what: 
     value = src.get(name) or default
     if not pattern.match(value):
         raise src.error(name, f"{value!r} is not {what}")
+    return value
+
+
+def _db_service(src: _Source) -> str:
+    """DB_SERVICE: unset means `postgres`; set to empty means no database service (get()
+    treats "" as unset, so the raw value is looked at)."""
+    raw = src.environ.get("DB_SERVICE")
+    if raw is None:
+        raw = src.file_values.get("DB_SERVICE")
+    if raw is None:
+        return "postgres"
+    value = raw.strip()
+    if value and not _PROJECT_RE.match(value):
+        raise src.error("DB_SERVICE", f"{value!r} is not a Compose service name (lower-case "
+                                      "letters, digits, '-' and '_'), or empty for none")
     return value
 
 

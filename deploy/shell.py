@@ -89,10 +89,11 @@ def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
     _speed_up(c)
     try:
         result = c.run(command, hide=hide, warn=True, pty=pty, **kwargs)
-    except AttributeError as exc:
+    except (AttributeError, ValueError) as exc:
         # Invoke's runner cleans up in a `finally` that assumes its set-up finished: a
-        # signal that lands during that set-up comes out as this AttributeError. The
-        # signal is what happened; let it unwind as one.
+        # signal that lands during that set-up comes out as this AttributeError. And it
+        # forwards Ctrl-C by writing to the command's stdin, which ``input`` has closed:
+        # a ValueError. Either way the signal is what happened; let it unwind as one.
         if isinstance(exc.__context__, KeyboardInterrupt):
             raise exc.__context__ from None
         raise

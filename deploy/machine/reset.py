@@ -8,8 +8,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from deploy.defaults import DATABASE_WAIT
-from deploy.errors import Refused
+from deploy.machine import backup as backups
 from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.guard import Guard, confirm
 from deploy.machine.routing import resync
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack, require_stack_settings
@@ -22,21 +23,15 @@ def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
                   interactive: bool, ask: Callable[[str], str] = input) -> None:
     """The guard: the project name typed or passed exactly, and --production in production."""
     project = settings.project_name
-    if settings.deploy_env == "production" and not production:
-        raise Refused(f"reset: DEPLOY_ENV=production; add --production to reset project "
-                      f"{project!r} (nothing was touched)")
-    if yes_destroy is not None:
-        if yes_destroy != project:
-            raise Refused(f"reset: --yes-destroy={yes_destroy!r} does not match the Compose "
-                          f"project name {project!r}; nothing was touched")
-        return
-    if not interactive:
-        raise Refused(f"reset: destroys the volumes of project {project!r}; not interactive, "
-                      f"so pass --yes-destroy={project} (nothing was touched)")
-    typed = ask(f"This destroys every volume of Compose project {project!r} "
-                f"(a backup is taken first). Type the project name to confirm: ")
-    if typed.strip() != project:
-        raise Refused(f"reset: you typed {typed.strip()!r}, not {project!r}; nothing was touched")
+    guard = Guard(
+        "reset", project, "the Compose project name", f"project {project!r}",
+        f"destroys the volumes of project {project!r}",
+        f"This destroys every volume of Compose project {project!r} (a backup is taken "
+        "first). Type the project name to confirm: ")
+    confirm(guard, settings.deploy_env, yes_destroy, production, interactive, ask)
+
+
+NO_BACKUP_HINT = " or pass --no-backup to reset without a backup"
 
 
 def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
@@ -46,7 +41,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not is_remote(stack.c):  # a host's release .env is checked at deploy
         require_stack_settings(settings)
     out.step("docker", stack.check_docker)
-    path = out.step("backup", stack.backup) if backup else None
+    path = out.step("backup", backups.backup, stack, NO_BACKUP_HINT) if backup else None
     if not backup:
         out("   --no-backup: no backup taken")
     out.step("down --volumes", stack.down, True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy import shell
@@ -170,34 +169,6 @@ class Stack:
                               merge_stderr=True)
             reports.append(health.describe_failure([s], {s.service: result.stdout.splitlines()}))
         return "\n".join(reports)
-
-    def backup(self) -> Path:
-        """pg_dump -Fc inside the postgres service, copied to BACKUP_DIR; returns the path."""
-        states = [s for s in self.states() if s.service == "postgres" and s.status == "running"]
-        if not states:
-            raise DeployError("backup: the postgres service is not running; start the stack "
-                              "(`invoke up`) or pass --no-backup to reset without a backup")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        inside = f"/tmp/deploy-backup-{stamp}.dump"
-        # The script is a constant; the container's own POSTGRES_USER/DB name the database.
-        dump = ["sh", "-c", 'pg_dump -Fc -U "${POSTGRES_USER:-postgres}" '
-                '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}" -f "$0"', inside]
-        self.run(compose.exec_(self.compose, "postgres", dump), what="backup (pg_dump)")
-        target_dir = Path(self.settings.backup_dir)
-        target = target_dir / f"{self.settings.project_name}-{stamp}.dump"
-        self.run(["mkdir", "-p", str(target_dir)], what="backup")
-        try:
-            self.run(["docker", "cp", f"{states[0].id}:{inside}", str(target)],
-                     what="backup (docker cp)")
-        finally:
-            self.run(compose.exec_(self.compose, "postgres", ["rm", "-f", inside]), check=False)
-        # The dump holds every row of the database: readable by its owner only.
-        self.run(["chmod", "600", str(target)], what="backup")
-        size = self.run(["stat", "-c", "%s", str(target)], what="backup").stdout.strip()
-        if not size.isdigit() or int(size) == 0:
-            raise DeployError(f"backup: {target} is empty; nothing was destroyed")
-        self.out(f"   backup written: {target} ({int(size):,} bytes)")
-        return target
 
 
 def last_exit_code(stack, s: ContainerState) -> int:

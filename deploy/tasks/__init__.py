@@ -8,6 +8,7 @@ declared with `tasks.common.task`, which turns Invoke's automatic short flags of
 from invoke import Collection
 
 from deploy.tasks import program
+from deploy.tasks.backups import backup, restore
 from deploy.tasks.hosts import deploy, releases, rollback
 from deploy.tasks.migrations import (
     check_tables,
@@ -22,6 +23,6 @@ from deploy.tasks.stack import build, down, logs, ps, psql, reset, up, wait_heal
 
 ns = Collection(migrate, migrate_status, check_tables, new_migration, redo_migration,
                 forget_migration, lint_migrations, deploy, build, up, down, wait_healthy, ps,
-                logs, reset, psql, rollback, releases)
+                logs, reset, backup, restore, psql, rollback, releases)
 
 program.install()

@@ -188,3 +188,44 @@ def test_every_task_that_takes_hosts_defaults_to_deploy_hosts_in_its_help(argume
                                   "wait-healthy"]
     for name, text in with_hosts.items():
         assert "default DEPLOY_HOSTS" in text, name
+
+
+def test_backup_and_restore_run_on_each_deploy_hosts_host_guarded_on_each(monkeypatch):
+    from deploy.errors import Refused
+    from deploy.tasks import backups as backup_tasks
+
+    monkeypatch.setattr(common, "load_settings", lambda: _settings(DEPLOY_HOSTS="web1,web2"))
+    done = []
+
+    class Conn:
+        def __init__(self, host, settings):
+            self.host = host.name
+
+        def close(self):
+            pass
+
+    class FakeStack:
+        def __init__(self, c):
+            self.c, self.settings = c, _settings()
+            self.out = lambda line: None
+            self.out.step = lambda name, fn, *args: fn(*args)
+
+        def check_docker(self):
+            pass
+
+    monkeypatch.setattr(common.trust, "connection", Conn)
+    monkeypatch.setattr(backup_tasks, "stack_for", FakeStack)
+    monkeypatch.setattr(backup_tasks.backups, "backup",
+                        lambda stack: done.append(f"backup {stack.c.host}"))
+    monkeypatch.setattr(backup_tasks.backups, "restore",
+                        lambda stack, file, database: done.append(f"restore {stack.c.host} "
+                                                                  f"{file}"))
+    backup_tasks.backup.body(Context())
+    backup_tasks.restore.body(Context(), "x.dump", yes_destroy="app")
+    backup_tasks.backup.body(Context(), hosts="web2")
+    assert done == ["backup web1", "backup web2", "restore web1 x.dump",
+                    "restore web2 x.dump", "backup web2"]
+    with pytest.raises(Exit) as info:
+        backup_tasks.restore.body(Context(), "x.dump", hosts="local")
+    assert info.value.code == Refused.exit_code
+    assert done[-1] == "backup web2"

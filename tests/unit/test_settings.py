@@ -217,3 +217,17 @@ def test_the_missing_database_hint_names_the_quickstart_only_in_a_checkout_that_
     (tmp_path / ".ci" / "quickstart").write_text("#!/bin/sh\n")
     assert error_of(tmp_path, {}) == message + \
         "; `bash .ci/quickstart` writes a .env (see .env.example)"
+
+
+def test_db_service_is_postgres_unless_set_and_set_to_empty_means_an_external_database(
+        tmp_path):
+    assert load(tmp_path, {}).db_service == "postgres"
+    assert load(tmp_path, {"DB_SERVICE": "db"}).db_service == "db"
+    assert load(tmp_path, {"DB_SERVICE": ""}).db_service == ""
+    assert load(tmp_path, {}, "DB_SERVICE=\n").db_service == ""
+    assert load(tmp_path, {"DB_SERVICE": "db"}, "DB_SERVICE=\n").db_service == "db"
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, {"DB_SERVICE": "My DB"})
+    assert str(info.value) == ("DB_SERVICE: 'My DB' is not a Compose service name (lower-case "
+                               "letters, digits, '-' and '_'), or empty for none (set in the "
+                               "environment)")

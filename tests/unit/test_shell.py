@@ -64,3 +64,16 @@ def test_a_signal_during_invokes_runner_set_up_unwinds_as_the_signal():
 
     with pytest.raises(AttributeError, match="a real bug"):
         shell.run(Broken(), ["true"])
+
+
+def test_ctrl_c_during_a_command_given_input_unwinds_as_the_signal():
+    # Invoke forwards Ctrl-C by writing \x03 to the command's stdin; with ``input`` that
+    # stdin is already closed, and the write raises ValueError inside the handler.
+    import signal
+    import threading
+
+    import invoke
+
+    threading.Timer(0.5, lambda: signal.raise_signal(signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        shell.run(invoke.Context(), ["sleep", "2"], input="secret\n")

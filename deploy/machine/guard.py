@@ -1,0 +1,39 @@
+"""The guard of a destructive task (`reset`, `restore`): a name typed at a prompt or passed
+with --yes-destroy, exactly, and --production when DEPLOY_ENV=production."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deploy.errors import Refused
+
+
+@dataclass(frozen=True)
+class Guard:
+    task: str  # "reset"
+    name: str  # what must be typed: "shop"
+    kind: str  # what the name is: "the Compose project name"
+    target: str  # what is destroyed, for the --production line: "project 'shop'"
+    destroys: str  # the non-interactive refusal: "destroys the volumes of project 'shop'"
+    prompt: str  # the question asked on a terminal
+
+
+def confirm(guard: Guard, deploy_env: str, yes_destroy: str | None, production: bool,
+            interactive: bool, ask: Callable[[str], str] = input) -> None:
+    """Refused (exit 5, nothing touched) unless the name was typed or passed exactly."""
+    task, name = guard.task, guard.name
+    if deploy_env == "production" and not production:
+        raise Refused(f"{task}: DEPLOY_ENV=production; add --production to {task} "
+                      f"{guard.target} (nothing was touched)")
+    if yes_destroy is not None:
+        if yes_destroy != name:
+            raise Refused(f"{task}: --yes-destroy={yes_destroy!r} does not match {guard.kind} "
+                          f"{name!r}; nothing was touched")
+        return
+    if not interactive:
+        raise Refused(f"{task}: {guard.destroys}; not interactive, so pass "
+                      f"--yes-destroy={name} (nothing was touched)")
+    typed = ask(guard.prompt)
+    if typed.strip() != name:
+        raise Refused(f"{task}: you typed {typed.strip()!r}, not {name!r}; nothing was touched")
