@@ -30,7 +30,7 @@ veth (every packet to the host crosses it). For the shipping path, the bytes on 
 while the images were shipped, what went through the tunnel, and the compressed size of
 the layers that changed (the registry's manifests) are reported too.
 
-Targets (issue 9): a code-only change ships ≤ 1.2× the changed layers (veth bytes during
+Targets: a code-only change ships ≤ 1.2× the changed layers (veth bytes during
 the image transfer, worst host); N hosts rolling ≤ one build + N × (transfer + switch),
 with "one build" everything done once before the first host (build, registry, push),
 "transfer" the upload and the image shipping of one host and "switch" the rest of one

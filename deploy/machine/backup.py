@@ -21,7 +21,7 @@ from deploy import cli
 from deploy.commands import pgdump
 from deploy.errors import ConfigError, DeployError
 from deploy.machine.builds import postgres_image
-from deploy.machine.guard import Guard, confirm
+from deploy.machine.guard import confirm, guard_for
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack
 from deploy.migrate.db import connect
@@ -50,13 +50,8 @@ def where(settings: Settings) -> str:
 def confirm_restore(settings: Settings, yes_destroy: str | None, production: bool,
                     interactive: bool, ask: Callable[[str], str] = input) -> None:
     """The guard: the database's name typed or passed exactly, --production in production."""
-    name = database_name(settings)
-    guard = Guard(
-        "restore", name, "the database name", f"database {name!r}",
-        f"replaces the contents of database {name!r}",
-        f"This replaces the contents of database {name!r} with the backup. Type the "
-        "database name to confirm: ")
-    confirm(guard, settings.deploy_env, yes_destroy, production, interactive, ask)
+    confirm(guard_for("restore", database_name(settings)), settings.deploy_env, yes_destroy,
+            production, interactive, ask)
 
 
 def _stamp() -> str:

@@ -19,6 +19,24 @@ class Guard:
     prompt: str  # the question asked on a terminal
 
 
+# What each guarded task says, each text formatted with the name that must be typed:
+# (kind, target, destroys, prompt) as in Guard.
+TEXTS = {
+    "reset": ("the Compose project name", "project {name!r}",
+              "destroys the volumes of project {name!r}",
+              "This destroys every volume of Compose project {name!r} (a backup is taken "
+              "first). Type the project name to confirm: "),
+    "restore": ("the database name", "database {name!r}",
+                "replaces the contents of database {name!r}",
+                "This replaces the contents of database {name!r} with the backup. Type the "
+                "database name to confirm: "),
+}
+
+
+def guard_for(task: str, name: str) -> Guard:
+    return Guard(task, name, *(text.format(name=name) for text in TEXTS[task]))
+
+
 def confirm(guard: Guard, deploy_env: str, yes_destroy: str | None, production: bool,
             interactive: bool, ask: Callable[[str], str] = input) -> None:
     """Refused (exit 5, nothing touched) unless the name was typed or passed exactly."""

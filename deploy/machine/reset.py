@@ -10,7 +10,7 @@ from pathlib import Path
 from deploy.defaults import DATABASE_WAIT
 from deploy.machine import backup as backups
 from deploy.machine.containers import BASE_SERVICES
-from deploy.machine.guard import Guard, confirm
+from deploy.machine.guard import confirm, guard_for
 from deploy.machine.routing import resync
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack, require_stack_settings
@@ -22,13 +22,8 @@ from deploy.shell import is_remote
 def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
                   interactive: bool, ask: Callable[[str], str] = input) -> None:
     """The guard: the project name typed or passed exactly, and --production in production."""
-    project = settings.project_name
-    guard = Guard(
-        "reset", project, "the Compose project name", f"project {project!r}",
-        f"destroys the volumes of project {project!r}",
-        f"This destroys every volume of Compose project {project!r} (a backup is taken "
-        "first). Type the project name to confirm: ")
-    confirm(guard, settings.deploy_env, yes_destroy, production, interactive, ask)
+    confirm(guard_for("reset", settings.project_name), settings.deploy_env, yes_destroy,
+            production, interactive, ask)
 
 
 NO_BACKUP_HINT = " or pass --no-backup to reset without a backup"
