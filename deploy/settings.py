@@ -24,6 +24,15 @@ from deploy.defaults import (
     STATEMENT_LOCK_TIMEOUT,
 )
 from deploy.errors import ConfigError
+from deploy.services import (
+    DEFAULT_APP_PORT,
+    DEFAULT_APP_SERVICES,
+    DEFAULT_DB_SERVICE,
+    DEFAULT_HEALTH_PATH,
+    DEFAULT_PROXY_HEALTH_PATH,
+    Publish,
+    read_roles,
+)
 
 HINT = "set it in .env or the environment (see .env.example)"
 # The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
@@ -71,6 +80,17 @@ class Settings:
     migration_statement_timeout: float | None = None
     # The table-name prefix the deploy summary counts and lists ("": no such line).
     summary_table_prefix: str = ""
+    # The stack's roles (deploy/services.py): HTTP services behind the proxy, workers, the
+    # database service ("" = none: DATABASE_URL names an external database).
+    app_services: tuple[str, ...] = DEFAULT_APP_SERVICES
+    app_ports: dict[str, int] = field(default_factory=lambda: {"backend": DEFAULT_APP_PORT})
+    health_paths: dict[str, str] = field(
+        default_factory=lambda: {"backend": DEFAULT_HEALTH_PATH})
+    worker_services: tuple[str, ...] = ()
+    db_service: str = DEFAULT_DB_SERVICE
+    proxy_publish: dict[str, Publish] = field(
+        default_factory=lambda: {"backend": Publish("127.0.0.1", DEFAULT_APP_PORT)})
+    proxy_health_path: str = DEFAULT_PROXY_HEALTH_PATH
 
     @property
     def database_url(self) -> str:
@@ -123,6 +143,11 @@ class _Source:
         if value is None:
             value = self.file_values.get(name)
         return value if value not in (None, "") else None
+
+    def raw(self, name: str) -> str | None:
+        """The value as set, "" included (set to empty); None when not set at all."""
+        value = self.environ.get(name)
+        return self.file_values.get(name) if value is None else value
 
     def where(self, name: str) -> str:
         if name in self.environ:
@@ -273,6 +298,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         db_url, db_error = _database_url(src), None
     except ConfigError as exc:
         db_url, db_error = None, exc
+    roles = read_roles(src)
     return Settings(
         db_url=db_url,
         migrations_dir=resolve(src.get("MIGRATIONS_DIR") or "migrations"),
@@ -306,6 +332,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
                                               STATEMENT_LOCK_BUDGET),
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
         summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
+        app_services=roles.app_services, app_ports=roles.app_ports,
+        health_paths=roles.health_paths, worker_services=roles.worker_services,
+        db_service=roles.db_service, proxy_publish=roles.proxy_publish,
+        proxy_health_path=roles.proxy_health_path,
     )
 
 
