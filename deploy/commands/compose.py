@@ -160,6 +160,12 @@ def services(c: Compose) -> list[str]:
     return c.argv("config", "--services")
 
 
+def config(c: Compose) -> list[str]:
+    """The whole project, resolved and canonical, as YAML (v1 and v2; parsed by
+    deploy/commands/project.py). It holds the environment's values: never print it."""
+    return c.argv("config")
+
+
 def scale_up(c: Compose, service: str, count: int) -> list[str]:
     """Start new containers of ``service`` beside the running ones, from the current image
     and config, leaving the existing ones untouched (v1 and v2)."""
