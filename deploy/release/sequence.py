@@ -138,6 +138,11 @@ def check_docker(d: Deploy) -> None:
     d.out.step("docker", d.stack.check_docker)
 
 
+def check_roles(d: Deploy) -> None:
+    """This machine's compose file has the services the settings name (before any change)."""
+    d.stack.check_roles()
+
+
 def build_and_base_up(d: Deploy) -> None:
     d.out.step(f"build {d.target}, postgres + proxy up (at once)", _build_and_base_up,
                d.stack, d.release)
@@ -308,9 +313,9 @@ def report(d: Deploy) -> None:
 
 BESIDE_OLD: tuple[Step, ...] = (clear_leftovers, tag_live, start_new, wait_new)
 AFTER_SWITCH: tuple[Step, ...] = (drain_old, check_tables, report)
-LOCAL_BUILD: tuple[Step, ...] = (check_docker, build_and_base_up, wait_base, migrate_schema,
-                                 *BESIDE_OLD, recheck, switch, *AFTER_SWITCH)
-LOCAL_NO_BUILD: tuple[Step, ...] = (check_docker, base_up_built_before, wait_base,
+LOCAL_BUILD: tuple[Step, ...] = (check_docker, check_roles, build_and_base_up, wait_base,
+                                 migrate_schema, *BESIDE_OLD, recheck, switch, *AFTER_SWITCH)
+LOCAL_NO_BUILD: tuple[Step, ...] = (check_docker, check_roles, base_up_built_before, wait_base,
                                     migrate_schema, *BESIDE_OLD, recheck, switch,
                                     *AFTER_SWITCH)
 HOST_PREPARE: tuple[Step, ...] = (base_up_shipped, wait_base, migrate_schema, *BESIDE_OLD)

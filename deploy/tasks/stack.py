@@ -70,6 +70,8 @@ def up(c, hosts=None):
         if not is_remote(c):
             require_stack_settings(stack.settings)
         stack.check_docker()
+        if not is_remote(c):
+            stack.check_roles()
         stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
         routed = resync(stack)
         if routed:

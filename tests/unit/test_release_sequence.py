@@ -16,7 +16,8 @@ from invoke import Result
 
 from deploy.commands import haproxy as proxy
 from deploy.commands.compose import Compose, ContainerState
-from deploy.errors import CheckFailed, DeployError
+from deploy.commands.project import parse_config, refusals
+from deploy.errors import CheckFailed, ConfigError, DeployError
 from deploy.machine import health
 from deploy.output import Output
 from deploy.release import sequence
@@ -69,6 +70,13 @@ class FakeStack:
 
     def check_docker(self) -> None:
         pass
+
+    def check_roles(self) -> None:
+        project = parse_config("services:\n  postgres: {image: 'postgres:16'}\n"
+                               "  backend: {image: 'app-backend:live'}\n"
+                               "  proxy: {image: 'app-proxy:live'}\n", "app")
+        s = self.settings
+        refusals(project, "compose.yml", s.app_services, s.worker_services, s.db_service)
 
     def states(self) -> list[ContainerState]:
         return list(self.containers)
@@ -165,11 +173,12 @@ def names(steps) -> list[str]:
 
 
 def test_each_entry_point_has_its_steps_in_one_order():
-    assert names(sequence.LOCAL_BUILD) == ["check_docker", "build_and_base_up", "wait_base",
-                                           "migrate_schema", *BESIDE_OLD, *SWITCH,
-                                           "check_tables", "report"]
-    assert names(sequence.LOCAL_NO_BUILD) == ["check_docker", "base_up_built_before",
-                                              *names(sequence.LOCAL_BUILD)[2:]]
+    assert names(sequence.LOCAL_BUILD) == ["check_docker", "check_roles", "build_and_base_up",
+                                           "wait_base", "migrate_schema", *BESIDE_OLD,
+                                           *SWITCH, "check_tables", "report"]
+    assert names(sequence.LOCAL_NO_BUILD) == ["check_docker", "check_roles",
+                                              "base_up_built_before",
+                                              *names(sequence.LOCAL_BUILD)[3:]]
     assert names(sequence.HOST_PREPARE) == ["base_up_shipped", "wait_base", "migrate_schema",
                                             *BESIDE_OLD]
     assert names(sequence.HOST_PREPARE_SAME_BASE) == ["base_up_unless_ready",
@@ -354,3 +363,12 @@ def test_a_signal_inside_a_step_closes_it_as_interrupted_and_undoes(stack):
     assert any(line.startswith("<== wait-healthy (postgres, proxy) INTERRUPTED after ")
                for line in stack.lines)
     assert not _undone(stack)  # nothing was started yet: nothing to take back
+
+
+def test_a_deploy_naming_a_service_the_compose_file_lacks_changes_nothing(stack):
+    stack.settings = replace(stack.settings, app_services=("web",))
+    with pytest.raises(ConfigError) as info:
+        sequence.deploy_here(None, stack.settings, build=True)
+    assert str(info.value) == ("APP_SERVICES: compose.yml has no service 'web' (its services: "
+                               "backend, postgres, proxy)")
+    assert stack.ran == []
