@@ -76,6 +76,34 @@ class Project:
         return f"{head}/{last}" if head else last
 
 
+@dataclass(frozen=True)
+class BuildGroup:
+    """One image build shared by the services whose `build:` sections are equal."""
+
+    build: Build
+    services: tuple[str, ...]
+    images: tuple[str, ...]  # their image names, without a tag, in service order
+
+    @property
+    def dockerfile(self) -> str:
+        """The Dockerfile's path: Compose resolves the context, not the Dockerfile."""
+        if self.build.dockerfile.startswith("/"):
+            return self.build.dockerfile
+        return f"{self.build.context.rstrip('/')}/{self.build.dockerfile}"
+
+
+def build_groups(project: Project, services: Iterable[str]) -> list[BuildGroup]:
+    """The builds of ``services`` (those with a `build:` section), each build once."""
+    groups: dict[Build, list[str]] = {}
+    for name in services:
+        build = project.services[name].build
+        if build is not None:
+            groups.setdefault(build, []).append(name)
+    return [BuildGroup(build, tuple(names),
+                       tuple(dict.fromkeys(project.image_name(n) for n in names)))
+            for build, names in groups.items()]
+
+
 def parse_duration(value: object) -> float | None:
     """Seconds from a Compose duration (`20s`, `1m30s`, `500ms`) or a number of seconds."""
     if value is None or value == "":

@@ -30,7 +30,7 @@ from deploy.commands.compose import ContainerState
 from deploy.commands.docker import LIVE
 from deploy.defaults import DATABASE_WAIT
 from deploy.errors import ConfigError, DeployError
-from deploy.machine.builds import build_backend, image, image_id
+from deploy.machine.builds import build_release, image, image_id
 from deploy.machine.containers import (
     BACKEND,
     BASE_SERVICES,
@@ -153,7 +153,7 @@ def _build_and_base_up(stack: Stack, release: str) -> None:
     postgres and the proxy: neither needs the other, and each is mostly waiting."""
     stack.compose  # noqa: B018 - detect the Compose flavour once, before two threads use it
     with ThreadPoolExecutor(max_workers=1) as pool:
-        building = pool.submit(build_backend, stack, release, True)
+        building = pool.submit(build_release, stack, release, True)
         try:
             base_up(stack, True)
         finally:

@@ -53,7 +53,8 @@ def build(c, no_cache=False):
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
-    stack.out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    stack.out.step(f"build {ref}", builds.build_release, stack, rev.tag, False,
+                   no_cache)
     stack.out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
     ident = builds.image_id(stack.c, ref) or "?"
     stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "

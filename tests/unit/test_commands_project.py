@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from deploy.commands import compose
-from deploy.commands.project import Build, Port, parse_config, parse_duration, refusals
+from deploy.commands.project import (
+    Build,
+    Port,
+    build_groups,
+    parse_config,
+    parse_duration,
+    refusals,
+)
 from deploy.errors import ConfigError, DeployError
 
 CAPTURES = Path(__file__).parents[1] / "support" / "compose-captures"
@@ -126,3 +133,21 @@ def test_a_service_the_file_lacks_or_a_fixed_app_port_is_refused(project, apps, 
         refusals(project, "compose.yml", apps, workers, db)
     assert message in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_services_with_equal_build_sections_share_one_build(project):
+    groups = build_groups(project, ["web", "worker", "admin", "db"])
+    assert [(g.services, g.images) for g in groups] == [
+        (("web", "worker"), ("shop-web",)), (("admin",), ("shop-admin",))]
+    assert groups[0].dockerfile == "/work/shop/Dockerfile"
+    assert groups[0].build.target == "app"
+
+
+def test_a_shared_build_with_two_image_names_is_tagged_with_both():
+    text = ("services:\n  a: {build: {context: /c, dockerfile: d/Dockerfile}, image: 'x/a:1'}\n"
+            "  b: {build: {context: /c, dockerfile: d/Dockerfile}}\n"
+            "  c: {build: {context: /c, dockerfile: /abs/Dockerfile}}\n")
+    groups = build_groups(parse_config(text, "p"), ["a", "b", "c"])
+    assert [(g.services, g.images, g.dockerfile) for g in groups] == [
+        (("a", "b"), ("x/a", "p-b"), "/c/d/Dockerfile"),
+        (("c",), ("p-c",), "/abs/Dockerfile")]

@@ -71,12 +71,13 @@ class FakeStack:
     def check_docker(self) -> None:
         pass
 
+    project = parse_config("services:\n  postgres: {image: 'postgres:16'}\n"
+                           "  backend: {image: 'app-backend:live', build: /app}\n"
+                           "  proxy: {image: 'app-proxy:live'}\n", "app")
+
     def check_roles(self) -> None:
-        project = parse_config("services:\n  postgres: {image: 'postgres:16'}\n"
-                               "  backend: {image: 'app-backend:live'}\n"
-                               "  proxy: {image: 'app-proxy:live'}\n", "app")
         s = self.settings
-        refusals(project, "compose.yml", s.app_services, s.worker_services, s.db_service)
+        refusals(self.project, "compose.yml", s.app_services, s.worker_services, s.db_service)
 
     def states(self) -> list[ContainerState]:
         return list(self.containers)
