@@ -139,8 +139,26 @@ def check_docker(d: Deploy) -> None:
 
 
 def check_roles(d: Deploy) -> None:
-    """This machine's compose file has the services the settings name (before any change)."""
+    """This machine's compose file has the services the settings name, and the switch can
+    serve them (before any change)."""
     d.stack.check_roles()
+    switchable(d.stack.settings)
+
+
+def switchable(settings: Settings) -> None:
+    """The switch routes one app service, `backend` on 8080 checked at /health, through
+    the proxy service of the compose file; other roles are refused before anything is
+    built or migrated, rather than failing after the migrations."""
+    s = settings
+    if s.app_services != (BACKEND,):
+        raise ConfigError(f"APP_SERVICES: a deploy switches the service {BACKEND!r} only "
+                          f"(got {', '.join(s.app_services) or 'none'})")
+    if s.app_ports[BACKEND] != proxy.BACKEND_PORT or s.health_paths[BACKEND] != "/health":
+        raise ConfigError(f"APP_PORT, HEALTH_PATH: a deploy's proxy checks {BACKEND} at "
+                          f"{proxy.BACKEND_PORT} /health only")
+    if s.worker_services:
+        raise ConfigError("WORKER_SERVICES: a deploy does not replace workers yet; leave it "
+                          "empty")
 
 
 def build_and_base_up(d: Deploy) -> None:

@@ -373,3 +373,23 @@ def test_a_deploy_naming_a_service_the_compose_file_lacks_changes_nothing(stack)
     assert str(info.value) == ("APP_SERVICES: compose.yml has no service 'web' (its services: "
                                "backend, postgres, proxy)")
     assert stack.ran == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"app_services": ("backend", "admin")},
+     "APP_SERVICES: a deploy switches the service 'backend' only (got backend, admin)"),
+    ({"app_ports": {"backend": 8000}},
+     "APP_PORT, HEALTH_PATH: a deploy's proxy checks backend at 8080 /health only"),
+    ({"health_paths": {"backend": "/healthz"}},
+     "APP_PORT, HEALTH_PATH: a deploy's proxy checks backend at 8080 /health only"),
+    ({"worker_services": ("backend",)},
+     "WORKER_SERVICES: a deploy does not replace workers yet; leave it empty"),
+])
+def test_roles_the_switch_cannot_serve_are_refused_before_any_change(stack, change, message):
+    stack.settings = replace(stack.settings, **change)
+    stack.project = parse_config("services:\n  backend: {build: /app}\n  admin: {build: /a}\n"
+                                 "  postgres: {image: 'postgres:16'}\n", "app")
+    with pytest.raises(ConfigError) as info:
+        sequence.deploy_here(None, stack.settings, build=True)
+    assert str(info.value) == message
+    assert stack.ran == []
