@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deploy.defaults import DATABASE_WAIT
 from deploy.errors import Refused
-from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.containers import base_services
 from deploy.machine.routing import resync
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack, require_stack_settings
@@ -50,7 +50,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not backup:
         out("   --no-backup: no backup taken")
     out.step("down --volumes", stack.down, True)
-    out.step("up", stack.up, False, BASE_SERVICES)
+    out.step("up", stack.up, False, base_services(settings))
     out.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
     out.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:

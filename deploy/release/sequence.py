@@ -33,9 +33,9 @@ from deploy.errors import ConfigError, DeployError
 from deploy.machine.builds import build_release, image, image_id
 from deploy.machine.containers import (
     BACKEND,
-    BASE_SERVICES,
     backends,
     base_ready,
+    base_services,
     base_up,
     classify,
     remove_containers,
@@ -212,8 +212,9 @@ def base_up_unless_ready(d: Deploy) -> None:
 
 def wait_base(d: Deploy) -> None:
     if not d.base_skipped:
-        d.out.step("wait-healthy (postgres, proxy)", d.stack.wait_healthy,
-                   d.stack.settings.health_timeout, BASE_SERVICES)
+        base = base_services(d.stack.settings)
+        d.out.step(f"wait-healthy ({', '.join(base)})", d.stack.wait_healthy,
+                   d.stack.settings.health_timeout, base)
 
 
 def migrate_schema(d: Deploy) -> None:

@@ -14,7 +14,7 @@ from deploy.commands import compose
 from deploy.errors import ConfigError
 from deploy.machine import builds
 from deploy.machine import logs as logfilter
-from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.containers import base_services
 from deploy.machine.logs import no_match
 from deploy.machine.reset import confirm_reset
 from deploy.machine.reset import reset as run_reset
@@ -73,7 +73,7 @@ def up(c, hosts=None):
         stack.check_docker()
         if not is_remote(c):
             stack.check_roles()
-        stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
+        stack.up(first=base_services(stack.settings))  # the database and the proxy first
         routed = resync(stack)
         if routed:
             stack.out(f"proxy: routes to {', '.join(routed)}")
@@ -191,10 +191,14 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
 @task
 @exits
 def psql(c):
-    """Open psql inside the postgres service (interactive)."""
+    """Open psql inside the database service, DB_SERVICE (interactive)."""
     stack = stack_for(c)
+    if not stack.settings.db_service:
+        raise ConfigError("psql: DB_SERVICE is empty (the stack has no database service); "
+                          "connect to DATABASE_URL with your own psql")
     stack.check_docker()
     script = ('exec psql -U "${POSTGRES_USER:-postgres}" '
               '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"')
-    stack.run(compose.exec_(stack.compose, "postgres", ["sh", "-c", script], tty=True),
+    stack.run(compose.exec_(stack.compose, stack.settings.db_service, ["sh", "-c", script],
+                            tty=True),
               hide=False, pty=True, what="psql")

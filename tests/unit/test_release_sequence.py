@@ -393,3 +393,25 @@ def test_roles_the_switch_cannot_serve_are_refused_before_any_change(stack, chan
         sequence.deploy_here(None, stack.settings, build=True)
     assert str(info.value) == message
     assert stack.ran == []
+
+
+def test_with_db_service_empty_a_deploy_starts_and_waits_for_no_database_container(stack):
+    stack.settings = replace(stack.settings, db_service="")
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert stack.steps[2] == "wait-healthy (proxy)"
+    ups = [argv for argv in stack.ran if "up" in argv]
+    assert not any("postgres" in argv for argv in ups)
+    assert "deploy: release r2 serving (app-backend:r2); was r1" in stack.lines
+
+
+def test_the_database_service_is_the_one_db_service_names(stack):
+    stack.settings = replace(stack.settings, db_service="db")
+    stack.project = parse_config("services:\n  db: {image: 'postgres:16'}\n"
+                                 "  backend: {image: 'app-backend:live', build: /app}\n", "app")
+    for s in list(stack.containers):
+        if s.service == "postgres":
+            stack.containers[stack.containers.index(s)] = replace(s, service="db")
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert stack.steps[2] == "wait-healthy (db, proxy)"
+    ups = [argv for argv in stack.ran if "up" in argv]
+    assert ups[0][-3:] == ["--no-deps", "db", "proxy"]
