@@ -67,7 +67,8 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
                               "(nothing is built on a host)")
         build_proxy(stack)
         built = image_id(stack.c, ref)
-    running = running_proxies(stack.states())
+    states = stack.states()
+    running = running_proxies(states)
     services = list(base_services(stack.settings)[:-1])
     if not running or any(s.image_id != built for s in running):
         services.append(proxy.SERVICE)
@@ -75,6 +76,7 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
             stack.out("   the proxy's image changed (haproxy.cfg or PROXY_IMAGE): recreating "
                       "it, which closes its open connections once")
     if services:  # none named would be every service
+        say_if_recreated(stack, states)
         stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
                   what="up")
 
@@ -99,3 +101,25 @@ def _db_image(stack: Stack) -> str:
     if db == "postgres":
         return postgres_image(stack.settings)
     return stack.project.services[db].image or stack.project.image_name(db)
+
+
+def say_if_recreated(stack: Stack, states: list[ContainerState]) -> None:
+    """Before `up`: when the running database container's definition (its config hash) or
+    image changed, say that Compose recreates it now; otherwise Compose leaves it alone."""
+    db = stack.settings.db_service
+    running = [s for s in states if db and s.service == db and s.status == "running"
+               and not s.one_off]
+    if not running:
+        return
+    result = stack.run(compose.config_hash(stack.compose, db), check=False)
+    wanted = compose.parse_config_hash(result.stdout, db) if result.exited == 0 else None
+    changed = []
+    if wanted and any(s.config_hash and s.config_hash != wanted for s in running):
+        changed.append("its definition in the compose file")
+    ref = _db_image(stack)
+    image = image_id(stack.c, ref)
+    if image and any(s.image_id != image for s in running):
+        changed.append(f"its image ({ref})")
+    if changed:
+        stack.out(f"   {db}: {' and '.join(changed)} changed: Compose recreates it now "
+                  "(the database restarts; the old release's connections drop)")

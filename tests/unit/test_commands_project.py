@@ -151,3 +151,21 @@ def test_a_shared_build_with_two_image_names_is_tagged_with_both():
     assert [(g.services, g.images, g.dockerfile) for g in groups] == [
         (("a", "b"), ("x/a", "p-b"), "/c/d/Dockerfile"),
         (("c",), ("p-c",), "/abs/Dockerfile")]
+
+
+def test_the_config_hash_of_one_service_and_its_answer():
+    c = compose.Compose(("docker", "compose"), "v2", "/p/c.yml", "shop")
+    assert compose.config_hash(c, "db") == ["docker", "compose", "-f", "/p/c.yml", "-p", "shop",
+                                            "config", "--hash=db"]
+    # As docker-compose 1.29.2 printed it here (v2 prints the same `service hash` lines).
+    text = "db 4bc3e20ee26be160325ba58630ef99be2d310e3fc88ee3db51c4c4c3a227823a\n"
+    assert compose.parse_config_hash(text, "db") == text.split()[1]
+    assert compose.parse_config_hash(text, "web") is None
+    assert compose.parse_config_hash("", "db") is None
+
+
+def test_inspect_reads_the_config_hash_compose_labelled_a_container_with():
+    text = ('[{"Id": "c1", "Name": "/shop-db-1", "State": {"Status": "running"}, '
+            '"Config": {"Labels": {"com.docker.compose.service": "db", '
+            '"com.docker.compose.config-hash": "abc"}}}]')
+    assert compose.parse_inspect(text)[0].config_hash == "abc"

@@ -61,10 +61,11 @@ class FakeStack:
             ContainerState("px", "app-proxy-1", "proxy", "running", "healthy", 0, 0,
                            image_id=PROXY_ID),
             ContainerState("pg", "app-postgres-1", "postgres", "running", "healthy", 0, 0,
-                           image_id=PG_ID),
+                           image_id=PG_ID, config_hash="h1"),
             backend("old1", OLD_IP, "r1")]
         self.routing = _before_prepare()
         self.new_healthy = True
+        self.db_hash = "h1"  # what `compose config --hash` says of the database service
 
     # --- what the deploy calls ---------------------------------------------------------
 
@@ -121,6 +122,8 @@ class FakeStack:
             self.images[argv[argv.index("--tag") + 1]] = NEW_ID
         elif argv[:3] == ["docker", "rm", "--force"]:
             self.containers = [s for s in self.containers if s.id not in argv[4:]]
+        elif argv[-1].startswith("--hash="):
+            return f"{argv[-1][7:]} {self.db_hash}\n", 0
         elif "--scale" in argv:
             self.containers.append(backend("new1", NEW_IP, "r2"))
         return "", 0
@@ -415,3 +418,30 @@ def test_the_database_service_is_the_one_db_service_names(stack):
     assert stack.steps[2] == "wait-healthy (db, proxy)"
     ups = [argv for argv in stack.ran if "up" in argv]
     assert ups[0][-3:] == ["--no-deps", "db", "proxy"]
+
+
+RECREATES = ("   postgres: {} changed: Compose recreates it now (the database restarts; the "
+             "old release's connections drop)")
+
+
+def test_a_deploy_says_nothing_of_the_database_when_its_definition_and_image_are_unchanged(
+        stack):
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert ["docker", "compose", "-f", "compose.yml", "-p", "app", "config",
+            "--hash=postgres"] in stack.ran
+    assert not any("recreates" in line for line in stack.lines)
+
+
+def test_a_deploy_says_first_that_a_changed_database_definition_recreates_it(stack):
+    stack.db_hash = "h2"
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert RECREATES.format("its definition in the compose file") in stack.lines
+    said = next(i for i, argv in enumerate(stack.ran) if argv[-1] == "--hash=postgres")
+    up = next(i for i, argv in enumerate(stack.ran) if "up" in argv and "postgres" in argv)
+    assert said < up
+
+
+def test_a_deploy_says_first_that_a_new_database_image_recreates_it(stack):
+    stack.images["postgres:16"] = "sha256:" + "9" * 64
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert RECREATES.format("its image (postgres:16)") in stack.lines
