@@ -360,7 +360,7 @@ def deploy_shipping(rig, settings, tree: Path, cold: bool) -> Run:
         rev = revision(tree)
         if cold:  # the first deploy's build, as cold as the hosts' first builds
             stack = Stack(local, settings, quiet)
-            builds.build_backend(stack, rev.tag, True, no_cache=True)
+            builds.build_release(stack, rev.tag, True, no_cache=True)
             builds.build_proxy(stack)
         with fleet.Rollout(local, settings, build=not cold, rev=rev, out=quiet) as rollout, \
                 SwitchMeter(rig) as switches:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from deploy.defaults import (
     DRAIN_TIMEOUT,
@@ -24,6 +24,16 @@ from deploy.defaults import (
     STATEMENT_LOCK_TIMEOUT,
 )
 from deploy.errors import ConfigError
+from deploy.redaction import redact, redact_url
+from deploy.services import (
+    DEFAULT_APP_PORT,
+    DEFAULT_APP_SERVICES,
+    DEFAULT_DB_SERVICE,
+    DEFAULT_HEALTH_PATH,
+    DEFAULT_PROXY_HEALTH_PATH,
+    Publish,
+    read_roles,
+)
 
 HINT = "set it in .env or the environment (see .env.example)"
 # The sample stack's database user (deploy/stack/docker-compose.yml): one default for both.
@@ -74,8 +84,17 @@ class Settings:
     migration_statement_timeout: float | None = None
     # The table-name prefix the deploy summary counts and lists ("": no such line).
     summary_table_prefix: str = ""
-    # The Compose service that runs the database ("": none; DATABASE_URL names an external one).
-    db_service: str = "postgres"
+    # The stack's roles (deploy/services.py): HTTP services behind the proxy, workers, the
+    # database service ("" = none: DATABASE_URL names an external database).
+    app_services: tuple[str, ...] = DEFAULT_APP_SERVICES
+    app_ports: dict[str, int] = field(default_factory=lambda: {"backend": DEFAULT_APP_PORT})
+    health_paths: dict[str, str] = field(
+        default_factory=lambda: {"backend": DEFAULT_HEALTH_PATH})
+    worker_services: tuple[str, ...] = ()
+    db_service: str = DEFAULT_DB_SERVICE
+    proxy_publish: dict[str, Publish] = field(
+        default_factory=lambda: {"backend": Publish("127.0.0.1", DEFAULT_APP_PORT)})
+    proxy_health_path: str = DEFAULT_PROXY_HEALTH_PATH
 
     @property
     def database_url(self) -> str:
@@ -92,28 +111,6 @@ class Settings:
         return urlsplit(self.database_url).password
 
 
-def redact_url(url: str) -> str:
-    """Replace the password of a postgresql:// URL with ***; anything unparsable is hidden."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{quote(unquote(user), safe='')}:***@{netloc[1]}"))
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove every secret (and its URL-encoded form) from text that may reach output."""
-    for secret in secrets:
-        if secret:
-            for form in {secret, quote(secret, safe="")}:
-                text = text.replace(form, "***")
-    return text
-
-
 class _Source:
     """Looks up a setting and remembers where it came from, for error messages."""
 
@@ -128,6 +125,11 @@ class _Source:
         if value is None:
             value = self.file_values.get(name)
         return value if value not in (None, "") else None
+
+    def raw(self, name: str) -> str | None:
+        """The value as set, "" included (set to empty); None when not set at all."""
+        value = self.environ.get(name)
+        return self.file_values.get(name) if value is None else value
 
     def where(self, name: str) -> str:
         if name in self.environ:
@@ -280,6 +282,7 @@ def load_settings(environ: Mapping[str, str] | None = None,
         db_url, db_error = _database_url(src, base), None
     except ConfigError as exc:
         db_url, db_error = None, exc
+    roles = read_roles(src)
     return Settings(
         db_url=db_url,
         migrations_dir=resolve(src.get("MIGRATIONS_DIR") or "migrations"),
@@ -313,7 +316,10 @@ def load_settings(environ: Mapping[str, str] | None = None,
                                               STATEMENT_LOCK_BUDGET),
         migration_statement_timeout=_optional_seconds(src, "MIGRATION_STATEMENT_TIMEOUT"),
         summary_table_prefix=src.get("SUMMARY_TABLE_PREFIX") or "",
-        db_service=_db_service(src),
+        app_services=roles.app_services, app_ports=roles.app_ports,
+        health_paths=roles.health_paths, worker_services=roles.worker_services,
+        db_service=roles.db_service, proxy_publish=roles.proxy_publish,
+        proxy_health_path=roles.proxy_health_path,
     )
 
 
@@ -327,21 +333,6 @@ def _matching(src: _Source, name: str, default: str, pattern: re.Pattern, what: 
     value = src.get(name) or default
     if not pattern.match(value):
         raise src.error(name, f"{value!r} is not {what}")
-    return value
-
-
-def _db_service(src: _Source) -> str:
-    """DB_SERVICE: unset means `postgres`; set to empty means no database service (get()
-    treats "" as unset, so the raw value is looked at)."""
-    raw = src.environ.get("DB_SERVICE")
-    if raw is None:
-        raw = src.file_values.get("DB_SERVICE")
-    if raw is None:
-        return "postgres"
-    value = raw.strip()
-    if value and not _PROJECT_RE.match(value):
-        raise src.error("DB_SERVICE", f"{value!r} is not a Compose service name (lower-case "
-                                      "letters, digits, '-' and '_'), or empty for none")
     return value
 
 

@@ -33,6 +33,7 @@ NOT_FOUND = (
 )
 
 SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 # Docker's zero time: a container that never started or never finished.
@@ -160,6 +161,27 @@ def services(c: Compose) -> list[str]:
     return c.argv("config", "--services")
 
 
+def config(c: Compose) -> list[str]:
+    """The whole project, resolved and canonical, as YAML (v1 and v2; parsed by
+    deploy/commands/project.py). It holds the environment's values: never print it."""
+    return c.argv("config")
+
+
+def config_hash(c: Compose, service: str) -> list[str]:
+    """Prints `<service> <hash>`: the hash Compose labels the service's containers with
+    (com.docker.compose.config-hash) and compares to decide on recreating (v1 and v2)."""
+    (name,) = _services([service])
+    return c.argv("config", f"--hash={name}")
+
+
+def parse_config_hash(text: str, service: str) -> str | None:
+    for line in text.splitlines():
+        name, _, digest = line.strip().partition(" ")
+        if name == service and digest.strip():
+            return digest.strip()
+    return None
+
+
 def scale_up(c: Compose, service: str, count: int) -> list[str]:
     """Start new containers of ``service`` beside the running ones, from the current image
     and config, leaving the existing ones untouched (v1 and v2)."""
@@ -265,6 +287,7 @@ class ContainerState:
     image_id: str = ""
     release: str = ""  # the deploy.release label of its image (deploy/release/sequence.py)
     healthcheck: tuple[str, ...] = ()  # its healthcheck's test: ("CMD", …) or ("CMD-SHELL", …)
+    config_hash: str = ""  # the service definition Compose created it from (config_hash)
 
     @property
     def label(self) -> str:
@@ -326,6 +349,7 @@ def parse_inspect(text: str) -> list[ContainerState]:
                 release=labels.get("deploy.release", ""),
                 healthcheck=tuple(((c.get("Config") or {}).get("Healthcheck") or {})
                                   .get("Test") or ()),
+                config_hash=labels.get(CONFIG_HASH_LABEL, ""),
             )
         )
     return states

@@ -306,8 +306,14 @@ def _ids(ids: Iterable[str]) -> list[str]:
 
 
 def build(image: str, dockerfile: str, context: str, *, build_args: Mapping[str, str],
-          labels: Mapping[str, str], no_cache: bool = False) -> list[str]:
+          labels: Mapping[str, str], no_cache: bool = False, target: str | None = None,
+          also: Iterable[str] = ()) -> list[str]:
+    """``also``: more tags for the same image (services sharing one build)."""
     argv = ["docker", "build", "--file", dockerfile, "--tag", image]
+    for other in also:
+        argv += ["--tag", other]
+    if target:
+        argv += ["--target", target]
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     for key, value in labels.items():

@@ -36,8 +36,9 @@ from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError, DeployError, DeployTimeout
 from deploy.machine.builds import image_id
 from deploy.output import Output, as_output
+from deploy.redaction import redact
 from deploy.release.locks import LocalLock
-from deploy.settings import Settings, redact
+from deploy.settings import Settings
 
 DEFAULT_IMAGE = "registry:2"
 LABEL = "deploy.registry.project"

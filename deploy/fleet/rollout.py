@@ -139,7 +139,7 @@ class Rollout:
             ref = _normal(builds.image(self.shared, self.tag), "BACKEND_IMAGE")
             if self.build:
                 self.out.step(f"build {ref} here (once, for every host)",
-                              builds.build_backend, stack, self.tag, True)
+                              builds.build_release, stack, self.tag, True)
             elif builds.image_id(self.local, ref) is None:
                 raise ConfigError(no_build_message(ref, self.rev))
             else:

@@ -26,7 +26,8 @@ from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack
 from deploy.migrate.db import connect
 from deploy.migrate.interrupt import Interrupted
-from deploy.settings import STACK_USER, Settings, redact
+from deploy.redaction import redact
+from deploy.settings import STACK_USER, Settings
 from deploy.shell import is_remote
 
 

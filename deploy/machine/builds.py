@@ -1,7 +1,11 @@
-"""The images a deploy builds, always on this machine: the backend and the proxy.
+"""The images a deploy builds, always on this machine: the app and worker services' and
+the proxy.
 
-    BACKEND_IMAGE:<release>   deploy/stack/backend/Dockerfile, context: the project root,
-                              label deploy.release=<release> (containers show it)
+    <image>:<release>         each app or worker service's own `build:` section (context,
+                              dockerfile, args, target) as Compose resolves it; <image> is
+                              its `image:` without the tag, or <project>-<service>; label
+                              deploy.release=<release> (containers show it). Services with
+                              equal `build:` sections share one build.
     <project>-proxy:live      deploy/stack/proxy (haproxy.cfg baked in) on PROXY_IMAGE,
                               label deploy.proxy.source=<hash of those files and PROXY_IMAGE>
 
@@ -18,28 +22,38 @@ from deploy import shell
 from deploy.commands import docker
 from deploy.commands import haproxy as proxy
 from deploy.commands.docker import LIVE
+from deploy.commands.project import build_groups
+from deploy.errors import ConfigError
 from deploy.machine.stack import Stack
 from deploy.settings import Settings
-
-# Where the backend image is built from, relative to the compose file (as its `build:`).
-BUILD_CONTEXT = "../.."
-DOCKERFILE = "backend/Dockerfile"
 
 
 def image(settings: Settings, tag: str) -> str:
     return f"{settings.backend_image}:{tag}"
 
 
-def build_backend(stack: Stack, release: str, hide: bool = False,
-                  no_cache: bool = False) -> None:
+def build_release(stack: Stack, release: str, hide: bool = False,
+                  no_cache: bool = False) -> list[str]:
+    """Build every app and worker service's image from its own `build:` section, tagged
+    by release; returns the images built."""
     settings = stack.settings
-    compose_dir = PurePosixPath(str(settings.compose_file)).parent
-    argv = docker.build(
-        image(settings, release), str(compose_dir / DOCKERFILE),
-        str(compose_dir / BUILD_CONTEXT),
-        build_args={"PYTHON_IMAGE": settings.values.get("PYTHON_IMAGE") or "python:3.12-slim"},
-        labels={docker.RELEASE_LABEL: release}, no_cache=no_cache)
-    stack.run(argv, hide=hide, what="build")
+    services = (*settings.app_services, *settings.worker_services)
+    project = stack.project
+    for name in settings.app_services:
+        if project.services[name].build is None:
+            raise ConfigError(f"APP_SERVICES: service {name!r} in {settings.compose_file} has "
+                              "no `build:` section; a deploy builds each app service's image "
+                              "by release")
+    built = []
+    for group in build_groups(project, services):
+        refs = [f"{name}:{release}" for name in group.images]
+        argv = docker.build(
+            refs[0], group.dockerfile, group.build.context, build_args=dict(group.build.args),
+            labels={docker.RELEASE_LABEL: release}, no_cache=no_cache,
+            target=group.build.target, also=refs[1:])
+        stack.run(argv, hide=hide, what=f"build ({', '.join(group.services)})")
+        built += refs
+    return built
 
 
 def proxy_image(settings: Settings) -> str:

@@ -1,5 +1,5 @@
 """The stack's containers by role: the backend's (old and new during a deploy), and the
-base services, postgres and the proxy, that every release shares.
+base services, the database service and the proxy, that every release shares.
 
 Release identity lives in Docker, not in state files: the backend image is built as
 ``BACKEND_IMAGE:<release>`` with the label ``deploy.release=<release>`` (containers show
@@ -16,9 +16,15 @@ from deploy.machine import health
 from deploy.machine.builds import build_proxy, image_id, image_ids, postgres_image, proxy_image
 from deploy.machine.proxy import running_proxies
 from deploy.machine.stack import Stack
+from deploy.settings import Settings
 
 BACKEND = "backend"
-BASE_SERVICES = ("postgres", proxy.SERVICE)
+
+
+def base_services(settings: Settings) -> tuple[str, ...]:
+    """The services every release shares: the database service (DB_SERVICE; none when it
+    is empty: DATABASE_URL names an external database) and the proxy."""
+    return (*((settings.db_service,) if settings.db_service else ()), proxy.SERVICE)
 
 
 def backends(states: list[ContainerState]) -> list[ContainerState]:
@@ -61,24 +67,59 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
                               "(nothing is built on a host)")
         build_proxy(stack)
         built = image_id(stack.c, ref)
-    running = running_proxies(stack.states())
-    services = ["postgres"]
+    states = stack.states()
+    running = running_proxies(states)
+    services = list(base_services(stack.settings)[:-1])
     if not running or any(s.image_id != built for s in running):
         services.append(proxy.SERVICE)
         if running:
             stack.out("   the proxy's image changed (haproxy.cfg or PROXY_IMAGE): recreating "
                       "it, which closes its open connections once")
-    stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
-              what="up")
+    if services:  # none named would be every service
+        say_if_recreated(stack, states)
+        stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
+                  what="up")
 
 
 def base_ready(stack: Stack, states: list[ContainerState]) -> bool:
-    """postgres and the proxy running and healthy, each on the image the machine has under
-    its name (what `up` would change otherwise): a deploy may then leave them alone."""
-    states = [s for s in states if s.service in BASE_SERVICES and not s.one_off]
-    if not ({s.service for s in states} == set(BASE_SERVICES)
+    """The database service and the proxy running and healthy, each on the image the
+    machine has under its name (what `up` would change otherwise): a deploy may then leave
+    them alone."""
+    base = base_services(stack.settings)
+    states = [s for s in states if s.service in base and not s.one_off]
+    if not ({s.service for s in states} == set(base)
             and all(s.status == "running" and health.is_ready(s) for s in states)):
         return False
-    wanted = dict(zip((proxy.SERVICE, "postgres"), image_ids(
-        stack.c, [proxy_image(stack.settings), postgres_image(stack.settings)]), strict=True))
+    refs = [proxy_image(stack.settings), *(_db_image(stack) for _ in base[:-1])]
+    wanted = dict(zip((proxy.SERVICE, *base[:-1]), image_ids(stack.c, refs), strict=True))
     return all(s.image_id == wanted[s.service] for s in states)
+
+
+def _db_image(stack: Stack) -> str:
+    """The database service's image: the sample's POSTGRES_IMAGE, else its `image:`."""
+    db = stack.settings.db_service
+    if db == "postgres":
+        return postgres_image(stack.settings)
+    return stack.project.services[db].image or stack.project.image_name(db)
+
+
+def say_if_recreated(stack: Stack, states: list[ContainerState]) -> None:
+    """Before `up`: when the running database container's definition (its config hash) or
+    image changed, say that Compose recreates it now; otherwise Compose leaves it alone."""
+    db = stack.settings.db_service
+    running = [s for s in states if db and s.service == db and s.status == "running"
+               and not s.one_off]
+    if not running:
+        return
+    result = stack.run(compose.config_hash(stack.compose, db), check=False)
+    wanted = compose.parse_config_hash(result.stdout, db) if result.exited == 0 else None
+    changed = []
+    if wanted and any(s.config_hash and s.config_hash != wanted for s in running):
+        changed.append("its definition in the compose file")
+    ref = _db_image(stack)
+    image = image_id(stack.c, ref)
+    if image and any(s.image_id != image for s in running):
+        changed.append(f"its image ({ref})")
+    if changed:
+        stack.out(f"   {db}: {' and '.join(changed)} changed: Compose recreates it now "
+                  "(the database restarts; the old release's connections drop)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deploy.defaults import DATABASE_WAIT
 from deploy.machine import backup as backups
-from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.containers import base_services
 from deploy.machine.guard import confirm, guard_for
 from deploy.machine.routing import resync
 from deploy.machine.schema import verify_tables
@@ -40,7 +40,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not backup:
         out("   --no-backup: no backup taken")
     out.step("down --volumes", stack.down, True)
-    out.step("up", stack.up, False, BASE_SERVICES)
+    out.step("up", stack.up, False, base_services(settings))
     out.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
     out.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:

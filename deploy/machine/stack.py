@@ -13,6 +13,7 @@ from pathlib import Path
 from deploy import shell
 from deploy.commands import compose, docker
 from deploy.commands.compose import Compose, ContainerState
+from deploy.commands.project import Project, parse_config, refusals
 from deploy.errors import ConfigError, DeployError
 from deploy.machine import health
 from deploy.machine.flavour import flavour_for
@@ -30,6 +31,7 @@ class Stack:
         self.out = as_output(out)
         self.stream = self.out.stream  # where streamed command output goes (None: stdout)
         self._compose: Compose | None = None
+        self._project: Project | None = None
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -74,6 +76,26 @@ class Stack:
                                     self.settings.project_name,
                                     str(env_file) if env_file else None, env)
         return self._compose
+
+    @property
+    def project(self) -> Project:
+        """The compose file as Compose resolves it (read once; its text holds the
+        environment's values, so it is never shown)."""
+        if self._project is None:
+            result = self.run(compose.config(self.compose), check=False)
+            if result.exited != 0:
+                lines = (result.stderr or result.stdout or "").strip().splitlines()
+                raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file}: Compose cannot "
+                                  f"read it ({lines[-1].strip() if lines else 'no output'})")
+            self._project = parse_config(result.stdout, self.settings.project_name)
+        return self._project
+
+    def check_roles(self) -> None:
+        """The services the settings name are in the compose file, and no app service
+        publishes a fixed host port: checked before anything is started (exit 2)."""
+        s = self.settings
+        refusals(self.project, str(s.compose_file), s.app_services, s.worker_services,
+                 s.db_service)
 
     # --- steps -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from deploy.errors import ConfigError, DeployError, DeployTimeout, MigrationErro
 from deploy.migrate.dberrors import connect_refused
 from deploy.migrate.files import HistoryRow, Migration
 from deploy.migrate.policy import CLIENT_KEEPALIVES
-from deploy.settings import redact, redact_url
+from deploy.redaction import redact, redact_url
 
 # Connection errors that waiting will not fix: fail at once instead of retrying for --wait.
 _PERMANENT = ("password authentication failed", "does not exist", "no pg_hba.conf entry",

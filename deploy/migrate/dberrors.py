@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from deploy.errors import ConfigError, DeployError
-from deploy.settings import redact, redact_url
+from deploy.redaction import redact, redact_url
 
 INSUFFICIENT_PRIVILEGE = "42501"
 INVALID_SCHEMA_NAME = "3F000"

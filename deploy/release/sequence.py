@@ -30,12 +30,12 @@ from deploy.commands.compose import ContainerState
 from deploy.commands.docker import LIVE
 from deploy.defaults import DATABASE_WAIT
 from deploy.errors import ConfigError, DeployError
-from deploy.machine.builds import build_backend, image, image_id
+from deploy.machine.builds import build_release, image, image_id
 from deploy.machine.containers import (
     BACKEND,
-    BASE_SERVICES,
     backends,
     base_ready,
+    base_services,
     base_up,
     classify,
     remove_containers,
@@ -138,6 +138,29 @@ def check_docker(d: Deploy) -> None:
     d.out.step("docker", d.stack.check_docker)
 
 
+def check_roles(d: Deploy) -> None:
+    """This machine's compose file has the services the settings name, and the switch can
+    serve them (before any change)."""
+    d.stack.check_roles()
+    switchable(d.stack.settings)
+
+
+def switchable(settings: Settings) -> None:
+    """The switch routes one app service, `backend` on 8080 checked at /health, through
+    the proxy service of the compose file; other roles are refused before anything is
+    built or migrated, rather than failing after the migrations."""
+    s = settings
+    if s.app_services != (BACKEND,):
+        raise ConfigError(f"APP_SERVICES: a deploy switches the service {BACKEND!r} only "
+                          f"(got {', '.join(s.app_services) or 'none'})")
+    if s.app_ports[BACKEND] != proxy.BACKEND_PORT or s.health_paths[BACKEND] != "/health":
+        raise ConfigError(f"APP_PORT, HEALTH_PATH: a deploy's proxy checks {BACKEND} at "
+                          f"{proxy.BACKEND_PORT} /health only")
+    if s.worker_services:
+        raise ConfigError("WORKER_SERVICES: a deploy does not replace workers yet; leave it "
+                          "empty")
+
+
 def build_and_base_up(d: Deploy) -> None:
     d.out.step(f"build {d.target}, postgres + proxy up (at once)", _build_and_base_up,
                d.stack, d.release)
@@ -148,7 +171,7 @@ def _build_and_base_up(stack: Stack, release: str) -> None:
     postgres and the proxy: neither needs the other, and each is mostly waiting."""
     stack.compose  # noqa: B018 - detect the Compose flavour once, before two threads use it
     with ThreadPoolExecutor(max_workers=1) as pool:
-        building = pool.submit(build_backend, stack, release, True)
+        building = pool.submit(build_release, stack, release, True)
         try:
             base_up(stack, True)
         finally:
@@ -189,8 +212,9 @@ def base_up_unless_ready(d: Deploy) -> None:
 
 def wait_base(d: Deploy) -> None:
     if not d.base_skipped:
-        d.out.step("wait-healthy (postgres, proxy)", d.stack.wait_healthy,
-                   d.stack.settings.health_timeout, BASE_SERVICES)
+        base = base_services(d.stack.settings)
+        d.out.step(f"wait-healthy ({', '.join(base)})", d.stack.wait_healthy,
+                   d.stack.settings.health_timeout, base)
 
 
 def migrate_schema(d: Deploy) -> None:
@@ -308,9 +332,9 @@ def report(d: Deploy) -> None:
 
 BESIDE_OLD: tuple[Step, ...] = (clear_leftovers, tag_live, start_new, wait_new)
 AFTER_SWITCH: tuple[Step, ...] = (drain_old, check_tables, report)
-LOCAL_BUILD: tuple[Step, ...] = (check_docker, build_and_base_up, wait_base, migrate_schema,
-                                 *BESIDE_OLD, recheck, switch, *AFTER_SWITCH)
-LOCAL_NO_BUILD: tuple[Step, ...] = (check_docker, base_up_built_before, wait_base,
+LOCAL_BUILD: tuple[Step, ...] = (check_docker, check_roles, build_and_base_up, wait_base,
+                                 migrate_schema, *BESIDE_OLD, recheck, switch, *AFTER_SWITCH)
+LOCAL_NO_BUILD: tuple[Step, ...] = (check_docker, check_roles, base_up_built_before, wait_base,
                                     migrate_schema, *BESIDE_OLD, recheck, switch,
                                     *AFTER_SWITCH)
 HOST_PREPARE: tuple[Step, ...] = (base_up_shipped, wait_base, migrate_schema, *BESIDE_OLD)

@@ -14,7 +14,7 @@ from deploy.commands import compose
 from deploy.errors import ConfigError
 from deploy.machine import builds
 from deploy.machine import logs as logfilter
-from deploy.machine.containers import BASE_SERVICES
+from deploy.machine.containers import base_services
 from deploy.machine.logs import no_match
 from deploy.machine.reset import confirm_reset
 from deploy.machine.reset import reset as run_reset
@@ -53,7 +53,8 @@ def build(c, no_cache=False):
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
-    stack.out.step(f"build {ref}", builds.build_backend, stack, rev.tag, False, no_cache)
+    stack.out.step(f"build {ref}", builds.build_release, stack, rev.tag, False,
+                   no_cache)
     stack.out.step(f"build {builds.proxy_image(stack.settings)}", builds.build_proxy, stack)
     ident = builds.image_id(stack.c, ref) or "?"
     stack.out(f"build: {ref} ({ident}); deploy it with `invoke deploy --no-build` here, or "
@@ -70,7 +71,9 @@ def up(c, hosts=None):
         if not is_remote(c):
             require_stack_settings(stack.settings)
         stack.check_docker()
-        stack.up(first=BASE_SERVICES)  # postgres and the proxy healthy, then the backend
+        if not is_remote(c):
+            stack.check_roles()
+        stack.up(first=base_services(stack.settings))  # the database and the proxy first
         routed = resync(stack)
         if routed:
             stack.out(f"proxy: routes to {', '.join(routed)}")
@@ -188,10 +191,14 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
 @task
 @exits
 def psql(c):
-    """Open psql inside the postgres service (interactive)."""
+    """Open psql inside the database service, DB_SERVICE (interactive)."""
     stack = stack_for(c)
+    if not stack.settings.db_service:
+        raise ConfigError("psql: DB_SERVICE is empty (the stack has no database service); "
+                          "connect to DATABASE_URL with your own psql")
     stack.check_docker()
     script = ('exec psql -U "${POSTGRES_USER:-postgres}" '
               '-d "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"')
-    stack.run(compose.exec_(stack.compose, "postgres", ["sh", "-c", script], tty=True),
+    stack.run(compose.exec_(stack.compose, stack.settings.db_service, ["sh", "-c", script],
+                            tty=True),
               hide=False, pty=True, what="psql")

@@ -329,11 +329,10 @@ def _sha(project: Adopted) -> str:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "needs APP_SERVICES etc. (issue 15 §1): today `invoke deploy` of a stack without the "
-    "sample's services exits 1 at its build step, `docker build --file <compose dir>/"
-    "backend/Dockerfile ... <compose dir>/../..` (the sample's hard-wired build path; the "
-    "compose file's own build: sections are ignored), while it starts `postgres` and `proxy` "
-    "by name beside it"))
+    "the zero-downtime switch still needs the sample's proxy service and an app service "
+    "named `backend` on 8080 checked at /health: a deploy of this stack (APP_SERVICES=web, "
+    "APP_PORT=8000, HEALTH_PATH=/healthz, WORKER_SERVICES=worker) is refused with exit 2 "
+    "until the tool runs the proxy itself"))
 def test_the_adopted_project_deploys_its_own_stack_with_no_failed_request(stack_project):
     project = stack_project
     first = project.invoke("deploy")

@@ -42,9 +42,13 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     history = stack.psql("SELECT count(*) FROM migration_history")
     assert history == str(len(EXAMPLE_FILES))
 
+    postgres_id = stack.compose("ps", "-q", "postgres").stdout.strip()
     second = stack.invoke("deploy", "--no-build")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "deploy: migrations applied: none (schema already up to date)" in second.stdout
+    # The database's definition did not change: Compose left it alone, and nothing said so.
+    assert stack.compose("ps", "-q", "postgres").stdout.strip() == postgres_id != ""
+    assert "recreates it now" not in second.stdout
     assert "migrations: up to date, nothing to apply" in second.stdout
 
     tables = stack.invoke("check-tables", "--prefix", "ai_")

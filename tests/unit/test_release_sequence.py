@@ -16,7 +16,8 @@ from invoke import Result
 
 from deploy.commands import haproxy as proxy
 from deploy.commands.compose import Compose, ContainerState
-from deploy.errors import CheckFailed, DeployError
+from deploy.commands.project import parse_config, refusals
+from deploy.errors import CheckFailed, ConfigError, DeployError
 from deploy.machine import health
 from deploy.output import Output
 from deploy.release import sequence
@@ -60,15 +61,24 @@ class FakeStack:
             ContainerState("px", "app-proxy-1", "proxy", "running", "healthy", 0, 0,
                            image_id=PROXY_ID),
             ContainerState("pg", "app-postgres-1", "postgres", "running", "healthy", 0, 0,
-                           image_id=PG_ID),
+                           image_id=PG_ID, config_hash="h1"),
             backend("old1", OLD_IP, "r1")]
         self.routing = _before_prepare()
         self.new_healthy = True
+        self.db_hash = "h1"  # what `compose config --hash` says of the database service
 
     # --- what the deploy calls ---------------------------------------------------------
 
     def check_docker(self) -> None:
         pass
+
+    project = parse_config("services:\n  postgres: {image: 'postgres:16'}\n"
+                           "  backend: {image: 'app-backend:live', build: /app}\n"
+                           "  proxy: {image: 'app-proxy:live'}\n", "app")
+
+    def check_roles(self) -> None:
+        s = self.settings
+        refusals(self.project, "compose.yml", s.app_services, s.worker_services, s.db_service)
 
     def states(self) -> list[ContainerState]:
         return list(self.containers)
@@ -112,6 +122,8 @@ class FakeStack:
             self.images[argv[argv.index("--tag") + 1]] = NEW_ID
         elif argv[:3] == ["docker", "rm", "--force"]:
             self.containers = [s for s in self.containers if s.id not in argv[4:]]
+        elif argv[-1].startswith("--hash="):
+            return f"{argv[-1][7:]} {self.db_hash}\n", 0
         elif "--scale" in argv:
             self.containers.append(backend("new1", NEW_IP, "r2"))
         return "", 0
@@ -165,11 +177,12 @@ def names(steps) -> list[str]:
 
 
 def test_each_entry_point_has_its_steps_in_one_order():
-    assert names(sequence.LOCAL_BUILD) == ["check_docker", "build_and_base_up", "wait_base",
-                                           "migrate_schema", *BESIDE_OLD, *SWITCH,
-                                           "check_tables", "report"]
-    assert names(sequence.LOCAL_NO_BUILD) == ["check_docker", "base_up_built_before",
-                                              *names(sequence.LOCAL_BUILD)[2:]]
+    assert names(sequence.LOCAL_BUILD) == ["check_docker", "check_roles", "build_and_base_up",
+                                           "wait_base", "migrate_schema", *BESIDE_OLD,
+                                           *SWITCH, "check_tables", "report"]
+    assert names(sequence.LOCAL_NO_BUILD) == ["check_docker", "check_roles",
+                                              "base_up_built_before",
+                                              *names(sequence.LOCAL_BUILD)[3:]]
     assert names(sequence.HOST_PREPARE) == ["base_up_shipped", "wait_base", "migrate_schema",
                                             *BESIDE_OLD]
     assert names(sequence.HOST_PREPARE_SAME_BASE) == ["base_up_unless_ready",
@@ -354,3 +367,81 @@ def test_a_signal_inside_a_step_closes_it_as_interrupted_and_undoes(stack):
     assert any(line.startswith("<== wait-healthy (postgres, proxy) INTERRUPTED after ")
                for line in stack.lines)
     assert not _undone(stack)  # nothing was started yet: nothing to take back
+
+
+def test_a_deploy_naming_a_service_the_compose_file_lacks_changes_nothing(stack):
+    stack.settings = replace(stack.settings, app_services=("web",))
+    with pytest.raises(ConfigError) as info:
+        sequence.deploy_here(None, stack.settings, build=True)
+    assert str(info.value) == ("APP_SERVICES: compose.yml has no service 'web' (its services: "
+                               "backend, postgres, proxy)")
+    assert stack.ran == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"app_services": ("backend", "admin")},
+     "APP_SERVICES: a deploy switches the service 'backend' only (got backend, admin)"),
+    ({"app_ports": {"backend": 8000}},
+     "APP_PORT, HEALTH_PATH: a deploy's proxy checks backend at 8080 /health only"),
+    ({"health_paths": {"backend": "/healthz"}},
+     "APP_PORT, HEALTH_PATH: a deploy's proxy checks backend at 8080 /health only"),
+    ({"worker_services": ("backend",)},
+     "WORKER_SERVICES: a deploy does not replace workers yet; leave it empty"),
+])
+def test_roles_the_switch_cannot_serve_are_refused_before_any_change(stack, change, message):
+    stack.settings = replace(stack.settings, **change)
+    stack.project = parse_config("services:\n  backend: {build: /app}\n  admin: {build: /a}\n"
+                                 "  postgres: {image: 'postgres:16'}\n", "app")
+    with pytest.raises(ConfigError) as info:
+        sequence.deploy_here(None, stack.settings, build=True)
+    assert str(info.value) == message
+    assert stack.ran == []
+
+
+def test_with_db_service_empty_a_deploy_starts_and_waits_for_no_database_container(stack):
+    stack.settings = replace(stack.settings, db_service="")
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert stack.steps[2] == "wait-healthy (proxy)"
+    ups = [argv for argv in stack.ran if "up" in argv]
+    assert not any("postgres" in argv for argv in ups)
+    assert "deploy: release r2 serving (app-backend:r2); was r1" in stack.lines
+
+
+def test_the_database_service_is_the_one_db_service_names(stack):
+    stack.settings = replace(stack.settings, db_service="db")
+    stack.project = parse_config("services:\n  db: {image: 'postgres:16'}\n"
+                                 "  backend: {image: 'app-backend:live', build: /app}\n", "app")
+    for s in list(stack.containers):
+        if s.service == "postgres":
+            stack.containers[stack.containers.index(s)] = replace(s, service="db")
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert stack.steps[2] == "wait-healthy (db, proxy)"
+    ups = [argv for argv in stack.ran if "up" in argv]
+    assert ups[0][-3:] == ["--no-deps", "db", "proxy"]
+
+
+RECREATES = ("   postgres: {} changed: Compose recreates it now (the database restarts; the "
+             "old release's connections drop)")
+
+
+def test_a_deploy_says_nothing_of_the_database_when_its_definition_and_image_are_unchanged(
+        stack):
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert ["docker", "compose", "-f", "compose.yml", "-p", "app", "config",
+            "--hash=postgres"] in stack.ran
+    assert not any("recreates" in line for line in stack.lines)
+
+
+def test_a_deploy_says_first_that_a_changed_database_definition_recreates_it(stack):
+    stack.db_hash = "h2"
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert RECREATES.format("its definition in the compose file") in stack.lines
+    said = next(i for i, argv in enumerate(stack.ran) if argv[-1] == "--hash=postgres")
+    up = next(i for i, argv in enumerate(stack.ran) if "up" in argv and "postgres" in argv)
+    assert said < up
+
+
+def test_a_deploy_says_first_that_a_new_database_image_recreates_it(stack):
+    stack.images["postgres:16"] = "sha256:" + "9" * 64
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert RECREATES.format("its image (postgres:16)") in stack.lines

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import ConfigError
-from deploy.settings import load_settings, redact, redact_url
+from deploy.redaction import redact, redact_url
+from deploy.settings import load_settings
 
 
 def load(tmp_path, env: dict, file_text: str | None = None):
@@ -228,6 +229,6 @@ def test_db_service_is_postgres_unless_set_and_set_to_empty_means_an_external_da
     assert load(tmp_path, {"DB_SERVICE": "db"}, "DB_SERVICE=\n").db_service == "db"
     with pytest.raises(ConfigError) as info:
         load(tmp_path, {"DB_SERVICE": "My DB"})
-    assert str(info.value) == ("DB_SERVICE: 'My DB' is not a Compose service name (lower-case "
-                               "letters, digits, '-' and '_'), or empty for none (set in the "
-                               "environment)")
+    assert str(info.value) == ("DB_SERVICE: 'My DB' is not a Compose service name (letters, "
+                               "digits, '.', '_' and '-'; empty: no database service) (set in "
+                               "the environment)")

@@ -1,0 +1,76 @@
+"""Builds from each app and worker service's own `build:` section, tagged by release."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from deploy.commands import docker
+from deploy.commands.project import parse_config
+from deploy.errors import ConfigError
+from deploy.machine.builds import build_release
+from deploy.settings import load_settings
+
+COMPOSE = """
+services:
+  db: {image: 'postgres:16'}
+  web:
+    image: 'shop-web:live'
+    build: {context: /srv/shop, dockerfile: docker/Dockerfile, target: app,
+            args: {PYTHON_IMAGE: 'python:3.12-slim'}}
+  worker:
+    image: 'shop-web:live'
+    build: {context: /srv/shop, dockerfile: docker/Dockerfile, target: app,
+            args: {PYTHON_IMAGE: 'python:3.12-slim'}}
+  admin: {build: /srv/shop/admin}
+  cache: {image: 'redis:7'}
+"""
+
+
+class Recorder:
+    def __init__(self, settings):
+        self.settings = settings
+        self.project = parse_config(COMPOSE, "shop")
+        self.ran: list[tuple[list[str], str]] = []
+
+    def run(self, argv, hide=False, what=""):
+        self.ran.append((argv, what))
+        return SimpleNamespace(exited=0, stdout="")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(environ={"APP_SERVICES": "web,admin", "WORKER_SERVICES": "worker,cache",
+                                  "DB_SERVICE": "db",
+                                  "PROXY_PUBLISH": "web=8080,admin=8081"},
+                         read_file=False, cwd=tmp_path)
+
+
+def test_each_build_section_is_built_once_and_tagged_by_release(settings):
+    stack = Recorder(settings)
+    assert build_release(stack, "r7") == ["shop-web:r7", "shop-admin:r7"]
+    label = f"{docker.RELEASE_LABEL}=r7"
+    assert stack.ran == [
+        (["docker", "build", "--file", "/srv/shop/docker/Dockerfile", "--tag", "shop-web:r7",
+          "--target", "app", "--build-arg", "PYTHON_IMAGE=python:3.12-slim", "--label", label,
+          "/srv/shop"], "build (web, worker)"),
+        (["docker", "build", "--file", "/srv/shop/admin/Dockerfile", "--tag", "shop-admin:r7",
+          "--label", label, "/srv/shop/admin"], "build (admin)")]
+
+
+def test_no_cache_reaches_every_build(settings):
+    stack = Recorder(settings)
+    build_release(stack, "r7", no_cache=True)
+    assert all(argv[-2] == "--no-cache" for argv, _ in stack.ran)
+
+
+def test_an_app_service_without_a_build_section_is_refused_before_any_build(settings):
+    stack = Recorder(replace(settings, app_services=("web", "cache")))
+    with pytest.raises(ConfigError) as info:
+        build_release(stack, "r7")
+    assert str(info.value).startswith(
+        "APP_SERVICES: service 'cache' in ") and str(info.value).endswith(
+        " has no `build:` section; a deploy builds each app service's image by release")
+    assert stack.ran == []
