@@ -9,12 +9,7 @@ import pytest
 from deploy.errors import ConfigError
 from deploy.redaction import redact, redact_url
 from deploy.settings import load_settings
-
-
-def load(tmp_path, env: dict, file_text: str | None = None):
-    if file_text is not None:
-        (tmp_path / ".env").write_text(file_text)
-    return load_settings(environ=env, cwd=tmp_path)
+from tests.support.settings import load
 
 
 def error_of(tmp_path, env: dict, file_text: str | None = None) -> str:
