@@ -179,14 +179,9 @@ def build_context_bundle(settings, tree: Path) -> bytes:
     """What a release held when hosts built: deploy/ (package, stack, Dockerfiles),
     migrations/ and .dockerignore."""
     def skip(info: tarfile.TarInfo):
-        parts = PurePosixPath(info.name).parts
-        if "__pycache__" in parts or info.name.endswith((".pyc", ".env")):
+        if PurePosixPath(info.name).parts[:2] == ("deploy", "hosts"):
             return None
-        if parts[:2] == ("deploy", "hosts"):
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
+        return releases.tar_member(info)
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:

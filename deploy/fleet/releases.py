@@ -79,6 +79,17 @@ def render_env(settings: Settings) -> str:
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
+def tar_member(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """A release tarball's filter: no bytecode, no .env (secrets travel separately), and
+    files owned by root on the host rather than by whoever packed them here."""
+    parts = PurePosixPath(info.name).parts
+    if "__pycache__" in parts or info.name.endswith((".pyc", ".env")):
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
 def bundle(settings: Settings) -> bytes:
     """The compose file, the proxy's config directory and the migrations, as a tar.gz.
 
@@ -87,22 +98,13 @@ def bundle(settings: Settings) -> bytes:
     (its root, and the proxy's directory), so Compose v1, which checks that a build
     context exists even for `up --no-build`, accepts the file."""
     compose_rel = remote.relative_compose(settings)
-
-    def clean(info: tarfile.TarInfo):
-        parts = PurePosixPath(info.name).parts
-        if "__pycache__" in parts or info.name.endswith((".pyc", ".env")):
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        tar.add(settings.compose_file, arcname=str(compose_rel), filter=clean)
+        tar.add(settings.compose_file, arcname=str(compose_rel), filter=tar_member)
         proxy_dir = Path(settings.compose_file).parent / "proxy"
         if proxy_dir.is_dir():
-            tar.add(proxy_dir, arcname=str(compose_rel.parent / "proxy"), filter=clean)
-        tar.add(settings.migrations_dir, arcname="migrations", filter=clean)
+            tar.add(proxy_dir, arcname=str(compose_rel.parent / "proxy"), filter=tar_member)
+        tar.add(settings.migrations_dir, arcname="migrations", filter=tar_member)
     return buf.getvalue()
 
 
