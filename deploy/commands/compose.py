@@ -53,6 +53,8 @@ class Compose:
     env_file: str | None = None
     # Variables set for Compose itself (`env K=V … compose …`): they win over the env file.
     env: tuple[str, ...] = ()
+    # More files merged over ``file`` (the tool's override: its proxy, the `live` images).
+    overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.flavour not in ("v1", "v2"):
@@ -63,7 +65,10 @@ class Compose:
     def argv(self, *args: str) -> list[str]:
         """The full command line for one Compose subcommand."""
         argv = ["env", *self.env] if self.env else []
-        argv += [*self.base, "-f", self.file, "-p", self.project]
+        argv += [*self.base, "-f", self.file]
+        for extra in self.overrides:
+            argv += ["-f", extra]
+        argv += ["-p", self.project]
         if self.env_file:
             # A global option in v2 and in v1 since 1.25, so both take it before the command.
             argv += ["--env-file", self.env_file]
@@ -182,14 +187,15 @@ def parse_config_hash(text: str, service: str) -> str | None:
     return None
 
 
-def scale_up(c: Compose, service: str, count: int) -> list[str]:
-    """Start new containers of ``service`` beside the running ones, from the current image
-    and config, leaving the existing ones untouched (v1 and v2)."""
-    if count < 1:
-        raise ValueError(f"count must be at least 1, not {count}")
-    (name,) = _services([service])
-    return c.argv("up", "-d", "--no-deps", "--no-recreate", "--no-build",
-                  "--scale", f"{name}={count}", name)
+def scale_up(c: Compose, counts: dict[str, int]) -> list[str]:
+    """Start new containers of each service beside its running ones (``counts``: service ->
+    how many in all), from the current image and config, leaving the existing ones untouched
+    (v1 and v2)."""
+    if not counts or any(n < 1 for n in counts.values()):
+        raise ValueError(f"each count must be at least 1: {counts}")
+    names = _services(list(counts))
+    scales = [a for name in names for a in ("--scale", f"{name}={counts[name]}")]
+    return c.argv("up", "-d", "--no-deps", "--no-recreate", "--no-build", *scales, *names)
 
 
 def down(c: Compose, volumes: bool = False) -> list[str]:

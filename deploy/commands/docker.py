@@ -334,8 +334,10 @@ def image_label(image: str, label: str) -> list[str]:
             '{{index .Config.Labels "' + label + '"}}', image]
 
 
-def stop(ids: Iterable[str], seconds: int) -> list[str]:
-    return ["docker", "stop", "--time", str(int(seconds)), *_ids(ids)]
+def stop(ids: Iterable[str], seconds: int | None) -> list[str]:
+    """``seconds`` None: each container's own stop timeout (Compose's stop_grace_period)."""
+    time = [] if seconds is None else ["--time", str(int(seconds))]
+    return ["docker", "stop", *time, *_ids(ids)]
 
 
 def remove(ids: Iterable[str]) -> list[str]:

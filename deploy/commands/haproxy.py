@@ -6,13 +6,15 @@ script that opens ``/dev/tcp/127.0.0.1/9999`` (the ``stats socket`` in haproxy.c
 to the container's own loopback), sends one line and prints the answer. The argv goes
 through deploy/shell.py like every command, so it runs unchanged on a host's Connection.
 
-The routing model (deploy/stack/proxy/haproxy.cfg): backend ``app`` has eight slots,
-``slot1``..``slot8``, in maintenance with a placeholder address until a switch gives one a
-backend container's IP; plus a ``backup`` server that finds the Compose service by name
-and serves only while no slot can (a fresh stack).
+The routing model (the haproxy.cfg that deploy/commands/proxyconf.py renders): one HAProxy
+backend per app service, named after it, with eight slots, ``slot1``..``slot8``, in
+maintenance with a placeholder address until a switch gives one a container's IP and port.
+Nothing routes by service name: only a switch (or `invoke up`'s sync) puts a container in a
+slot. The backend ``deploy_state`` holds one server, ``serving``: in maintenance while the
+host drains, which turns the load balancer's health check (PROXY_HEALTH_PATH) to 503.
 
 A switch, in HAProxy's words:
-  1. prepare: ``set server app/slotN addr <ip> port 8080; set server app/slotN state drain``
+  1. prepare: ``set server web/slotN addr <ip> port 8000; set server web/slotN state drain``
      for each new container: it is health-checked but takes no traffic (weight 0);
   2. wait until each new slot is UP with a passed check *at its new address*;
   3. flip, in one API call: new slots ``state ready``, old slots ``state drain`` — the point
@@ -26,16 +28,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from deploy.commands.project import PROXY_SERVICE
 from deploy.errors import DeployError
 
-SERVICE = "proxy"  # the Compose service
-BACKEND = "app"  # the HAProxy backend holding the slots
+SERVICE = PROXY_SERVICE  # the Compose service the tool adds to the project (proxyconf.py)
+STATE_BACKEND = "deploy_state"  # the host's own state, for the load balancer's check
+STATE_SERVER = "serving"
 SLOT_PREFIX = "slot"
 SLOTS = 8
-BACKEND_PORT = 8080  # where a backend container listens
 API_PORT = 9999
 STATE_FILE = "/var/lib/haproxy/server-state"
 PLACEHOLDER_ADDR = "127.0.0.1"  # a slot nobody was given (haproxy.cfg: init-addr …,127.0.0.1)
@@ -62,6 +65,7 @@ API_SCRIPT = (
 )
 
 _SLOT_RE = re.compile(rf"^{SLOT_PREFIX}([1-9][0-9]*)$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # a Compose service name
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,12 @@ def slot_names(count: int = SLOTS) -> list[str]:
     return [f"{SLOT_PREFIX}{i}" for i in range(1, count + 1)]
 
 
-def _slot(name: str) -> str:
+def _slot(backend: str, name: str) -> str:
     if not _SLOT_RE.match(name):
         raise ValueError(f"not a slot name: {name!r}")
-    return f"{BACKEND}/{name}"
+    if not _NAME_RE.match(backend):
+        raise ValueError(f"not a backend name: {backend!r}")
+    return f"{backend}/{name}"
 
 
 def _ip(value: str) -> str:
@@ -123,44 +129,56 @@ def join(*commands: str) -> str:
 
 
 def show_servers_state() -> str:
-    return f"show servers state {BACKEND}"
+    return "show servers state"  # every backend
 
 
 def show_stat() -> str:
-    """The backend's servers only (type 4), every column (scur: current sessions)."""
-    return f"show stat {BACKEND} 4 -1"
+    """Every backend's servers (type 4), every column (scur: current sessions)."""
+    return "show stat -1 4 -1"
 
 
-def _prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> list[str]:
-    return [f"set server {_slot(slot)} addr {_ip(ip)} port {int(port)}",
-            f"set server {_slot(slot)} state drain"]
+def _prepare(backend: str, slot: str, ip: str, port: int) -> list[str]:
+    return [f"set server {_slot(backend, slot)} addr {_ip(ip)} port {int(port)}",
+            f"set server {_slot(backend, slot)} state drain"]
 
 
-def prepare(slot: str, ip: str, port: int = BACKEND_PORT) -> str:
+def prepare(backend: str, slot: str, ip: str, port: int) -> str:
     """Point a slot at a container; health-checked but weight 0 (drain) until the flip."""
-    return join(*_prepare(slot, ip, port))
+    return join(*_prepare(backend, slot, ip, port))
 
 
-def assign(new: Mapping[str, str], stale: Iterable[str] = ()) -> str:
+def assign(plans: Iterable[SwitchPlan]) -> str:
     """One API call for a switch's preparation: the stale slots to maintenance, then each
     new slot pointed at its container, in drain."""
-    return join(*_states(stale, "maint"),
-                *(command for slot, ip in new.items() for command in _prepare(slot, ip)))
+    plans = list(plans)
+    return join(*(c for p in plans for c in _states(p.backend, p.stale, "maint")),
+                *(c for p in plans for slot, ip in p.new.items()
+                  for c in _prepare(p.backend, slot, ip, p.port)))
 
 
-def _states(slots: Iterable[str], state: str) -> list[str]:
+def _states(backend: str, slots: Iterable[str], state: str) -> list[str]:
     if state not in ("ready", "drain", "maint"):
         raise ValueError(f"not a server state: {state!r}")
-    return [f"set server {_slot(s)} state {state}" for s in slots]
+    return [f"set server {_slot(backend, s)} state {state}" for s in slots]
 
 
-def set_state(slots: Iterable[str], state: str) -> str:
-    return join(*_states(slots, state))
+def set_state(backend: str, slots: Iterable[str], state: str) -> str:
+    return join(*_states(backend, slots, state))
 
 
-def flip(new: Iterable[str], old: Iterable[str]) -> str:
-    """The switch itself, one API call: new slots take traffic, old ones stop taking it."""
-    return join(*_states(new, "ready"), *_states(old, "drain"))
+def flip(plans: Iterable[SwitchPlan]) -> str:
+    """The switch itself, one API call for every app service: new slots take traffic, old
+    ones stop taking it."""
+    plans = list(plans)
+    return join(*(c for p in plans for c in _states(p.backend, p.new, "ready")),
+                *(c for p in plans for c in _states(p.backend, p.old, "drain")))
+
+
+def host_state(serving: bool) -> str:
+    """The load balancer's check (PROXY_HEALTH_PATH) answers 200 while this server is
+    ready and some app slot is up; 503 while it is in maintenance (the host drains)."""
+    return (f"set server {STATE_BACKEND}/{STATE_SERVER} state "
+            f"{'ready' if serving else 'maint'}")
 
 
 # --- parsers ---------------------------------------------------------------------------
@@ -177,6 +195,7 @@ class Server:
     admin_state: int
     check_result: int
     weight: int = 1
+    backend: str = ""
 
     @property
     def is_slot(self) -> bool:
@@ -202,7 +221,7 @@ class Server:
     @property
     def assigned(self) -> bool:
         """A slot given a container's address (not the placeholder)."""
-        return self.addr not in (PLACEHOLDER_ADDR, "-", "") and self.port == BACKEND_PORT
+        return self.addr not in (PLACEHOLDER_ADDR, "-", "") and self.port > 1
 
     @property
     def routed(self) -> bool:
@@ -227,27 +246,28 @@ def _table(text: str, what: str) -> tuple[list[str], list[list[str]]]:
                                         if not line.startswith("#") and line[0].isdigit()]
 
 
-def parse_servers_state(text: str) -> list[Server]:
-    """`show servers state [backend]`: a version line, a `# be_id be_name …` header, rows."""
+def parse_servers_state(text: str, backend: str | None = None) -> list[Server]:
+    """`show servers state`: a version line, a `# be_id be_name …` header, rows; with
+    ``backend``, that backend's servers only."""
     columns, rows = _table(text, "show servers state")
     out = []
     for row in rows:
         if len(row) < len(columns) - 2:  # trailing columns vary between versions
             continue
         v = dict(zip(columns, row, strict=False))
-        if v.get("be_name") != BACKEND:
+        if backend is not None and v.get("be_name") != backend:
             continue
         out.append(Server(
             name=v["srv_name"], addr=v["srv_addr"],
             port=int(v.get("srv_port") or 0) if (v.get("srv_port") or "").isdigit() else 0,
             op_state=int(v["srv_op_state"]), admin_state=int(v["srv_admin_state"]),
             check_result=int(v.get("srv_check_result") or 0),
-            weight=int(v.get("srv_uweight") or 0)))
+            weight=int(v.get("srv_uweight") or 0), backend=v.get("be_name", "")))
     return out
 
 
-def parse_stat(text: str) -> dict[str, int]:
-    """`show stat app 4 -1` (CSV): current sessions (scur) per server of the backend."""
+def parse_stat(text: str) -> dict[tuple[str, str], int]:
+    """`show stat -1 4 -1` (CSV): current sessions (scur) per (backend, server)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("# "):
         raise DeployError(f"proxy: unexpected answer to show stat: {text.strip()[:200]!r}")
@@ -255,8 +275,8 @@ def parse_stat(text: str) -> dict[str, int]:
     out = {}
     for line in lines[1:]:
         v = dict(zip(columns, line.split(","), strict=False))
-        if v.get("pxname") == BACKEND and v.get("svname") not in ("FRONTEND", "BACKEND"):
-            out[v["svname"]] = int(v.get("scur") or 0)
+        if v.get("svname") not in (None, "FRONTEND", "BACKEND"):
+            out[(v["pxname"], v["svname"])] = int(v.get("scur") or 0)
     return out
 
 
@@ -275,16 +295,19 @@ def check_answer(text: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class SwitchPlan:
+    backend: str  # the app service, and its HAProxy backend
+    port: int  # where its containers listen (APP_PORT)
     new: dict[str, str]  # slot -> IP of a new container
     old: list[str] = field(default_factory=list)  # slots routed now, drained by the flip
     stale: list[str] = field(default_factory=list)  # slots with an address, not routed: maint
 
 
-def plan_switch(servers: Sequence[Server], new_ips: Sequence[str]) -> SwitchPlan:
-    """Which slots take the new containers, which are drained by the flip, which are
-    cleared. Old = slots that take traffic now (ready); a slot that is draining or whose
-    address is a new container's is not reused until it is put in maintenance."""
-    slots = [s for s in servers if s.is_slot]
+def plan_switch(servers: Sequence[Server], new_ips: Sequence[str], backend: str,
+                port: int) -> SwitchPlan:
+    """Which slots of ``backend`` take the new containers, which are drained by the flip,
+    which are cleared. Old = slots that take traffic now (ready); a slot that is draining or
+    whose address is a new container's is not reused until it is put in maintenance."""
+    slots = [s for s in servers if s.is_slot and s.backend == backend]
     wanted = list(dict.fromkeys(_ip(ip) for ip in new_ips))
     old = [s.name for s in slots if s.assigned and not s.maint and not s.draining
            and s.addr not in wanted]
@@ -293,23 +316,26 @@ def plan_switch(servers: Sequence[Server], new_ips: Sequence[str]) -> SwitchPlan
     busy = set(old) | set(stale)
     free = [s.name for s in slots if s.name not in busy]
     if len(free) < len(wanted):
-        raise DeployError(f"proxy: {len(wanted)} new container(s) need free slots, but only "
-                          f"{len(free)} of {len(slots)} are free (old: {', '.join(old)})")
-    return SwitchPlan(new=dict(zip(free, wanted, strict=False)), old=old, stale=stale)
+        raise DeployError(f"proxy: {backend}: {len(wanted)} new container(s) need free "
+                          f"slots, but only {len(free)} of {len(slots)} are free (old: "
+                          f"{', '.join(old)})")
+    return SwitchPlan(backend, int(port), new=dict(zip(free, wanted, strict=False)), old=old,
+                      stale=stale)
 
 
-def routed(servers: Sequence[Server]) -> dict[str, Server]:
-    """IP -> slot for every slot that takes new requests."""
-    return {s.addr: s for s in servers if s.is_slot and s.routed}
+def routed(servers: Sequence[Server], backend: str) -> dict[str, Server]:
+    """IP -> slot for every slot of ``backend`` that takes new requests."""
+    return {s.addr: s for s in servers if s.is_slot and s.backend == backend and s.routed}
 
 
 def new_slots_up(servers: Sequence[Server], plan: SwitchPlan) -> tuple[bool, list[str]]:
     """Every new slot UP with a passed check at its new address; else what is missing."""
-    by_name = {s.name: s for s in servers}
+    by_name = {s.name: s for s in servers if s.backend == plan.backend}
     missing = []
     for slot, ip in plan.new.items():
         s = by_name.get(slot)
         if s is None or s.addr != ip or not s.up or s.check_result != CHECK_PASSED:
-            missing.append(f"{slot} ({ip}): " + (s.state + f", check result {s.check_result}"
-                                                   if s else "not found"))
+            missing.append(f"{plan.backend}/{slot} ({ip}): "
+                           + (s.state + f", check result {s.check_result}" if s
+                              else "not found"))
     return not missing, missing

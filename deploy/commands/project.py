@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from deploy.errors import ConfigError, DeployError
 
+PROXY_SERVICE = "proxy"  # the service the tool adds (deploy/commands/proxyconf.py)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
@@ -208,7 +209,16 @@ def refusals(project: Project, compose_file: str, apps: Iterable[str],
             has = ", ".join(sorted(project.services)) or "none"
             raise ConfigError(f"{setting}: {compose_file} has no service {name!r} "
                               f"(its services: {has})")
+    if apps and PROXY_SERVICE in project.services:
+        raise ConfigError(
+            f"COMPOSE_FILE: {compose_file} has a service named {PROXY_SERVICE!r}; the tool runs "
+            "its own proxy under that name in front of APP_SERVICES: rename yours, or drop it "
+            "if it only fronted the app (PROXY_PUBLISH says where the tool's proxy publishes)")
     for name in apps:
+        if project.services[name].build is None:
+            raise ConfigError(f"APP_SERVICES: service {name!r} in {compose_file} has no "
+                              "`build:` section; a deploy builds each app service's image "
+                              "by release")
         fixed = project.services[name].fixed_ports
         if fixed:
             port = fixed[0]

@@ -8,7 +8,7 @@
 A host never builds. Each needs three images, named as its settings name them:
 
     backend    BACKEND_IMAGE:<release tag>   built here from this tree (deploy.release label)
-    proxy      <project>-proxy:live          built here from deploy/stack/proxy + PROXY_IMAGE
+    proxy      <project>-proxy:live          built here: the rendered haproxy.cfg + PROXY_IMAGE
     postgres   POSTGRES_IMAGE                the base image, as it is here (pulled here if
                                              missing: a host may have no registry access)
 
@@ -74,7 +74,7 @@ def no_build_message(ref: str, rev: revision.Revision) -> str:
 def no_proxy_message(ref: str, settings: Settings, stale: bool) -> str:
     what = ("was built from another haproxy.cfg or PROXY_IMAGE than this tree's" if stale
             else "is not here")
-    return (f"--no-build: the proxy image {ref} {what} (deploy/stack/proxy, PROXY_IMAGE="
+    return (f"--no-build: the proxy image {ref} {what} (its haproxy.cfg is rendered from the role settings, PROXY_IMAGE="
             f"{settings.proxy_image}); build it here first with `invoke deploy`, or deploy "
             "without --no-build")
 

@@ -6,8 +6,9 @@ the proxy.
                               its `image:` without the tag, or <project>-<service>; label
                               deploy.release=<release> (containers show it). Services with
                               equal `build:` sections share one build.
-    <project>-proxy:live      deploy/stack/proxy (haproxy.cfg baked in) on PROXY_IMAGE,
-                              label deploy.proxy.source=<hash of those files and PROXY_IMAGE>
+    <project>-proxy:live      the rendered haproxy.cfg (deploy/commands/proxyconf.py) baked
+                              into PROXY_IMAGE, label deploy.proxy.source=<hash of the
+                              config, the Dockerfile and PROXY_IMAGE>
 
 `invoke deploy` builds them for the stack here (deploy/release/sequence.py); a remote deploy
 builds them here once and ships them (deploy/fleet/rollout.py): a host never builds.
@@ -15,15 +16,13 @@ builds them here once and ships them (deploy/fleet/rollout.py): a host never bui
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path, PurePosixPath
+import tempfile
+from pathlib import Path
 
 from deploy import shell
-from deploy.commands import docker
-from deploy.commands import haproxy as proxy
+from deploy.commands import docker, proxyconf
 from deploy.commands.docker import LIVE
 from deploy.commands.project import build_groups
-from deploy.errors import ConfigError
 from deploy.machine.stack import Stack
 from deploy.settings import Settings
 
@@ -39,11 +38,6 @@ def build_release(stack: Stack, release: str, hide: bool = False,
     settings = stack.settings
     services = (*settings.app_services, *settings.worker_services)
     project = stack.project
-    for name in settings.app_services:
-        if project.services[name].build is None:
-            raise ConfigError(f"APP_SERVICES: service {name!r} in {settings.compose_file} has "
-                              "no `build:` section; a deploy builds each app service's image "
-                              "by release")
     built = []
     for group in build_groups(project, services):
         refs = [f"{name}:{release}" for name in group.images]
@@ -56,8 +50,13 @@ def build_release(stack: Stack, release: str, hide: bool = False,
     return built
 
 
+def service_image(stack: Stack, service: str, tag: str) -> str:
+    """An app or worker service's image at a release (or `live`)."""
+    return f"{stack.image_name(service)}:{tag}"
+
+
 def proxy_image(settings: Settings) -> str:
-    return f"{settings.project_name}-proxy:{LIVE}"  # as the compose file names it
+    return f"{settings.project_name}-proxy:{LIVE}"  # as the tool's override names it
 
 
 DEFAULT_POSTGRES_IMAGE = "postgres:16"  # as deploy/stack/docker-compose.yml defaults it
@@ -67,29 +66,31 @@ def postgres_image(settings: Settings) -> str:
     return settings.values.get("POSTGRES_IMAGE") or DEFAULT_POSTGRES_IMAGE
 
 
-def proxy_context(settings: Settings) -> PurePosixPath:
-    return PurePosixPath(str(settings.compose_file)).parent / proxy.SERVICE
+def proxy_cfg(settings: Settings) -> str:
+    s = settings
+    return proxyconf.haproxy_cfg(
+        proxyconf.routes(s.app_services, s.app_ports, s.health_paths, s.proxy_publish),
+        s.proxy_health_path)
 
 
 def proxy_source(settings: Settings) -> str:
-    """What the proxy image is built from, as a short hash: every file of its build context
-    here (haproxy.cfg, Dockerfile, entrypoint) and PROXY_IMAGE. Built images carry it as a
-    label, so an image made from another haproxy.cfg is never taken for this tree's."""
-    context = Path(str(proxy_context(settings)))
-    digest = hashlib.sha256(settings.proxy_image.encode() + b"\0")
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(context).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    """What the proxy image is built from, as a short hash: the rendered haproxy.cfg, its
+    Dockerfile and PROXY_IMAGE. Built images carry it as a label, so an image made for other
+    roles is never taken for these."""
+    return proxyconf.source_hash(proxy_cfg(settings), settings.proxy_image)
 
 
 def build_proxy(stack: Stack) -> None:
+    """Always on this machine (a host gets the image shipped)."""
     settings = stack.settings
-    context = proxy_context(settings)
     labels = {docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
-    stack.run(docker.build(proxy_image(settings), str(context / "Dockerfile"), str(context),
-                           build_args={"PROXY_IMAGE": settings.proxy_image}, labels=labels),
-              what="build proxy")
+    with tempfile.TemporaryDirectory(prefix="proxy-") as context:
+        Path(context, "Dockerfile").write_text(proxyconf.dockerfile(), encoding="utf-8")
+        Path(context, "haproxy.cfg").write_text(proxy_cfg(settings), encoding="utf-8")
+        stack.run(docker.build(proxy_image(settings), f"{context}/Dockerfile", context,
+                               build_args={"PROXY_IMAGE": settings.proxy_image},
+                               labels=labels),
+                  what="build proxy")
 
 
 def image_id(c, ref: str) -> str | None:

@@ -1,9 +1,10 @@
-"""The stack's containers by role: the backend's (old and new during a deploy), and the
-base services, the database service and the proxy, that every release shares.
+"""The stack's containers by role: each app and worker service's (old and new during a
+deploy), and the base services that every release shares: the database service, the
+proxy, and every service the settings give no role.
 
-Release identity lives in Docker, not in state files: the backend image is built as
-``BACKEND_IMAGE:<release>`` with the label ``deploy.release=<release>`` (containers show
-their image's labels), and ``BACKEND_IMAGE:live`` is the tag Compose always runs.
+Release identity lives in Docker, not in state files: each app and worker image is built as
+``<image>:<release>`` with the label ``deploy.release=<release>`` (containers show their
+image's labels), and ``<image>:live`` is the tag Compose always runs (the tool's override).
 """
 
 from __future__ import annotations
@@ -18,47 +19,75 @@ from deploy.machine.proxy import running_proxies
 from deploy.machine.stack import Stack
 from deploy.settings import Settings
 
-BACKEND = "backend"
-
 
 def base_services(settings: Settings) -> tuple[str, ...]:
-    """The services every release shares: the database service (DB_SERVICE; none when it
-    is empty: DATABASE_URL names an external database) and the proxy."""
-    return (*((settings.db_service,) if settings.db_service else ()), proxy.SERVICE)
+    """The database service (DB_SERVICE; none when it is empty: DATABASE_URL names an
+    external database) and the proxy (none without app services), in that order."""
+    return (*((settings.db_service,) if settings.db_service else ()),
+            *((proxy.SERVICE,) if settings.app_services else ()))
 
 
-def backends(states: list[ContainerState]) -> list[ContainerState]:
-    return [s for s in states if s.service == BACKEND and not s.one_off]
+def replaced(settings: Settings) -> tuple[str, ...]:
+    """The services a deploy replaces: the app services, then the workers."""
+    return (*settings.app_services, *settings.worker_services)
 
 
-def classify(states: list[ContainerState], servers: list[proxy.Server]
-             ) -> tuple[list[ContainerState], list[ContainerState]]:
-    """(serving, leftovers) among the backend containers.
+def other_services(stack: Stack) -> tuple[str, ...]:
+    """The compose file's services the settings give no role: `up` starts them, a deploy
+    leaves them alone unless their definition changed."""
+    s = stack.settings
+    taken = {*replaced(s), s.db_service, proxy.SERVICE}
+    return tuple(n for n in stack.project.services if n not in taken)
 
-    Serving: the running ones a ready slot points at; when no slot points at one (a fresh
-    stack, served through the backup server), every running one. Leftovers: all others
-    (a killed deploy's new containers, stopped ones): removed before new ones start.
+
+def of_service(states: list[ContainerState], service: str) -> list[ContainerState]:
+    return [s for s in states if s.service == service and not s.one_off]
+
+
+def classify(states: list[ContainerState], servers: list[proxy.Server], service: str,
+             app: bool = True) -> tuple[list[ContainerState], list[ContainerState]]:
+    """(serving, leftovers) among one app or worker service's containers.
+
+    Serving: for an app service, the running ones a ready slot of its backend points at
+    (none routed: every running one); for a worker, the running ones. Leftovers: all
+    others (a killed deploy's new containers, stopped ones): removed before new ones start.
     """
-    mine = backends(states)
-    ready_ips = {s.addr for s in servers if s.is_slot and s.assigned and s.ready}
+    mine = of_service(states, service)
     running = [s for s in mine if s.status == "running"]
-    serving = [s for s in running if s.ip in ready_ips] or running
+    serving = running
+    if app:
+        ready_ips = {s.addr for s in servers if s.is_slot and s.backend == service
+                     and s.assigned and s.ready}
+        serving = [s for s in running if s.ip in ready_ips] or running
     return serving, [s for s in mine if s not in serving]
 
 
-def remove_containers(stack: Stack, ids: list[str], stop_seconds: int) -> None:
+def remove_containers(stack: Stack, ids: list[str], stop_seconds: int | None) -> None:
+    """``stop_seconds`` None: each container's own grace period (its stop_grace_period)."""
     if ids:
         stack.run(docker.stop(ids, stop_seconds), what="stop", check=False)
         stack.run(docker.remove(ids), what="remove")
 
 
 def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
-    """postgres and the proxy, never the backend. A running proxy is recreated only when
-    its image changed (haproxy.cfg or PROXY_IMAGE): Compose v1 would otherwise recreate it
-    whenever the release directory (its build context) moves, as it does on a host.
+    """The database, the services with no role and the proxy, never an app or worker
+    service. A running proxy is recreated only when its image changed (the rendered
+    haproxy.cfg or PROXY_IMAGE).
 
     ``may_build=False`` (a host: its images were shipped): a missing proxy image is an
     error, never a build."""
+    db = stack.settings.db_service
+    services = [*([db] if db else []), *other_services(stack)]
+    if stack.settings.app_services:
+        services += _proxy_up(stack, build, may_build)
+    if services:  # none named would be every service
+        say_if_recreated(stack, stack.states())
+        stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
+                  what="up")
+
+
+def _proxy_up(stack: Stack, build: bool, may_build: bool) -> list[str]:
+    """[the proxy] when it must be (re)created, else []; builds its image when missing."""
     ref = proxy_image(stack.settings)
     built = None if build else image_id(stack.c, ref)
     if built is None:
@@ -67,18 +96,13 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
                               "(nothing is built on a host)")
         build_proxy(stack)
         built = image_id(stack.c, ref)
-    states = stack.states()
-    running = running_proxies(states)
-    services = list(base_services(stack.settings)[:-1])
-    if not running or any(s.image_id != built for s in running):
-        services.append(proxy.SERVICE)
-        if running:
-            stack.out("   the proxy's image changed (haproxy.cfg or PROXY_IMAGE): recreating "
-                      "it, which closes its open connections once")
-    if services:  # none named would be every service
-        say_if_recreated(stack, states)
-        stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
-                  what="up")
+    running = running_proxies(stack.states())
+    if running and all(s.image_id == built for s in running):
+        return []
+    if running:
+        stack.out("   the proxy's image changed (its rendered haproxy.cfg or PROXY_IMAGE): "
+                  "recreating it, which closes its open connections once")
+    return [proxy.SERVICE]
 
 
 def base_ready(stack: Stack, states: list[ContainerState]) -> bool:
@@ -90,8 +114,10 @@ def base_ready(stack: Stack, states: list[ContainerState]) -> bool:
     if not ({s.service for s in states} == set(base)
             and all(s.status == "running" and health.is_ready(s) for s in states)):
         return False
-    refs = [proxy_image(stack.settings), *(_db_image(stack) for _ in base[:-1])]
-    wanted = dict(zip((proxy.SERVICE, *base[:-1]), image_ids(stack.c, refs), strict=True))
+    refs = {proxy.SERVICE: proxy_image(stack.settings),
+            stack.settings.db_service: _db_image(stack) if stack.settings.db_service else ""}
+    refs = {k: v for k, v in refs.items() if k in base}
+    wanted = dict(zip(refs, image_ids(stack.c, list(refs.values())), strict=True))
     return all(s.image_id == wanted[s.service] for s in states)
 
 

@@ -69,78 +69,100 @@ class Proxy:
         proxy.check_answer(self.call(command, what, save), what)
 
     def servers(self) -> list[proxy.Server]:
+        """Every backend's servers (slots of each app service, and the host's state)."""
         return proxy.parse_servers_state(self.call(proxy.show_servers_state(), "routing"))
 
-    def sessions(self) -> dict[str, int]:
+    def sessions(self) -> dict[tuple[str, str], int]:
         return proxy.parse_stat(self.call(proxy.show_stat(), "sessions"))
 
-    def prepare(self, plan: proxy.SwitchPlan) -> None:
-        """``assign``, then wait until each new slot passed a check."""
-        self.assign(plan)
-        self.wait_up(plan)
+    def set_serving(self, serving: bool) -> None:
+        """The load balancer's check: 503 while this host drains (``serving=False``)."""
+        self.command(proxy.host_state(serving), "host " + ("serving" if serving
+                                                            else "draining"), save=True)
 
-    def assign(self, plan: proxy.SwitchPlan) -> None:
+    def prepare(self, plans: list[proxy.SwitchPlan], timeout: float | None = None) -> None:
+        """``assign``, then wait until each new slot passed a check."""
+        self.assign(plans)
+        self.wait_up(plans, timeout)
+
+    def assign(self, plans: list[proxy.SwitchPlan]) -> None:
         """New slots get their addresses, weight 0 (stale ones maintenance), in one API
         call: HAProxy checks them from then on, every 0.1 s until they pass."""
-        if plan.new or plan.stale:
-            self.command(proxy.assign(plan.new, plan.stale), "prepare " + ", ".join(plan.new))
+        if any(p.new or p.stale for p in plans):
+            self.command(proxy.assign(plans), "prepare " + ", ".join(
+                f"{p.backend}/{slot}" for p in plans for slot in p.new))
         self._up = False
 
-    def answers(self, plan: proxy.SwitchPlan) -> bool:
-        """Has every new slot passed HAProxy's check at its address (GET /health, 200)?"""
-        self._up = proxy.new_slots_up(self.servers(), plan)[0]
+    def missing(self, plans: list[proxy.SwitchPlan]) -> list[str]:
+        servers = self.servers()
+        return [m for p in plans for m in proxy.new_slots_up(servers, p)[1]]
+
+    def answers(self, plans: list[proxy.SwitchPlan]) -> bool:
+        """Has every new slot passed HAProxy's check at its address (HEALTH_PATH, 200)?"""
+        self._up = not self.missing(plans)
         return self._up
 
-    def wait_up(self, plan: proxy.SwitchPlan) -> None:
+    def wait_up(self, plans: list[proxy.SwitchPlan], timeout: float | None = None) -> None:
         """Until every new slot passed a check (at once when ``answers`` just said so)."""
         if self._up:
             return
-        deadline = self.clock() + self.policy.up_timeout
+        timeout = self.policy.up_timeout if timeout is None else timeout
+        deadline = self.clock() + timeout
         while True:
-            ok, missing = proxy.new_slots_up(self.servers(), plan)
-            if ok:
+            missing = self.missing(plans)
+            if not missing:
                 return
             if self.clock() >= deadline:
                 raise DeployError(
                     f"proxy: the new container(s) did not pass HAProxy's health check within "
-                    f"{self.policy.up_timeout:g} s: {'; '.join(missing)}")
+                    f"{timeout:g} s: {'; '.join(missing)}")
             self.sleep(self.policy.poll)
 
-    def drain(self, slots: list[str]) -> float:
-        """Wait until the slots' current sessions reach 0 (or the drain timeout); then
+    def drain(self, plans: list[proxy.SwitchPlan]) -> float:
+        """Wait until the old slots' current sessions reach 0 (or the drain timeout); then
         maintenance. Returns the seconds waited."""
+        slots = {(p.backend, slot) for p in plans for slot in p.old}
         started = self.clock()
         deadline = started + self.policy.drain_timeout
         busy = {}
         while slots:
-            busy = {s: n for s, n in self.sessions().items() if s in slots and n}
+            busy = {k: n for k, n in self.sessions().items() if k in slots and n}
             if not busy or self.clock() >= deadline:
                 break
             self.sleep(self.policy.poll)
         if busy:
             self.stack.out(f"   drain timeout ({self.policy.drain_timeout:g} s, DRAIN_TIMEOUT): "
                 f"{sum(busy.values())} request(s) still in flight on "
-                f"{', '.join(busy)}; the containers get {self.policy.stop_seconds} s more "
-                "to finish them")
+                f"{', '.join(f'{b}/{s}' for b, s in busy)}; the containers get "
+                f"{self.policy.stop_seconds} s more to finish them")
         if slots:
-            self.command(proxy.set_state(slots, "maint"), "old slots to maintenance",
-                         save=True)
+            self.command(proxy.join(*(proxy.set_state(p.backend, p.old, "maint")
+                                      for p in plans if p.old)),
+                         "old slots to maintenance", save=True)
         return self.clock() - started
 
-    def sync(self, containers: list[ContainerState]) -> list[str]:
-        """Route to exactly these containers (`invoke up`, or after a restart); returns
-        the slots that route."""
+    def sync(self, wanted: dict[str, list[ContainerState]], ports: dict[str, int],
+             timeout: float | None = None) -> list[str]:
+        """Route each app service to exactly these containers (`invoke up`, or after a
+        restart), once HAProxy's checks pass; returns the slots that route."""
         servers = self.servers()
-        now = proxy.routed(servers)
-        ips = [s.ip for s in containers if s.ip]
-        if sorted(now) == sorted(ips) and all(s.ready for s in now.values()):
-            return sorted(s.name for s in now.values())
-        keep = {ip: s for ip, s in now.items() if ip in ips}
-        plan = proxy.plan_switch([s for s in servers if s.name not in
-                                  {k.name for k in keep.values()}],
-                                 [ip for ip in ips if ip not in keep])
-        self.prepare(plan)
-        self.command(proxy.flip(plan.new, plan.old), "route", save=not plan.old)
-        if plan.old:
-            self.command(proxy.set_state(plan.old, "maint"), "clear old slots", save=True)
-        return sorted([*plan.new, *(s.name for s in keep.values())])
+        plans, kept = [], []
+        for backend, containers in wanted.items():
+            now = proxy.routed(servers, backend)
+            ips = [s.ip for s in containers if s.ip]
+            keep = {ip: s for ip, s in now.items() if ip in ips}
+            kept += [f"{backend}/{s.name}" for s in keep.values()]
+            if sorted(now) == sorted(ips) and all(s.ready for s in now.values()):
+                continue
+            rest = [s for s in servers if s.backend == backend and s not in keep.values()]
+            plans.append(proxy.plan_switch(rest, [ip for ip in ips if ip not in keep],
+                                           backend, ports[backend]))
+        if plans:
+            self.prepare(plans, timeout)
+            old = any(p.old for p in plans)
+            self.command(proxy.flip(plans), "route", save=not old)
+            if old:
+                self.command(proxy.join(*(proxy.set_state(p.backend, p.old, "maint")
+                                          for p in plans if p.old)),
+                             "clear old slots", save=True)
+        return sorted(kept + [f"{p.backend}/{slot}" for p in plans for slot in p.new])

@@ -9,47 +9,48 @@ from __future__ import annotations
 
 from deploy.commands.compose import ContainerState
 from deploy.errors import DeployError
-from deploy.machine import health
-from deploy.machine.containers import backends
+from deploy.machine.containers import of_service
 from deploy.machine.proxy import Proxy, policy_for, running_proxies
 from deploy.machine.stack import Stack
 
 
+def _app_containers(stack: Stack, states: list[ContainerState]) -> list[ContainerState]:
+    return [s for a in stack.settings.app_services for s in of_service(states, a)]
+
+
 def routes(stack: Stack, states: list[ContainerState]) -> dict[str, str]:
-    """Container id -> how the proxy sees it: ``slot2 ready UP`` (routed), ``slot1 drain
-    UP``, or ``not routed``; the proxy itself is ``routing API`` (or why it cannot answer);
-    empty when there is no running proxy."""
+    """Container id -> how the proxy sees it: ``web/slot2 ready UP`` (routed), ``web/slot1
+    drain UP``, or ``not routed``; empty when there is no running proxy."""
     if not running_proxies(states):
         return {}
     try:
         servers = Proxy(stack, policy_for(stack.settings)).servers()
     except DeployError as exc:
-        return {s.id: f"unknown ({str(exc).splitlines()[0]})" for s in backends(states)}
-    by_ip = {s.addr: s for s in servers if s.is_slot and s.assigned and not s.maint}
-    backup = next((s for s in servers if not s.is_slot), None)
-    any_routed = any(s.routed for s in by_ip.values())
+        return {s.id: f"unknown ({str(exc).splitlines()[0]})"
+                for s in _app_containers(stack, states)}
+    by_addr = {(s.backend, s.addr): s for s in servers
+               if s.is_slot and s.assigned and not s.maint}
     out = {}
-    for s in backends(states):
-        slot = by_ip.get(s.ip)
-        if slot is not None:
-            out[s.id] = f"{slot.name} {slot.state}"
-        elif not any_routed and backup is not None and backup.addr == s.ip and backup.up:
-            out[s.id] = f"{backup.name} (backup, by service name)"
-        else:
-            out[s.id] = "not routed"
+    for s in _app_containers(stack, states):
+        slot = by_addr.get((s.service, s.ip))
+        out[s.id] = f"{slot.backend}/{slot.name} {slot.state}" if slot else "not routed"
     return out
 
 
 def resync(stack: Stack) -> list[str]:
-    """`invoke up`: route to the running backend containers that are healthy (a restarted
-    proxy may hold addresses of containers that are gone). Returns the routed slots."""
+    """`invoke up`: route each app service to its running containers once HAProxy's check
+    of each passes (a restarted proxy may hold addresses of containers that are gone, a
+    fresh one holds none), and the load balancer's check to 200. Returns the routed slots."""
     states = stack.states()
     if not running_proxies(states):
         return []
-    healthy = [s for s in backends(states) if health.is_ready(s) and s.ip]
-    if not healthy:
-        return []
-    return Proxy(stack, policy_for(stack.settings)).sync(healthy)
+    s = stack.settings
+    wanted = {a: [c for c in of_service(states, a) if c.status == "running" and c.ip]
+              for a in s.app_services}
+    proxy = Proxy(stack, policy_for(s))
+    routed = proxy.sync(wanted, s.app_ports, timeout=s.health_timeout)
+    proxy.set_serving(True)
+    return routed
 
 
 def format_states(states: list[ContainerState], routes: dict[str, str] | None = None

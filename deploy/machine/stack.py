@@ -6,13 +6,16 @@ commands come from deploy/commands as argv and go through shell.run only.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from deploy import shell
-from deploy.commands import compose, docker
+from deploy.commands import compose, docker, proxyconf
 from deploy.commands.compose import Compose, ContainerState
+from deploy.commands.docker import LIVE
 from deploy.commands.project import Project, parse_config, refusals
 from deploy.errors import ConfigError, DeployError
 from deploy.machine import health
@@ -31,6 +34,7 @@ class Stack:
         self.out = as_output(out)
         self.stream = self.out.stream  # where streamed command output goes (None: stdout)
         self._compose: Compose | None = None
+        self._user_compose: Compose | None = None
         self._project: Project | None = None
 
     # --- plumbing --------------------------------------------------------------------
@@ -56,8 +60,9 @@ class Stack:
                 "this user may use it")
 
     @property
-    def compose(self) -> Compose:
-        if self._compose is None:
+    def user_compose(self) -> Compose:
+        """Compose on the user's file alone (what `config` reads)."""
+        if self._user_compose is None:
             def probe(argv):
                 result = self.run(argv, check=False)
                 return result.exited, result.stdout
@@ -67,22 +72,58 @@ class Stack:
             if self.run(["test", "-f", str(self.settings.compose_file)], check=False).exited:
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file} does not exist")
             env_file = self.settings.env_file
-            # The backend always runs BACKEND_IMAGE:live (deploy/release/sequence.py):
-            # per-release values never enter Compose's config, so a plain `up` recreates
-            # nothing.
+            # The sample's backend runs BACKEND_IMAGE:live: per-release values never enter
+            # Compose's config, so a plain `up` recreates nothing.
             env = (f"BACKEND_IMAGE={self.settings.backend_image}", "BACKEND_TAG=live",
                    f"COMPOSE_PROJECT_NAME={self.settings.project_name}")
-            self._compose = Compose(base, flavour, str(self.settings.compose_file),
-                                    self.settings.project_name,
-                                    str(env_file) if env_file else None, env)
+            self._user_compose = Compose(base, flavour, str(self.settings.compose_file),
+                                         self.settings.project_name,
+                                         str(env_file) if env_file else None, env)
+        return self._user_compose
+
+    @property
+    def compose(self) -> Compose:
+        """Compose on the user's file and the tool's override over it (the proxy service,
+        the app and worker services on their `live` image), written where Compose runs."""
+        if self._compose is None:
+            text = proxyconf.override(self.project, self.routes(), self.live_images(),
+                                      self.proxy_image)
+            path = self._override_path()
+            script = 'mkdir -p "${1%/*}" && cat > "$1.$$" && mv -f "$1.$$" "$1"'
+            self.run(["sh", "-c", script, "sh", path], input=text, what="override")
+            self._compose = replace(self.user_compose, overrides=(path,))
         return self._compose
+
+    def _override_path(self) -> str:
+        name = f"{self.settings.project_name}.override.yml"
+        if shell.is_remote(self.c):  # beside the release's compose file: the tool's own dir
+            return str(PurePosixPath(str(self.settings.compose_file)).parent / f".deploy-{name}")
+        return str(Path(tempfile.gettempdir()) / f"compose-switch-{os.getuid()}" / name)
+
+    @property
+    def proxy_image(self) -> str:
+        return f"{self.settings.project_name}-proxy:{LIVE}"
+
+    def routes(self) -> list[proxyconf.Route]:
+        s = self.settings
+        return proxyconf.routes(s.app_services, s.app_ports, s.health_paths, s.proxy_publish)
+
+    def image_name(self, service: str) -> str:
+        """The image a deploy tags by release for an app or worker service."""
+        return self.project.image_name(service)
+
+    def live_images(self) -> dict[str, str]:
+        s = self.settings
+        return {name: f"{self.image_name(name)}:{LIVE}"
+                for name in (*s.app_services, *s.worker_services)
+                if name in self.project.services}
 
     @property
     def project(self) -> Project:
         """The compose file as Compose resolves it (read once; its text holds the
         environment's values, so it is never shown)."""
         if self._project is None:
-            result = self.run(compose.config(self.compose), check=False)
+            result = self.run(compose.config(self.user_compose), check=False)
             if result.exited != 0:
                 lines = (result.stderr or result.stdout or "").strip().splitlines()
                 raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file}: Compose cannot "

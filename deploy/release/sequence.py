@@ -19,116 +19,39 @@ run on this machine and on a host's fabric Connection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 
 from deploy.commands import compose, docker
 from deploy.commands import haproxy as proxy
-from deploy.commands.compose import ContainerState
 from deploy.commands.docker import LIVE
 from deploy.defaults import DATABASE_WAIT
 from deploy.errors import ConfigError, DeployError
-from deploy.machine.builds import build_release, image, image_id
+from deploy.machine.builds import build_release, image_id, service_image
 from deploy.machine.containers import (
-    BACKEND,
-    backends,
     base_ready,
     base_services,
     base_up,
     classify,
+    of_service,
     remove_containers,
 )
-from deploy.machine.proxy import Proxy, policy_for
 from deploy.machine.schema import verify_tables
 from deploy.machine.stack import Stack, require_stack_settings
 from deploy.migrate.runner import migrate
 from deploy.output import Output
 from deploy.release import revision
+from deploy.release.deploy import Deploy, Step, host_serving_again, run_steps
 from deploy.release.summary import print_summary, print_timings, summarize
 from deploy.settings import Settings
+
+__all__ = ["Deploy", "Step", "run_steps"]  # the deploy's state lives in release/deploy.py
 
 POINT_OF_NO_RETURN = "switch"
 # A release prepared longer ago than this is checked again (one API call) before the switch:
 # a host of a rolling deploy waits for the hosts before it.
 RECHECK_AFTER = 1.0
-
-
-@dataclass
-class Deploy:
-    """One deploy of one stack, as its steps advance it. ``undo`` takes back what it
-    started, at most once, and never once the switch command was sent."""
-
-    stack: Stack
-    release: str
-    database: Callable[[], AbstractContextManager[Settings]]
-    on_switch: Callable[[], None] | None = None
-    proxy: Proxy = field(init=False)
-    target: str = field(init=False)  # BACKEND_IMAGE:<release>
-    started: float = field(default_factory=time.perf_counter)
-    first_timing: int = 0  # out.timings before this deploy's steps
-    states: list[ContainerState] | None = None  # read by a step that may skip the base
-    base_skipped: bool = False
-    servers: list[proxy.Server] = field(default_factory=list)
-    serving: list[ContainerState] = field(default_factory=list)
-    previous_live: str | None = None
-    new_ids: set[str] = field(default_factory=set)
-    new: list[ContainerState] = field(default_factory=list)
-    plan: proxy.SwitchPlan | None = None
-    migrated: object = None  # the runner's result; None without a migrate step
-    tables: object = None  # the check-tables report; None without that step
-    ready_at: float = 0.0
-    undoable: bool = False  # from `tag live` until the switch is sent (or it was undone)
-    summary: dict | None = None
-
-    def __post_init__(self) -> None:
-        self.proxy = Proxy(self.stack, policy_for(self.stack.settings))
-        self.target = image(self.stack.settings, self.release)
-        self.first_timing = len(self.out.timings)
-
-    @property
-    def out(self) -> Output:
-        return self.stack.out
-
-    @property
-    def old_releases(self) -> list[str]:
-        return sorted({s.release or "?" for s in self.serving})
-
-    def undo(self) -> None:
-        """Before the switch: the old release keeps serving; take back what was started."""
-        if not self.undoable:
-            return
-        self.undoable = False
-        self.out("   the old release keeps serving; removing what this deploy started")
-        try:
-            if self.plan is not None and self.plan.new:
-                self.proxy.command(proxy.set_state(self.plan.new, "maint"), "clear new slots")
-            if self.new_ids:
-                self.stack.run(docker.remove(sorted(self.new_ids)), what="remove new",
-                               check=False)
-            live = image(self.stack.settings, LIVE)
-            if self.previous_live:
-                self.stack.run(docker.tag(self.previous_live, live), check=False)
-            else:
-                self.stack.run(docker.untag(live), check=False)
-        except DeployError as exc:
-            self.out(f"   could not undo everything: {str(exc).splitlines()[0]}")
-
-
-Step = Callable[[Deploy], None]
-
-
-def run_steps(d: Deploy, steps: Sequence[Step]) -> Deploy:
-    """The steps in order; a failure or a signal in any of them undoes the deploy (which
-    does nothing once the switch was sent) and goes on."""
-    try:
-        for step in steps:
-            step(d)
-    except BaseException:
-        d.undo()
-        raise
-    return d
 
 
 # --- before the switch -----------------------------------------------------------------
@@ -139,80 +62,69 @@ def check_docker(d: Deploy) -> None:
 
 
 def check_roles(d: Deploy) -> None:
-    """This machine's compose file has the services the settings name, and the switch can
-    serve them (before any change)."""
+    """This machine's compose file has the services the settings name, each app service
+    can be built and run beside itself (before any change)."""
     d.stack.check_roles()
-    switchable(d.stack.settings)
 
 
-def switchable(settings: Settings) -> None:
-    """The switch routes one app service, `backend` on 8080 checked at /health, through
-    the proxy service of the compose file; other roles are refused before anything is
-    built or migrated, rather than failing after the migrations."""
-    s = settings
-    if s.app_services != (BACKEND,):
-        raise ConfigError(f"APP_SERVICES: a deploy switches the service {BACKEND!r} only "
-                          f"(got {', '.join(s.app_services) or 'none'})")
-    if s.app_ports[BACKEND] != proxy.BACKEND_PORT or s.health_paths[BACKEND] != "/health":
-        raise ConfigError(f"APP_PORT, HEALTH_PATH: a deploy's proxy checks {BACKEND} at "
-                          f"{proxy.BACKEND_PORT} /health only")
-    if s.worker_services:
-        raise ConfigError("WORKER_SERVICES: a deploy does not replace workers yet; leave it "
-                          "empty")
+def _base_names(d: Deploy) -> str:
+    return " + ".join(base_services(d.stack.settings)) or "base services"
 
 
 def build_and_base_up(d: Deploy) -> None:
-    d.out.step(f"build {d.target}, postgres + proxy up (at once)", _build_and_base_up,
+    d.out.step(f"build {d.target}, {_base_names(d)} up (at once)", _build_and_base_up,
                d.stack, d.release)
 
 
 def _build_and_base_up(stack: Stack, release: str) -> None:
-    """The backend's build (output shown only when it fails) while Compose brings up
-    postgres and the proxy: neither needs the other, and each is mostly waiting."""
-    stack.compose  # noqa: B018 - detect the Compose flavour once, before two threads use it
+    """The images' build (output shown only when it fails) while Compose brings up the
+    base services: neither needs the other, and each is mostly waiting."""
+    stack.project  # noqa: B018 - read the project once, before two threads use it
+    stack.compose  # noqa: B018
     with ThreadPoolExecutor(max_workers=1) as pool:
         building = pool.submit(build_release, stack, release, True)
         try:
             base_up(stack, True)
         finally:
-            building.result()
-    stack.out(f"   built {image(stack.settings, release)}")
+            built = building.result()
+    stack.out(f"   built {', '.join(built)}")
 
 
 def base_up_built_before(d: Deploy) -> None:
-    """--no-build: the image built before for this tree; without one, the live image's
-    release again."""
-    if image_id(d.stack.c, d.target) is None:
-        live = d.stack.run(docker.image_release(image(d.stack.settings, LIVE)), check=False)
+    """--no-build: the images built before for this tree; without them, the live
+    images' release again."""
+    first = d.services[0] if d.services else None
+    if first and image_id(d.stack.c, service_image(d.stack, first, d.release)) is None:
+        live = d.stack.run(docker.image_release(service_image(d.stack, first, LIVE)),
+                           check=False)
         if live.exited != 0 or not live.stdout.strip():
             raise ConfigError(f"--no-build: there is no image {d.target} (nor a live one); "
                               "deploy without --no-build to build it")
         d.release = live.stdout.strip()
-        d.target = image(d.stack.settings, d.release)
         d.out(f"   --no-build: no image for this tree; deploying the live release "
               f"{d.release} again")
-    d.out.step("postgres + proxy up", base_up, d.stack, False)
+    d.out.step(f"{_base_names(d)} up", base_up, d.stack, False)
 
 
 def base_up_shipped(d: Deploy) -> None:
     """A host: its images were shipped, so a missing one is an error, never a build."""
-    d.out.step("postgres + proxy up", base_up, d.stack, False, False)
+    d.out.step(f"{_base_names(d)} up", base_up, d.stack, False, False)
 
 
 def base_up_unless_ready(d: Deploy) -> None:
     """A rollback, or a host deploy whose compose file and .env are the current release's:
-    postgres and the proxy are left alone when they run healthy on the right images."""
+    the base services are left alone when they run healthy on the right images."""
     d.states = d.stack.states()
     d.base_skipped = base_ready(d.stack, d.states)
     if d.base_skipped:
-        d.out("   postgres and the proxy are up and healthy: only the backend changes")
+        d.out(f"   {_base_names(d)}: up and healthy; only the app and workers change")
     else:
         base_up_shipped(d)
 
 
 def wait_base(d: Deploy) -> None:
-    if not d.base_skipped:
-        base = base_services(d.stack.settings)
+    base = base_services(d.stack.settings)
+    if not d.base_skipped and base:
         d.out.step(f"wait-healthy ({', '.join(base)})", d.stack.wait_healthy,
                    d.stack.settings.health_timeout, base)
 
@@ -224,65 +136,91 @@ def migrate_schema(d: Deploy) -> None:
 
 
 def clear_leftovers(d: Deploy) -> None:
-    """Read what serves now; remove the backend containers of an unfinished deploy."""
+    """Read what serves now; remove the containers of an unfinished deploy."""
     states = d.states if d.base_skipped else d.stack.states()  # unchanged since, if skipped
-    d.proxy.remember(states)
-    d.servers = d.proxy.servers()  # only this deploy changes them (it holds the deploy lock)
-    d.serving, leftovers = classify(states, d.servers)
+    leftovers = []
+    if d.apps:
+        d.proxy.remember(states)
+        d.servers = d.proxy.servers()  # only this deploy changes them (it holds the lock)
+    for service in d.services:
+        d.serving[service], rest = classify(states, d.servers, service, service in d.apps)
+        leftovers += rest
     if leftovers:
-        d.out(f"   removing {len(leftovers)} backend container(s) of an unfinished deploy: "
+        d.out(f"   removing {len(leftovers)} container(s) of an unfinished deploy: "
               + ", ".join(s.name for s in leftovers))
         remove_containers(d.stack, [s.id for s in leftovers], d.proxy.policy.stop_seconds)
 
 
 def tag_live(d: Deploy) -> None:
-    live = image(d.stack.settings, LIVE)
-    d.previous_live = image_id(d.stack.c, live)
+    refs = {service_image(d.stack, s, d.release): service_image(d.stack, s, LIVE)
+            for s in d.services}
+    for live in refs.values():
+        d.previous_live[live] = image_id(d.stack.c, live)
     d.undoable = True
-    d.out.step(f"tag {LIVE}", d.stack.run, docker.tag(d.target, live), what="tag")
+    for target, live in refs.items():
+        d.out.step(f"tag {LIVE} ({live})", d.stack.run, docker.tag(target, live), what="tag")
 
 
 def start_new(d: Deploy) -> None:
-    """As many new backend containers as serve now (at least one), beside them; the proxy
-    starts checking them at once when they have their addresses."""
-    before = {s.id for s in d.serving}  # the leftovers are gone: only these remain
-    count = max(1, len(d.serving))
-    d.out.step(f"start new ({count} beside {len(d.serving)} old)", d.stack.run,
-               compose.scale_up(d.stack.compose, BACKEND, len(d.serving) + count),
+    """As many new containers of each app and worker service as run now (at least one),
+    beside them; the proxy starts checking the new app containers at once."""
+    before = {s.id for c in d.serving.values() for s in c}  # the leftovers are gone
+    counts = {s: len(d.serving[s]) + max(1, len(d.serving[s])) for s in d.services}
+    shown = ", ".join(f"{s} {n - len(d.serving[s])} beside {len(d.serving[s])}"
+                      for s, n in counts.items())
+    d.out.step(f"start new ({shown})", d.stack.run, compose.scale_up(d.stack.compose, counts),
                hide=False, what="start new")
-    fresh = [s for s in backends(d.stack.states()) if s.id not in before]
-    d.new_ids = {s.id for s in fresh}
-    if not d.new_ids:
-        raise DeployError("start new: Compose started no new backend container")
-    if all(s.ip for s in fresh):  # running, addressed: the proxy checks them already
-        d.plan = proxy.plan_switch(d.servers, [s.ip for s in fresh])
+    states = d.stack.states()
+    for service in d.services:
+        fresh = [s for s in of_service(states, service) if s.id not in before]
+        if not fresh:
+            raise DeployError(f"start new: Compose started no new {service} container")
+        d.new_ids[service] = {s.id for s in fresh}
+        d.new[service] = fresh
+    if d.apps and all(s.ip for a in d.apps for s in d.new[a]):  # addressed: check them now
+        d.plans = _plans(d)
         d.out.step("proxy: prepare (new slots checked, no traffic yet)", d.proxy.assign,
-                   d.plan)
+                   d.plans)
+
+
+def _plans(d: Deploy) -> list[proxy.SwitchPlan]:
+    ports = d.stack.settings.app_ports
+    return [proxy.plan_switch(d.servers, [s.ip for s in d.new[a]], a, ports[a])
+            for a in d.apps]
 
 
 def wait_new(d: Deploy) -> None:
-    """Docker's healthcheck or the proxy's, whichever passes first; then every new slot up."""
-    plan = d.plan
-    d.new = d.out.step("wait-healthy (new)", d.stack.wait_healthy,
-                       d.stack.settings.health_timeout, new=d.new_ids,
-                       answers=(lambda _: d.proxy.answers(plan)) if plan else None)
-    if plan is None or sorted(plan.new.values()) != sorted(s.ip for s in d.new):
-        d.plan = proxy.plan_switch(d.servers, [s.ip for s in d.new])
-        d.proxy.assign(d.plan)
-    d.out.step("proxy: new slots up", d.proxy.wait_up, d.plan)
+    """Docker's healthcheck or the proxy's, whichever passes first; then every new slot
+    up. Workers: healthy, or running when they have no healthcheck."""
+    timeout = d.stack.settings.health_timeout
+    plans = d.plans
+    for group, answers in ((d.apps, (lambda _: d.proxy.answers(plans)) if plans else None),
+                           (d.stack.settings.worker_services, None)):
+        ids = {i for s in group for i in d.new_ids[s]}
+        if ids:
+            ready = d.out.step(f"wait-healthy (new {', '.join(group)})", d.stack.wait_healthy,
+                               timeout, new=ids, answers=answers)
+            for s in group:
+                d.new[s] = [c for c in ready if c.service == s]
+    if d.apps:
+        wanted = {a: sorted(s.ip for s in d.new[a]) for a in d.apps}
+        if [sorted(p.new.values()) for p in d.plans] != [wanted[a] for a in d.apps]:
+            d.plans = _plans(d)
+            d.proxy.assign(d.plans)
+        d.out.step("proxy: new slots up", d.proxy.wait_up, d.plans)
     d.ready_at = time.monotonic()
 
 
 def recheck(d: Deploy) -> None:
     """A release prepared a while ago (its host waited for its turn): its new slots must
     still pass HAProxy's check, or it is taken back and the old release serves on."""
-    if time.monotonic() - d.ready_at > RECHECK_AFTER:
+    if d.plans and time.monotonic() - d.ready_at > RECHECK_AFTER:
         d.out.step("proxy: new slots still up", _still_up, d)
 
 
 def _still_up(d: Deploy) -> None:
-    ok, missing = proxy.new_slots_up(d.proxy.servers(), d.plan)
-    if not ok:
+    missing = d.proxy.missing(d.plans)
+    if missing:
         raise DeployError("proxy: the new container(s) stopped passing HAProxy's check "
                           "while waiting for the switch: " + "; ".join(missing))
 
@@ -290,14 +228,29 @@ def _still_up(d: Deploy) -> None:
 # --- the switch and after ------------------------------------------------------------------
 
 
+def host_draining(d: Deploy) -> None:
+    """A host of a rolling deploy: its load balancer's check answers 503 from now until
+    its old containers are drained (the proxy itself keeps serving throughout)."""
+    if d.apps:
+        d.out.step("proxy: host draining (load balancer check 503)", d.proxy.set_serving,
+                   False)
+        d.host_draining = True
+
+
+def host_serving(d: Deploy) -> None:
+    if d.host_draining:
+        d.out.step("proxy: host serving (load balancer check 200)", host_serving_again, d)
+
+
 def switch(d: Deploy) -> None:
-    """The point of no return: all new traffic to the new slots at once, the old ones
-    drain. Nothing is undone from the moment the command is sent."""
+    """The point of no return: all new traffic to the new slots at once (every app
+    service in one API call), the old ones drain. Nothing is undone once it is sent."""
     d.out(f"   {POINT_OF_NO_RETURN}: the point of no return: traffic moves from "
           f"{', '.join(d.old_releases) or 'nothing'} to {d.release}")
     d.undoable = False
-    d.out.step(POINT_OF_NO_RETURN, d.proxy.command, proxy.flip(d.plan.new, d.plan.old),
-               "switch", save=True)
+    if d.plans:
+        d.out.step(POINT_OF_NO_RETURN, d.proxy.command, proxy.flip(d.plans), "switch",
+                   save=True)
     if d.on_switch is not None:
         d.on_switch()
 
@@ -307,12 +260,17 @@ def drain_old(d: Deploy) -> None:
 
 
 def _retire(d: Deploy) -> None:
-    waited = d.proxy.drain(d.plan.old)  # saves the routing when it changes it
-    if d.plan.old:
-        d.out(f"   old slots drained in {waited:.1f} s: {', '.join(d.plan.old)}")
-    remove_containers(d.stack, [s.id for s in d.serving], d.proxy.policy.stop_seconds)
-    if d.serving:
-        d.out(f"   stopped and removed: {', '.join(s.name for s in d.serving)}")
+    if d.plans:
+        waited = d.proxy.drain(d.plans)  # saves the routing when it changes it
+        old = [f"{p.backend}/{slot}" for p in d.plans for slot in p.old]
+        if old:
+            d.out(f"   old slots drained in {waited:.1f} s: {', '.join(old)}")
+    apps = [s for a in d.apps for s in d.serving.get(a, [])]
+    workers = [s for w in d.stack.settings.worker_services for s in d.serving.get(w, [])]
+    remove_containers(d.stack, [s.id for s in apps], d.proxy.policy.stop_seconds)
+    remove_containers(d.stack, [s.id for s in workers], None)  # their own signal and grace
+    if apps or workers:
+        d.out(f"   stopped and removed: {', '.join(s.name for s in apps + workers)}")
 
 
 def check_tables(d: Deploy) -> None:
@@ -339,7 +297,8 @@ LOCAL_NO_BUILD: tuple[Step, ...] = (check_docker, check_roles, base_up_built_bef
                                     *AFTER_SWITCH)
 HOST_PREPARE: tuple[Step, ...] = (base_up_shipped, wait_base, migrate_schema, *BESIDE_OLD)
 HOST_PREPARE_SAME_BASE: tuple[Step, ...] = (base_up_unless_ready, *HOST_PREPARE[1:])
-HOST_SWITCH: tuple[Step, ...] = (recheck, switch, *AFTER_SWITCH)
+HOST_SWITCH: tuple[Step, ...] = (recheck, host_draining, switch, drain_old, host_serving,
+                                 check_tables, report)
 HOST_ROLLBACK: tuple[Step, ...] = (base_up_unless_ready, wait_base, *BESIDE_OLD, recheck,
                                    switch, drain_old, report)
 
