@@ -90,7 +90,7 @@ SERVICES = {"postgres", "backend", "proxy"}
 BARE_DEPLOY = r"""
 set -euo pipefail
 stamp() { echo "T $1 $(date +%s%N)"; }
-compose=($BENCH_COMPOSE --env-file "$ENV_FILE" -f "$BENCH_COMPOSE_FILE" -p "$BENCH_PROJECT")
+compose=($BENCH_COMPOSE --env-file "$ENV_FILE" $BENCH_COMPOSE_FILES -p "$BENCH_PROJECT")
 "${compose[@]}" up -d
 stamp up
 ids=$(docker ps -aq --filter "label=com.docker.compose.project=$BENCH_PROJECT")
@@ -108,9 +108,9 @@ stamp healthy
 stamp migrate
 """.replace("__POLL__", str(POLL))
 
-BARE_LOGS = ('$BENCH_COMPOSE --env-file "$ENV_FILE" -f "$BENCH_COMPOSE_FILE" '
+BARE_LOGS = ('$BENCH_COMPOSE --env-file "$ENV_FILE" $BENCH_COMPOSE_FILES '
              '-p "$BENCH_PROJECT" logs --no-color noisy | grep -i migration')
-COMPOSE_LOGS_ONLY = ('$BENCH_COMPOSE --env-file "$ENV_FILE" -f "$BENCH_COMPOSE_FILE" '
+COMPOSE_LOGS_ONLY = ('$BENCH_COMPOSE --env-file "$ENV_FILE" $BENCH_COMPOSE_FILES '
                      '-p "$BENCH_PROJECT" logs --no-color noisy')
 
 # What the noisy container prints (no "$": Compose would interpolate it).

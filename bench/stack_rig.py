@@ -24,6 +24,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.base import LOCAL_IMAGES_ENV, free_port, read_env_file  # noqa: E402
+from tests.support.stack import override_path, remove_tool_leftovers  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_FILE = REPO / "deploy" / "stack" / "docker-compose.yml"
@@ -168,12 +169,18 @@ class Project:
     def env(self) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
         return {**keep, "ENV_FILE": str(self.env_file), "DOCKER_BUILDKIT": "0",
-                "BENCH_PROJECT": self.name, "BENCH_COMPOSE_FILE": str(self.compose_file),
+                "BENCH_PROJECT": self.name, "BENCH_COMPOSE_FILES": " ".join(self.files()),
                 "BENCH_COMPOSE": " ".join(compose_base())}
 
+    def files(self) -> list[str]:
+        """-f of the compose file and, once the tool wrote it, its override (the proxy)."""
+        override = override_path(self.name)
+        return ["-f", str(self.compose_file),
+                *(["-f", str(override)] if override.exists() else [])]
+
     def compose_argv(self, *args: str) -> list[str]:
-        return [*compose_base(), "--env-file", str(self.env_file), "-f",
-                str(self.compose_file), "-p", self.name, *args]
+        return [*compose_base(), "--env-file", str(self.env_file), *self.files(), "-p",
+                self.name, *args]
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300
                 ) -> subprocess.CompletedProcess:
@@ -247,7 +254,9 @@ class Project:
         """Everything this project made: containers, network, volumes, image, lock, tmp."""
         self.compose("down", "--volumes", "--remove-orphans", "-t", "2", check=False)
         subprocess.run(["docker", "image", "rm", "-f", f"{self.name}_backend",
-                        f"{self.name}-backend"], capture_output=True)
+                        f"{self.name}-backend", f"{self.name}-proxy:live"],
+                       capture_output=True)
+        remove_tool_leftovers(self.name)
         Path(tempfile.gettempdir(), f"deploy-{self.name}.lock").unlink(missing_ok=True)
         if self.owns_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)

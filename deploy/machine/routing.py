@@ -41,10 +41,14 @@ def resync(stack: Stack) -> list[str]:
     """`invoke up`: route each app service to its running containers once HAProxy's check
     of each passes (a restarted proxy may hold addresses of containers that are gone, a
     fresh one holds none), and the load balancer's check to 200. Returns the routed slots."""
+    s = stack.settings
     states = stack.states()
     if not running_proxies(states):
         return []
-    s = stack.settings
+    if any(of_service(states, a) for a in s.app_services):
+        # Their own healthchecks, run at once: a proxy restarted from its saved routing may
+        # hold a slot at a reused address it has not checked yet.
+        states = stack.wait_healthy(s.health_timeout, s.app_services) + running_proxies(states)
     wanted = {a: [c for c in of_service(states, a) if c.status == "running" and c.ip]
               for a in s.app_services}
     proxy = Proxy(stack, policy_for(s))

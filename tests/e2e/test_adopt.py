@@ -216,9 +216,13 @@ def test_a_project_that_pip_installed_the_wheel_runs_its_own_migrations(adopted)
     installed = Path(where.stdout.strip())
     assert installed.is_relative_to(adopted.venv_python.parent.parent / "lib"), installed
     assert not installed.is_relative_to(ROOT)
-    # The proxy's files travel with the package (the tool runs the proxy itself).
-    for name in ("haproxy.cfg", "Dockerfile", "docker-entrypoint.sh"):
-        assert (installed.parent / "stack" / "proxy" / name).is_file(), name
+    # The proxy's config is rendered by the installed package (the tool runs the proxy).
+    rendered = adopted.run(str(adopted.venv_python), "-c",
+                           "from deploy.commands import proxyconf as p; "
+                           "print(p.haproxy_cfg(p.routes(('web',), {'web': 8000}, "
+                           "{'web': '/healthz'}, {'web': '127.0.0.1:8080'}), '/lb'))")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "option httpchk GET /healthz" in rendered.stdout
 
     listed = adopted.invoke("--list")
     assert listed.returncode == 0, listed.stderr
@@ -328,11 +332,6 @@ def _sha(project: Adopted) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the zero-downtime switch still needs the sample's proxy service and an app service "
-    "named `backend` on 8080 checked at /health: a deploy of this stack (APP_SERVICES=web, "
-    "APP_PORT=8000, HEALTH_PATH=/healthz, WORKER_SERVICES=worker) is refused with exit 2 "
-    "until the tool runs the proxy itself"))
 def test_the_adopted_project_deploys_its_own_stack_with_no_failed_request(stack_project):
     project = stack_project
     first = project.invoke("deploy")
@@ -358,12 +357,12 @@ def test_the_adopted_project_deploys_its_own_stack_with_no_failed_request(stack_
 
     ps = project.invoke("ps")
     assert ps.returncode == 0, ps.stdout + ps.stderr
-    assert re.search(rf"^web\s+\S+\s+running\s+\S+\s+\S*\s*{new}\s+slot\d+ ready UP", ps.stdout,
-                     re.M), ps.stdout
+    assert re.search(rf"^web\s+\S+\s+running\s+\S+\s+\S*\s*{new}\s+web/slot\d+ ready UP",
+                     ps.stdout, re.M), ps.stdout
     assert re.search(rf"^worker\s+\S+\s+running\s.*{new}", ps.stdout, re.M), ps.stdout
     assert old not in ps.stdout, ps.stdout  # the old release's containers are gone
 
-    logs = project.invoke("logs", "web", "--tail", "20")
+    logs = project.invoke("logs", "web", "--grep", "listening")
     assert logs.returncode == 0, logs.stdout + logs.stderr
     assert "web: version two listening on 8000" in logs.stdout, logs.stdout
     worker_logs = project.invoke("logs", "worker", "--grep", "started")

@@ -74,7 +74,7 @@ def test_deploy_from_nothing_then_again_then_inspect_search_and_stop(make_stack,
     ps = stack.invoke("ps", "--json")
     assert ps.returncode == 0, ps.stderr
     rows = {r["service"]: r for r in json.loads(ps.stdout)}
-    assert re.fullmatch(r"slot\d ready UP", rows["backend"]["proxy"]), rows["backend"]
+    assert re.fullmatch(r"backend/slot\d ready UP", rows["backend"]["proxy"]), rows["backend"]
     # The deploy took the new backend as ready when HAProxy's check passed; Docker's own
     # status follows at its next probe, within one healthcheck interval (5 s).
     deadline = time.monotonic() + 6

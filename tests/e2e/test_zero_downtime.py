@@ -36,7 +36,8 @@ def ps(stack, tree) -> list[dict]:
 def serving(stack, tree) -> tuple[set[str], list[dict]]:
     """The releases the proxy routes new requests to, and the backend rows."""
     rows = [r for r in ps(stack, tree) if r["service"] == "backend"]
-    routed = {r["release"] for r in rows if re.fullmatch(r"slot\d+ ready UP", r["proxy"] or "")}
+    routed = {r["release"] for r in rows
+              if re.fullmatch(r"backend/slot\d+ ready UP", r["proxy"] or "")}
     return routed, rows
 
 
@@ -100,7 +101,7 @@ def test_a_changed_release_deployed_under_load_fails_no_request(make_stack, tree
     assert get(port) == 200
 
     # Docker's own status of the new backend follows within one healthcheck interval (5 s).
-    row = rf"backend\s+\S+\s+running\s+healthy\s+0\s+{new}\s+slot\d+ ready UP"
+    row = rf"backend\s+\S+\s+running\s+healthy\s+0\s+{new}\s+backend/slot\d+ ready UP"
     deadline = time.monotonic() + 6
     table = stack.invoke("ps", cwd=tree.path)
     while not re.search(row, table.stdout) and time.monotonic() < deadline:

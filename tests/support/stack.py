@@ -11,9 +11,11 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
+from deploy.commands.proxyconf import STATE_VOLUME
 from deploy.release.locks import local_lock_path
 from tests.support.base import LOCAL_IMAGES_ENV, ROOT, free_port, invoke_argv, read_env_file
 
@@ -92,9 +94,13 @@ class StackEnv:
                                 stdin=subprocess.DEVNULL)
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Compose on the sample's file and, once a task wrote it, the tool's override (its
+        proxy service)."""
+        override = override_path(self.project)
+        extra = ["-f", str(override)] if override.exists() else []
         return subprocess.run(
             [*compose_command(), "--env-file", str(self.env_file), "-f",
-             str(ROOT / "deploy/stack/docker-compose.yml"), "-p", self.project, *args],
+             str(ROOT / "deploy/stack/docker-compose.yml"), *extra, "-p", self.project, *args],
             capture_output=True, text=True, check=check, timeout=300,
             env={**self.env})
 
@@ -104,8 +110,22 @@ class StackEnv:
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "-t", "2", check=False)
+        remove_tool_leftovers(self.project)
         remove_project_images(self.project)
         local_lock_path(self.project).unlink(missing_ok=True)
+
+
+def remove_tool_leftovers(project: str) -> None:
+    """What the tool adds beside the user's compose file: its proxy's state volume (not in
+    that file, so `down --volumes` keeps it) and its override file."""
+    subprocess.run(["docker", "volume", "rm", "-f", f"{project}_{STATE_VOLUME}"],
+                   capture_output=True)
+    override_path(project).unlink(missing_ok=True)
+
+
+def override_path(project: str) -> Path:
+    """Where the tool writes its Compose override for a project on this machine."""
+    return Path(tempfile.gettempdir()) / f"compose-switch-{os.getuid()}" / f"{project}.override.yml"
 
 
 def remove_project_images(project: str) -> None:

@@ -14,6 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ.get("PORT", "8000"))  # 8000 in the image; tests pick a free one
+VERSION = "one"  # a test commits another value to make a new release ("crash": exits at start)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -23,7 +24,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz" and os.environ.get("WEB_FAIL_HEALTH") == "1":
             body, status = b"failing on purpose\n", 503
         else:
-            body, status = f"{os.environ.get('RELEASE_NOTE', '')}\n".encode(), 200
+            body = f"{VERSION} {os.environ.get('RELEASE_NOTE', '')}".strip() + "\n"
+            body, status = body.encode(), 200
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -64,7 +66,11 @@ class Server(ThreadingHTTPServer):
 
 
 def serve() -> None:
+    if VERSION == "crash":
+        print("web: crashing at start on purpose", flush=True)
+        sys.exit(3)
     server = Server(("0.0.0.0", PORT), Handler)
+    print(f"web: version {VERSION} listening on {PORT}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -73,11 +79,19 @@ def serve() -> None:
 
 
 def work() -> None:
+    got = []
     running = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: running.set())
-    signal.signal(signal.SIGTERM, lambda *_: running.set())
+
+    def stop(signum, _frame):
+        got.append(signal.Signals(signum).name)
+        running.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"worker: version {VERSION} started", flush=True)
     while not running.wait(1.0):
         pass
+    print(f"worker: version {VERSION} stopping on {got[0]}", flush=True)
 
 
 def probe() -> int:
