@@ -1,7 +1,7 @@
 """A stand-in for the runtime API of the proxy that deploy/commands/proxyconf.py renders,
 for unit tests of the deploy sequence: one backend per app service with eight slots, the
 backend ``deploy_state`` with its server ``serving``; answers in HAProxy 2.6's own formats
-(the header of the captured `show servers state`, tests/support/haproxy-captures).
+(as tests/support/haproxy-captures/two-*.txt show them).
 
 It keeps the routing the commands change and every command line it was sent (one line per
 API call), and answers a command naming a server it does not have as HAProxy does. A slot
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from deploy.commands import haproxy as proxy
 from tests.support.haproxy import captured
 
-_HEADER = next(line for line in captured("state-fresh.txt").splitlines()
+_HEADER = next(line for line in captured("two-state-fresh.txt").splitlines()
                if line.startswith("# be_id"))
 _ADMIN = {"maint": 5, "drain": 12, "ready": 4}  # as the captures show slots (CMAINT kept)
 _SET_ADDR = re.compile(r"^set server (\S+)/(\S+) addr (\S+) port (\d+)$")
@@ -75,7 +75,9 @@ class FakeProxy:
         m = _SET_ADDR.match(command) or _SET_STATE.match(command)
         if m is None:
             return f"Unknown command: {command!r}\n"
-        slot = self.backends.get(m.group(1), {}).get(m.group(2))
+        if m.group(1) not in self.backends:
+            return "No such backend.\n"  # two-answer-no-such-backend.txt
+        slot = self.backends[m.group(1)].get(m.group(2))
         if slot is None:
             return "No such server.\n"
         if m.re is _SET_STATE:
@@ -87,15 +89,15 @@ class FakeProxy:
                 f"to '{slot.port}' by 'stats socket command'\n")
 
     def _state(self) -> str:
-        rows = []
+        # As two-state-*.txt show it: the state backend first; its server, unchecked, is
+        # running unless in maintenance.
+        rows = [self._row(2, proxy.STATE_BACKEND, 1, proxy.STATE_SERVER, "127.0.0.1",
+                          2 if self.serving else 0, 0 if self.serving else 1, 0, 1)]
         for be_id, (backend, slots) in enumerate(self.backends.items(), start=3):
             for srv_id, (name, s) in enumerate(slots.items(), start=1):
                 up = self._up(backend, s)
                 rows.append(self._row(be_id, backend, srv_id, name, s.addr, 2 if up else 0,
                                       _ADMIN[s.state], 3 if up else 0, s.port))
-        be_id = len(self.backends) + 3
-        rows.append(self._row(be_id, proxy.STATE_BACKEND, 1, proxy.STATE_SERVER, "127.0.0.1",
-                              0, 0 if self.serving else 1, 0, 1))
         return "1\n" + _HEADER + "\n" + "\n".join(rows) + "\n"
 
     @staticmethod

@@ -327,3 +327,70 @@ def test_the_drain_policy_defaults_and_budget():
 def test_the_stop_timeout_follows_drain_timeout_rounded_up():
     assert proxy.DrainPolicy(drain_timeout=2.5).stop_seconds == 8
     assert proxy.DrainPolicy(drain_timeout=120).total_budget == 15 + 120 + 125
+
+
+# --- the rendered config's answers: two app services and the host's state ----------------
+# two-*.txt (tests/support/capture_haproxy.py): web on 8000 and admin on 9000; the stub
+# apps answer on 8000 only, so the admin slots fail their check as a container that does
+# not listen on APP_PORT does.
+
+
+def test_a_fresh_rendered_proxy_has_each_service_s_slots_free_and_the_host_serving():
+    servers = proxy.parse_servers_state(captured("two-state-fresh.txt"))
+
+    assert [(s.backend, s.name) for s in servers if not s.is_slot] == [
+        (proxy.STATE_BACKEND, proxy.STATE_SERVER)]
+    for backend in ("web", "admin"):
+        slots = proxy.parse_servers_state(captured("two-state-fresh.txt"), backend)
+        assert [s.name for s in slots] == proxy.slot_names()
+        assert all(s.maint and not s.assigned for s in slots)
+    serving = servers[0]
+    assert (serving.up, serving.maint, serving.assigned) == (True, False, False)
+    plan = proxy.plan_switch(servers, ["172.22.0.2"], "admin", 9000)
+    assert plan == proxy.SwitchPlan("admin", 9000, new={"slot1": "172.22.0.2"})
+
+
+def test_a_second_release_prepared_beside_the_first_in_each_backend():
+    servers = proxy.parse_servers_state(captured("two-state-prepared.txt"))
+    web = by_name(proxy.parse_servers_state(captured("two-state-prepared.txt"), "web"))
+
+    assert (web["slot1"].state, web["slot1"].port, web["slot1"].routed) == (
+        "ready UP", 8000, True)
+    assert (web["slot2"].state, web["slot2"].routed) == ("drain UP", False)
+    assert proxy.new_slots_up(servers, proxy.SwitchPlan(
+        "web", 8000, new={"slot2": "172.22.0.3"})) == (True, [])
+    # Nothing listens on admin's port: its slots are down, the check failed (2).
+    assert proxy.new_slots_up(servers, proxy.SwitchPlan(
+        "admin", 9000, new={"slot2": "172.22.0.3"})) == (
+        False, ["admin/slot2 (172.22.0.3): drain DOWN, check result 2"])
+    assert proxy.routed(servers, "web") == {"172.22.0.2": web["slot1"]}
+    assert proxy.routed(servers, "admin") == {}
+    plan = proxy.plan_switch(servers, ["172.22.0.4"], "web", 8000)
+    assert (plan.old, plan.stale, plan.new) == (["slot1"], ["slot2"], {"slot3": "172.22.0.4"})
+
+
+def test_after_the_flip_while_the_host_drains_the_state_server_is_in_maintenance():
+    servers = proxy.parse_servers_state(captured("two-state-flipped-draining.txt"))
+
+    serving = next(s for s in servers if s.backend == proxy.STATE_BACKEND)
+    assert serving.name == proxy.STATE_SERVER and serving.maint and not serving.up
+    assert list(proxy.routed(servers, "web")) == ["172.22.0.3"]
+    web = by_name(s for s in servers if s.backend == "web")
+    assert web["slot1"].state == "drain UP"
+
+
+def test_the_sessions_of_every_backend_and_the_state_server():
+    sessions = proxy.parse_stat(captured("two-stat-flipped.txt"))
+
+    assert set(sessions) == {(proxy.STATE_BACKEND, proxy.STATE_SERVER),
+                             *((b, s) for b in ("web", "admin") for s in proxy.slot_names())}
+    assert set(sessions.values()) == {0}
+
+
+def test_answers_of_the_rendered_proxy_and_a_backend_it_does_not_have():
+    proxy.check_answer(captured("two-answer-prepare.txt"), "prepare")
+    proxy.check_answer(captured("two-answer-flip.txt"), "switch")
+    proxy.check_answer(captured("two-answer-draining.txt"), "host draining")
+    with pytest.raises(DeployError,
+                       match=r"^proxy: switch: HAProxy answered: No such backend\.$"):
+        proxy.check_answer(captured("two-answer-no-such-backend.txt"), "switch")
