@@ -18,24 +18,15 @@ from deploy.commands import haproxy as proxy
 from deploy.commands import proxyconf
 from deploy.commands.project import Port, parse_config
 from deploy.services import Publish
-from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
+from tests.support.haproxy import LB, STUB_CFG, TWO, proxy_image
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="needs Docker")
 
 ONE = proxyconf.routes(["backend"], {"backend": 8080}, {"backend": "/health"},
                        {"backend": Publish("127.0.0.1", 8080)})
-TWO = proxyconf.routes(["web", "admin"], {"web": 8000, "admin": 9000},
-                       {"web": "/healthz", "admin": "/ping"},
-                       {"web": Publish("0.0.0.0", 80), "admin": Publish("127.0.0.1", 9001)})
-LB = "/.deploy/health"
 # A first start has no saved routing yet: the one warning `haproxy -c` may print.
 NO_STATE_YET = (f"config : config: Can't open global server state file '{proxy.STATE_FILE}': "
                 "No such file or directory")
-
-
-def _image() -> str:
-    values = read_env_file(LOCAL_IMAGES_ENV) if LOCAL_IMAGES_ENV.exists() else {}
-    return values.get("PROXY_IMAGE") or "haproxy:2.6"
 
 
 def _docker(*args: str, check: bool = True, timeout: float = 120):
@@ -51,7 +42,7 @@ def test_haproxy_accepts_the_rendered_config(tmp_path, routes):
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(proxyconf.haproxy_cfg(routes, LB))
     cfg.chmod(0o644)
-    done = _docker("run", "--rm", "-v", f"{cfg}:/h.cfg:ro", _image(), "haproxy", "-c", "-f",
+    done = _docker("run", "--rm", "-v", f"{cfg}:/h.cfg:ro", proxy_image(), "haproxy", "-c", "-f",
                    "/h.cfg", check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Configuration file is valid" in done.stdout + done.stderr
@@ -66,25 +57,13 @@ def test_haproxy_refuses_a_broken_config(tmp_path):
     cfg.write_text(proxyconf.haproxy_cfg(ONE, LB).replace("default_backend backend",
                                                           "default_backend nowhere"))
     cfg.chmod(0o644)
-    done = _docker("run", "--rm", "-v", f"{cfg}:/h.cfg:ro", _image(), "haproxy", "-c", "-f",
+    done = _docker("run", "--rm", "-v", f"{cfg}:/h.cfg:ro", proxy_image(), "haproxy", "-c", "-f",
                    "/h.cfg", check=False)
     assert done.returncode != 0
     assert "nowhere" in done.stderr
 
 
 # --- the proxy running ---------------------------------------------------------------------
-
-STUB_CFG = """global
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend app
-    bind :8000
-    http-request return status 200 content-type text/plain string up
-"""
-
 
 @pytest.fixture
 def running(tmp_path):
@@ -100,13 +79,14 @@ def running(tmp_path):
     stub.chmod(0o644)
     made: list[list[str]] = []
     try:
-        _docker("build", "--quiet", "--build-arg", f"PROXY_IMAGE={_image()}", "--tag",
+        _docker("build", "--quiet", "--build-arg", f"PROXY_IMAGE={proxy_image()}", "--tag",
                 f"{name}:test", str(context), timeout=300)
         made.append(["image", "rm", "--force", f"{name}:test"])
         _docker("network", "create", name)
         made.append(["network", "rm", name])
+        mount = ["-v", f"{stub}:{proxyconf.CONFIG_PATH}:ro"]
         for role, image, extra in (("proxy", f"{name}:test", []),
-                                   ("app", _image(), ["-v", f"{stub}:{proxyconf.CONFIG_PATH}:ro"])):
+                                   ("app", proxy_image(), mount)):
             _docker("run", "--detach", "--name", f"{name}-{role}", "--network", name, *extra,
                     image)
             made.append(["rm", "--force", f"{name}-{role}"])

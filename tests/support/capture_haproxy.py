@@ -19,8 +19,7 @@ from pathlib import Path
 
 from deploy.commands import haproxy as proxy
 from deploy.commands import proxyconf
-from tests.integration.test_proxy_config import LB, STUB_CFG, TWO, _image
-from tests.support.haproxy import CAPTURED
+from tests.support.haproxy import CAPTURED, LB, STUB_CFG, TWO, proxy_image
 
 
 def _docker(*args: str) -> str:
@@ -43,6 +42,7 @@ def _plans(slot: str, old: list[str]) -> list[proxy.SwitchPlan]:
 
 
 def capture(out: Path, tmp: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     name = f"deploy-capture-{uuid.uuid4().hex[:6]}"
     (tmp / "proxy").mkdir()
     (tmp / "proxy" / "Dockerfile").write_text(proxyconf.dockerfile())
@@ -52,7 +52,7 @@ def capture(out: Path, tmp: Path) -> None:
     stub.chmod(0o644)
     undo = []
     try:
-        _docker("build", "-q", "--build-arg", f"PROXY_IMAGE={_image()}", "-t", f"{name}:t",
+        _docker("build", "-q", "--build-arg", f"PROXY_IMAGE={proxy_image()}", "-t", f"{name}:t",
                 str(tmp / "proxy"))
         undo.append(["image", "rm", "-f", f"{name}:t"])
         _docker("network", "create", "--subnet", "172.22.0.0/16", name)
@@ -62,7 +62,7 @@ def capture(out: Path, tmp: Path) -> None:
         undo.append(["rm", "-f", f"{name}-proxy"])
         for ip in ("172.22.0.2", "172.22.0.3"):
             _docker("run", "-d", "--name", f"{name}-{ip}", "--network", name, "--ip", ip,
-                    "-v", f"{stub}:{proxyconf.CONFIG_PATH}:ro", _image())
+                    "-v", f"{stub}:{proxyconf.CONFIG_PATH}:ro", proxy_image())
             undo.append(["rm", "-f", f"{name}-{ip}"])
         c = f"{name}-proxy"
         time.sleep(1)
