@@ -74,9 +74,9 @@ def no_build_message(ref: str, rev: revision.Revision) -> str:
 def no_proxy_message(ref: str, settings: Settings, stale: bool) -> str:
     what = ("was built from another haproxy.cfg or PROXY_IMAGE than this tree's" if stale
             else "is not here")
-    return (f"--no-build: the proxy image {ref} {what} (its haproxy.cfg is rendered from the role settings, PROXY_IMAGE="
-            f"{settings.proxy_image}); build it here first with `invoke deploy`, or deploy "
-            "without --no-build")
+    return (f"--no-build: the proxy image {ref} {what} (its haproxy.cfg is rendered from "
+            f"the role settings, PROXY_IMAGE={settings.proxy_image}); build it here first "
+            "with `invoke deploy`, or deploy without --no-build")
 
 
 class Rollout:

@@ -55,6 +55,33 @@ def test_a_single_service_string_is_one_service_not_letters():
     assert compose.logs(V2, "backend") == V2_HEAD + ["logs", "--no-color", "backend"]
 
 
+def test_scale_up_starts_each_service_beside_its_running_ones_in_one_command():
+    counts = {"web": 2, "admin": 4, "worker": 2}
+    tail = ["up", "-d", "--no-deps", "--no-recreate", "--no-build", "--scale", "web=2",
+            "--scale", "admin=4", "--scale", "worker=2", "web", "admin", "worker"]
+    assert compose.scale_up(V2, counts) == V2_HEAD + tail
+    assert compose.scale_up(V1, counts) == V1_HEAD + tail
+
+
+@pytest.mark.parametrize("counts", [{}, {"web": 2, "worker": 0}])
+def test_scale_up_refuses_no_service_or_a_count_below_one(counts):
+    with pytest.raises(ValueError, match="each count must be at least 1"):
+        compose.scale_up(V2, counts)
+
+
+def test_scale_up_refuses_a_service_name_compose_would_read_as_an_option():
+    with pytest.raises(ConfigError, match="service name '--all': must be non-empty"):
+        compose.scale_up(V2, {"--all": 1})
+
+
+def test_the_tool_s_override_files_follow_the_user_file_before_the_project_name():
+    c = Compose(("docker", "compose"), "v2", FILE, "app", env_file="/srv/.env",
+                env=("BACKEND_TAG=live",), overrides=("/tmp/o1.yml", "/tmp/o2.yml"))
+    assert c.argv("ps") == ["env", "BACKEND_TAG=live", "docker", "compose", "-f", FILE,
+                            "-f", "/tmp/o1.yml", "-f", "/tmp/o2.yml", "-p", "app",
+                            "--env-file", "/srv/.env", "ps"]
+
+
 def test_env_file_is_a_global_option_before_the_subcommand_for_both_flavours():
     v1 = Compose(("docker-compose",), "v1", FILE, "app", env_file="/srv/app/.env")
     v2 = Compose(("docker", "compose"), "v2", FILE, "app", env_file="/srv/app/.env")

@@ -243,3 +243,12 @@ def test_bad_registry_settings_name_the_setting(values, message):
     assert str(info.value) == message
     assert info.value.exit_code == 2
     assert "hunter2" not in str(info.value)
+
+
+def test_stop_with_a_timeout_or_with_each_container_s_own_grace_period():
+    assert docker.stop(["a1", "b2"], 35) == ["docker", "stop", "--time", "35", "a1", "b2"]
+    # None: Docker uses each container's stop timeout (Compose's stop_grace_period).
+    assert docker.stop(["w1"], None) == ["docker", "stop", "w1"]
+    assert docker.stop(["w1"], 0) == ["docker", "stop", "--time", "0", "w1"]
+    with pytest.raises(ValueError, match="container or image ids expected"):
+        docker.stop(["--all"], None)

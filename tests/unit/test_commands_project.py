@@ -124,8 +124,8 @@ def test_the_settings_the_project_fits_are_not_refused(project):
      "APP_SERVICES: service 'admin' in compose.yml publishes the fixed host port "
      "127.0.0.1:9443:9443; a deploy runs two of its containers side by side: drop its "
      "`ports:`; the proxy publishes it at PROXY_PUBLISH"),
-    (["cache"], [], "", "APP_SERVICES: service 'cache' in compose.yml publishes the fixed "
-                        "host port 6379:6379;"),
+    (["cache"], [], "", "APP_SERVICES: service 'cache' in compose.yml has no `build:` "
+                        "section; a deploy builds each app service's image by release"),
 ])
 def test_a_service_the_file_lacks_or_a_fixed_app_port_is_refused(project, apps, workers, db,
                                                                    message):
@@ -133,6 +133,31 @@ def test_a_service_the_file_lacks_or_a_fixed_app_port_is_refused(project, apps, 
         refusals(project, "compose.yml", apps, workers, db)
     assert message in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_a_fixed_port_without_a_host_address_is_shown_as_published_and_target():
+    text = ("services:\n  api:\n    build: {context: /c}\n"
+            "    ports: [{target: 6379, published: '6379', protocol: tcp}]\n")
+    with pytest.raises(ConfigError) as info:
+        refusals(parse_config(text, "x"), "compose.yml", ["api"], [], "")
+    assert str(info.value) == (
+        "APP_SERVICES: service 'api' in compose.yml publishes the fixed host port 6379:6379; "
+        "a deploy runs two of its containers side by side: drop its `ports:`; the proxy "
+        "publishes it at PROXY_PUBLISH")
+
+
+def test_a_user_service_named_proxy_is_refused_when_the_tool_runs_its_own():
+    text = ("services:\n  web: {build: {context: /c}}\n"
+            "  proxy: {image: 'haproxy:2.6', ports: ['80:80']}\n")
+    with pytest.raises(ConfigError) as info:
+        refusals(parse_config(text, "x"), "compose.yml", ["web"], [], "")
+    assert str(info.value) == (
+        "COMPOSE_FILE: compose.yml has a service named 'proxy'; the tool runs its own proxy "
+        "under that name in front of APP_SERVICES: rename yours, or drop it if it only "
+        "fronted the app (PROXY_PUBLISH says where the tool's proxy publishes)")
+    assert info.value.exit_code == 2
+    # With no app service there is no proxy of the tool's, so the name is free.
+    refusals(parse_config(text, "x"), "compose.yml", [], ["web"], "")
 
 
 def test_services_with_equal_build_sections_share_one_build(project):

@@ -139,16 +139,14 @@ def test_the_release_env_names_the_image_compose_runs_so_a_plain_up_runs_the_liv
     assert named.count("BACKEND_IMAGE=") == 1
 
 
-def test_the_bundle_ships_the_compose_file_proxy_config_and_migrations_and_no_build_context(
+def test_the_bundle_ships_the_compose_file_and_migrations_and_no_build_context(
         tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     with tarfile.open(fileobj=io.BytesIO(bundle(_settings(tmp_path))), mode="r:gz") as tar:
         names = {n for n in tar.getnames()
                  if tar.getmember(n).isfile()}
     assert names == {
-        "deploy/stack/docker-compose.yml",
-        "deploy/stack/proxy/Dockerfile", "deploy/stack/proxy/haproxy.cfg",
-        "deploy/stack/proxy/docker-entrypoint.sh",
+        "deploy/stack/docker-compose.yml",  # the proxy is the tool's: shipped as an image
         *(f"migrations/{p.name}" for p in (ROOT / "migrations").glob("*.sql")),
     }
 

@@ -3,7 +3,6 @@ cannot ship, the proxy image's source, and how `invoke releases` shows a release
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -48,28 +47,29 @@ def test_no_build_without_the_image_says_which_image_and_what_to_run():
     settings = _settings(PROXY_IMAGE="haproxy:2.8")
     assert no_proxy_message("app-proxy:live", settings, stale=True) == (
         "--no-build: the proxy image app-proxy:live was built from another haproxy.cfg or "
-        "PROXY_IMAGE than this tree's (deploy/stack/proxy, PROXY_IMAGE=haproxy:2.8); build it "
-        "here first with `invoke deploy`, or deploy without --no-build")
+        "PROXY_IMAGE than this tree's (its haproxy.cfg is rendered from the role settings, "
+        "PROXY_IMAGE=haproxy:2.8); build it here first with `invoke deploy`, or deploy "
+        "without --no-build")
     assert "app-proxy:live is not here (" in no_proxy_message("app-proxy:live", settings,
                                                               stale=False)
 
 
-def test_the_proxy_source_changes_with_its_config_or_base_image_and_nothing_else(tmp_path):
-    stack = tmp_path / "stack"
-    shutil.copytree(ROOT / "deploy" / "stack" / "proxy", stack / "proxy")
-    (stack / "docker-compose.yml").write_text("services: {}\n")
-
+def test_the_proxy_source_changes_with_its_rendered_config_or_base_image_and_nothing_else():
     def source(**values):
-        return builds.proxy_source(_settings(
-            COMPOSE_FILE=str(stack / "docker-compose.yml"), **values))
+        return builds.proxy_source(_settings(**values))
 
     first = source()
     assert len(first) == 16 and first == source()
     assert source(COMPOSE_PROJECT_NAME="other") == first  # the name is not the content
+    assert source(BACKEND_PUBLISHED_PORT="9999") == first  # published by Compose, not cfg
+    assert source(APP_PORT="8000") == first  # given to each slot by the runtime API
     assert source(PROXY_IMAGE="haproxy:2.8") != first
-    cfg = stack / "proxy" / "haproxy.cfg"
-    cfg.write_text(cfg.read_text() + "# a change\n")
-    assert source() != first
+    # Whatever the rendered haproxy.cfg says: the health paths, the services.
+    changed = [source(HEALTH_PATH="/healthz"),
+               source(PROXY_HEALTH_PATH="/lb"), source(APP_SERVICES="web"),
+               source(APP_SERVICES="backend,admin",
+                      PROXY_PUBLISH="backend=8080,admin=8081")]
+    assert first not in changed and len(set(changed)) == len(changed)
 
 
 def test_a_release_line_shows_its_image_its_id_and_which_is_current_and_live():

@@ -11,6 +11,9 @@ from deploy.commands import docker
 from deploy.commands.project import parse_config
 from deploy.errors import ConfigError
 from deploy.machine.builds import build_release
+from deploy.machine.stack import Stack
+from deploy.release.sequence import LOCAL_BUILD
+from deploy.services import Publish
 from deploy.settings import load_settings
 
 COMPOSE = """
@@ -67,10 +70,17 @@ def test_no_cache_reaches_every_build(settings):
 
 
 def test_an_app_service_without_a_build_section_is_refused_before_any_build(settings):
-    stack = Recorder(replace(settings, app_services=("web", "cache")))
+    # The refusal is Stack.check_roles (with the other role checks), which a local deploy
+    # runs before its build step; build_release itself builds what has a `build:` section.
+    stack = Stack(None, replace(settings, app_services=("web", "cache"),
+                                proxy_publish={"web": Publish("127.0.0.1", 8080),
+                                               "cache": Publish("127.0.0.1", 8081)}))
+    stack._project = parse_config(COMPOSE, "shop")
     with pytest.raises(ConfigError) as info:
-        build_release(stack, "r7")
+        stack.check_roles()
     assert str(info.value).startswith(
         "APP_SERVICES: service 'cache' in ") and str(info.value).endswith(
         " has no `build:` section; a deploy builds each app service's image by release")
-    assert stack.ran == []
+    assert info.value.exit_code == 2
+    steps = [step.__name__ for step in LOCAL_BUILD]
+    assert steps.index("check_roles") < steps.index("build_and_base_up")
