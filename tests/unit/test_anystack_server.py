@@ -38,7 +38,7 @@ def test_it_answers_many_keep_alive_requests_quickly_then_exits_on_sigterm():
         for _ in range(50):
             conn.request("GET", "/healthz")
             response = conn.getresponse()
-            assert (response.status, response.read()) == (200, b"r1\n")
+            assert (response.status, response.read()) == (200, b"one r1\n")
         # Without TCP_NODELAY each request on this connection waits ~40 ms (2 s in all).
         assert time.monotonic() - began < 1.5
         assert subprocess.run([sys.executable, str(SERVER), "--probe"],
