@@ -157,8 +157,12 @@ def tag_live(d: Deploy) -> None:
     for live in refs.values():
         d.previous_live[live] = image_id(d.stack.c, live)
     d.undoable = True
+    d.out.step(f"tag {LIVE}", _tag_all, d.stack, refs)
+
+
+def _tag_all(stack: Stack, refs: dict[str, str]) -> None:
     for target, live in refs.items():
-        d.out.step(f"tag {LIVE} ({live})", d.stack.run, docker.tag(target, live), what="tag")
+        stack.run(docker.tag(target, live), what="tag")
 
 
 def start_new(d: Deploy) -> None:
@@ -198,8 +202,9 @@ def wait_new(d: Deploy) -> None:
                            (d.stack.settings.worker_services, None)):
         ids = {i for s in group for i in d.new_ids[s]}
         if ids:
-            ready = d.out.step(f"wait-healthy (new {', '.join(group)})", d.stack.wait_healthy,
-                               timeout, new=ids, answers=answers)
+            what = "new" if group == d.apps else f"new {', '.join(group)}"
+            ready = d.out.step(f"wait-healthy ({what})", d.stack.wait_healthy, timeout,
+                               new=ids, answers=answers)
             for s in group:
                 d.new[s] = [c for c in ready if c.service == s]
     if d.apps:

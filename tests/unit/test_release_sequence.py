@@ -270,8 +270,8 @@ def test_a_local_deploy_runs_every_step_switches_and_reports(stack):
     assert stack.steps == [
         "docker", "build app-backend:r2, postgres + proxy up (at once)",
         "wait-healthy (postgres, proxy)", "migrate (the old release keeps serving)",
-        "tag live (app-backend:live)", "start new (backend 1 beside 1)",
-        "proxy: prepare (new slots checked, no traffic yet)", "wait-healthy (new backend)",
+        "tag live", "start new (backend 1 beside 1)",
+        "proxy: prepare (new slots checked, no traffic yet)", "wait-healthy (new)",
         "proxy: new slots up", "switch", "drain + stop old", "check-tables --expected"]
     assert "   switch: the point of no return: traffic moves from r1 to r2" in stack.lines
     assert "   old slots drained in 0.0 s: backend/slot1" in stack.lines
@@ -305,9 +305,9 @@ def test_a_local_deploy_without_build_and_without_an_image_deploys_the_live_rele
 def test_a_host_is_prepared_then_switched_with_its_current_moved_right_after(stack):
     d = _prepare_host(stack)
     assert stack.steps == ["migrate (the old release keeps serving)",
-                           "tag live (app-backend:live)", "start new (backend 1 beside 1)",
+                           "tag live", "start new (backend 1 beside 1)",
                            "proxy: prepare (new slots checked, no traffic yet)",
-                           "wait-healthy (new backend)", "proxy: new slots up"]
+                           "wait-healthy (new)", "proxy: new slots up"]
     assert "   postgres + proxy: up and healthy; only the app and workers change" \
         in stack.lines
     assert d.undoable and stack.images["app-backend:live"] == NEW_ID
@@ -336,9 +336,9 @@ def test_a_rollback_neither_migrates_nor_checks_tables(stack):
     switched = []
     summary = sequence.rollback_on_host(None, stack.settings, "r1",
                                         on_switch=lambda: switched.append(1), out=None)
-    assert stack.steps == ["tag live (app-backend:live)", "start new (backend 1 beside 1)",
+    assert stack.steps == ["tag live", "start new (backend 1 beside 1)",
                            "proxy: prepare (new slots checked, no traffic yet)",
-                           "wait-healthy (new backend)", "proxy: new slots up", "switch",
+                           "wait-healthy (new)", "proxy: new slots up", "switch",
                            "drain + stop old"]
     assert switched == [1]
     assert summary["applied"] == [] and summary["tables"] == 0
@@ -531,7 +531,7 @@ def test_a_new_container_that_never_gets_healthy_is_removed_and_live_moved_back(
     stack.down = {"new-backend"}
     with pytest.raises(health.HealthTimeout, match="^not healthy after 120s: backend$"):
         sequence.deploy_here(None, stack.settings, build=True)
-    assert any(line.startswith("<== wait-healthy (new backend) FAILED after ")
+    assert any(line.startswith("<== wait-healthy (new) FAILED after ")
                for line in stack.lines)
     assert _undone(stack)
     assert "switch" not in stack.steps
