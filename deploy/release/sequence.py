@@ -148,7 +148,9 @@ def clear_leftovers(d: Deploy) -> None:
     if leftovers:
         d.out(f"   removing {len(leftovers)} container(s) of an unfinished deploy: "
               + ", ".join(s.name for s in leftovers))
-        remove_containers(d.stack, [s.id for s in leftovers], d.proxy.policy.stop_seconds)
+        apps = [s.id for s in leftovers if s.service in d.apps]
+        remove_containers(d.stack, apps, d.proxy.policy.stop_seconds)
+        remove_containers(d.stack, [s.id for s in leftovers if s.id not in apps], None)
 
 
 def tag_live(d: Deploy) -> None:
@@ -305,7 +307,7 @@ HOST_PREPARE_SAME_BASE: tuple[Step, ...] = (base_up_unless_ready, *HOST_PREPARE[
 HOST_SWITCH: tuple[Step, ...] = (recheck, host_draining, switch, drain_old, host_serving,
                                  check_tables, report)
 HOST_ROLLBACK: tuple[Step, ...] = (base_up_unless_ready, wait_base, *BESIDE_OLD, recheck,
-                                   switch, drain_old, report)
+                                   host_draining, switch, drain_old, host_serving, report)
 
 
 def deploy_here(c, settings: Settings, *, build: bool = True, out: Output | None = None

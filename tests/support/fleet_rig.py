@@ -45,12 +45,12 @@ class Fleet:
         self.hosts_dir = tmp / "hosts"
         self.hosts_dir.mkdir()
         self.project = "e2ef" + uuid.uuid4().hex[:6]
-        # Images of this fleet alone: a line of its own in the backend's code and in the
-        # proxy's config. Built from the same files, another test's stack would get the very
-        # same image IDs from the layer cache, and its cleanup would remove ours with its own.
-        for name in ("deploy/stack/backend/app.py", "deploy/stack/proxy/haproxy.cfg"):
-            path = self.tree.path / name
-            path.write_text(path.read_text() + f"# fleet {self.project}\n")
+        # Images of this fleet alone: a line of its own in the backend's code, and a load
+        # balancer path of its own in the proxy's rendered config (PROXY_HEALTH_PATH below).
+        # Built from the same files, another test's stack would get the very same image IDs
+        # from the layer cache, and its cleanup would remove ours with its own.
+        path = self.tree.path / "deploy/stack/backend/app.py"
+        path.write_text(path.read_text() + f"# fleet {self.project}\n")
         self.tree.commit(f"the images of fleet {self.project}")
         self.projects = {self.hosts[0].name: self.project,
                          self.hosts[1].name: "e2eg" + uuid.uuid4().hex[:6]}
@@ -63,7 +63,7 @@ class Fleet:
             "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
             "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
             "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": str(KEEP), "DRAIN_TIMEOUT": "10",
-            "BACKEND_SLOW_REQUESTS": "1",
+            "BACKEND_SLOW_REQUESTS": "1", "PROXY_HEALTH_PATH": f"/.deploy/{self.project}",
         })
         self.env_file = tmp / "shared.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in shared.items()))

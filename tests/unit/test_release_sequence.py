@@ -260,8 +260,10 @@ def test_each_entry_point_has_its_steps_in_one_order():
     # A host drains from the load balancer's view for its switch and the old slots' drain.
     assert names(sequence.HOST_SWITCH) == ["recheck", "host_draining", "switch", "drain_old",
                                            "host_serving", "check_tables", "report"]
+    # A rollback's host drains from the load balancer's view the same way.
     assert names(sequence.HOST_ROLLBACK) == ["base_up_unless_ready", "wait_base", *BESIDE_OLD,
-                                             *SWITCH, "report"]
+                                             "recheck", "host_draining", "switch",
+                                             "drain_old", "host_serving", "report"]
 
 
 def test_a_local_deploy_runs_every_step_switches_and_reports(stack):
@@ -338,8 +340,9 @@ def test_a_rollback_neither_migrates_nor_checks_tables(stack):
                                         on_switch=lambda: switched.append(1), out=None)
     assert stack.steps == ["tag live", "start new (backend 1 beside 1)",
                            "proxy: prepare (new slots checked, no traffic yet)",
-                           "wait-healthy (new)", "proxy: new slots up", "switch",
-                           "drain + stop old"]
+                           "wait-healthy (new)", "proxy: new slots up",
+                           "proxy: host draining (load balancer check 503)", "switch",
+                           "drain + stop old", "proxy: host serving (load balancer check 200)"]
     assert switched == [1]
     assert summary["applied"] == [] and summary["tables"] == 0
     assert stack.images["app-backend:live"] == OLD_ID  # r1's image
