@@ -15,6 +15,7 @@ import io
 import re
 import tarfile
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import CheckFailed, ConfigError, DeployError
 from deploy.fleet import hostlock, shipping, trust, tunnel
 from deploy.fleet import hosts as remote
+from deploy.fleet.imagenames import build_contexts, image_names, release_image
 from deploy.machine.stack import require_stack_settings
 from deploy.migrate.files import parse_file
 from deploy.output import Output, as_output
@@ -90,20 +92,27 @@ def tar_member(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return info
 
 
-def bundle(settings: Settings) -> bytes:
-    """The compose file, the proxy's config directory and the migrations, as a tar.gz.
+def bundle(settings: Settings, contexts: Iterable[str] = ()) -> bytes:
+    """The compose file and the migrations, as a tar.gz.
 
     No build context: nothing is built on a host. The Compose file's `build:` sections
-    stay (`invoke deploy` here uses them); their contexts exist in the release directory
-    (its root, and the proxy's directory), so Compose v1, which checks that a build
-    context exists even for `up --no-build`, accepts the file."""
+    stay (`invoke deploy` here uses them); each context (``contexts``, absolute paths here)
+    is an empty directory in the release directory, so Compose v1, which checks that a
+    build context exists even for `up --no-build`, accepts the file."""
     compose_rel = remote.relative_compose(settings)
+    root = Path.cwd().resolve()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        for context in sorted(set(contexts)):
+            try:
+                rel = Path(context).resolve().relative_to(root)
+            except ValueError:
+                continue  # outside the project: Compose v1 on the host says which
+            if rel.parts:
+                info = tarfile.TarInfo(rel.as_posix())
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
         tar.add(settings.compose_file, arcname=str(compose_rel), filter=tar_member)
-        proxy_dir = Path(settings.compose_file).parent / "proxy"
-        if proxy_dir.is_dir():
-            tar.add(proxy_dir, arcname=str(compose_rel.parent / "proxy"), filter=tar_member)
         tar.add(settings.migrations_dir, arcname="migrations", filter=tar_member)
     return buf.getvalue()
 
@@ -111,11 +120,12 @@ def bundle(settings: Settings) -> bytes:
 _UNPACK = 'tar -xzf "$1/bundle.tar.gz" -C "$1" && rm -f "$1/bundle.tar.gz"'
 
 
-def upload(c, settings: Settings, release: str, out: Output) -> PurePosixPath:
+def upload(c, settings: Settings, release: str, out: Output,
+           contexts: Iterable[str] = ()) -> PurePosixPath:
     """SFTP (no shell on the host) for the directory, the bundle and the .env; one command
     to unpack. DEPLOY_PATH/releases exists: the host lock made it."""
     target = PurePosixPath(settings.deploy_path) / "releases" / release
-    data = bundle(settings)
+    data = bundle(settings, contexts)
     env_text = render_env(settings)
     try:
         sftp = c.sftp()
@@ -175,8 +185,8 @@ def prune(c, settings: Settings, keep: int, out: Output, state: HostReleases) ->
         shell.run(c, ["rm", "-rf", *(str(root / n) for n in old)], what="prune")
         out(f"   removed {len(old)} old release(s), keeping {keep}: {', '.join(old)}")
     kept = [n for n in state.names if n not in old]
-    shipping.prune(c, settings.backend_image, 0, protect=[image_tag(n) for n in kept],
-                   out=out)
+    for name in image_names(settings) or (settings.backend_image,):
+        shipping.prune(c, name, 0, protect=[image_tag(n) for n in kept], out=out)
     return kept
 
 
@@ -211,7 +221,8 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = DEPLOY_LOCK_WAI
     with hostlock.host_lock(c, settings, wait=lock_wait, release=release, out=out):
         state = Staged(c, settings, release, rollout.tag, list_releases(c, settings), started)
         try:
-            out.step(f"upload {release}", upload, c, settings, release, out)
+            out.step(f"upload {release}", upload, c, settings, release, out,
+                     build_contexts(settings, rollout.local))
             out.step("ship images", shipping.ship, c, rollout.registry, published, out=out)
             yield state
         finally:
@@ -298,17 +309,19 @@ class ReleaseImage:
 
 def release_images(c, settings: Settings, state: HostReleases | None = None
                    ) -> list[ReleaseImage]:
-    """Each release kept on the host with its backend image and that image's ID there."""
+    """Each release kept on the host with its (first app service's) image and that image's
+    ID there."""
     state = state or list_releases(c, settings)
-    listing = shell.run(c, docker.list_tags(settings.backend_image), what="image list")
+    name = release_image(settings)
+    listing = shell.run(c, docker.list_tags(name), what="image list")
     ids = dict(docker.parse_tags(listing.stdout))
     live = ids.get(docker.LIVE)
     rows = []
-    for name in state.names:
-        tag = image_tag(name)
+    for release in state.names:
+        tag = image_tag(release)
         id_ = ids.get(tag)
-        rows.append(ReleaseImage(name, f"{settings.backend_image}:{tag}", id_,
-                                 name == state.current, id_ is not None and id_ == live))
+        rows.append(ReleaseImage(release, f"{name}:{tag}", id_,
+                                 release == state.current, id_ is not None and id_ == live))
     return rows
 
 

@@ -5,9 +5,12 @@
     (deploy/fleet/releases.py): lock → upload → ship → prepare (the new release running beside
     the old, no traffic) → then host by host: the switch → current → prune
 
-A host never builds. Each needs three images, named as its settings name them:
+A host never builds. Each needs these images, named as its settings name them:
 
-    backend    BACKEND_IMAGE:<release tag>   built here from this tree (deploy.release label)
+    backend    <image>:<release tag>         each app and worker service's, built here from
+                                             this tree (deploy.release label); <image> as
+                                             deploy/machine/builds.py names it (the sample:
+                                             BACKEND_IMAGE)
     proxy      <project>-proxy:live          built here: the rendered haproxy.cfg + PROXY_IMAGE
     postgres   POSTGRES_IMAGE                the base image, as it is here (pulled here if
                                              missing: a host may have no registry access)
@@ -31,6 +34,7 @@ from deploy.commands import docker
 from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError
 from deploy.fleet import fanout, registry, releases, trust
+from deploy.fleet.imagenames import image_names
 from deploy.machine import builds
 from deploy.machine.stack import Stack
 from deploy.output import Output, as_output
@@ -42,13 +46,18 @@ from deploy.settings import Settings
 class HostImages:
     """The images one host's stack runs, by the names its Compose file uses."""
 
-    backend: str
-    proxy: str
+    backend: str  # the first app or worker service's image ("" on a database host)
+    proxy: str  # "" without app services
     postgres: str
+    others: tuple[str, ...] = ()  # the other app and worker services' images, if any
+
+    @property
+    def apps(self) -> list[str]:
+        return [r for r in (self.backend, *self.others) if r]
 
     @property
     def refs(self) -> list[str]:
-        return [self.backend, self.postgres, self.proxy]
+        return [*self.apps, self.postgres, *([self.proxy] if self.proxy else [])]
 
 
 def _normal(ref: str, setting: str) -> str:
@@ -58,11 +67,18 @@ def _normal(ref: str, setting: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def host_images(settings: Settings, tag: str) -> HostImages:
+def host_images(settings: Settings, tag: str, names: tuple[str, ...] | None = None
+                ) -> HostImages:
+    """``names``: the image names of the host's app and worker services (without a tag),
+    as its compose file resolves them; None: the sample's, BACKEND_IMAGE."""
+    names = (settings.backend_image,) if names is None else names
+    refs = [_normal(f"{n}:{tag}", "BACKEND_IMAGE") for n in names]
     return HostImages(
-        backend=_normal(builds.image(settings, tag), "BACKEND_IMAGE"),
-        proxy=_normal(builds.proxy_image(settings), "COMPOSE_PROJECT_NAME"),
-        postgres=_normal(builds.postgres_image(settings), "POSTGRES_IMAGE"))
+        backend=refs[0] if refs else "",
+        proxy=(_normal(builds.proxy_image(settings), "COMPOSE_PROJECT_NAME")
+               if settings.app_services else ""),
+        postgres=_normal(builds.postgres_image(settings), "POSTGRES_IMAGE"),
+        others=tuple(refs[1:]))
 
 
 def no_build_message(ref: str, rev: revision.Revision) -> str:
@@ -105,7 +121,7 @@ class Rollout:
                 f"{self.rev.sha or 'any commit'})")
         self.tag = self.rev.tag
         self.registry: registry.Registry | None = None
-        self._backend: str | None = None
+        self._built: list[str] | None = None  # the shared settings' images of the release
         self._ready: set[str] = set()  # names made or checked here
         self._proxies: dict[str, str] = {}  # proxy source -> the image name made for it
         self._published: dict[str, registry.Published] = {}
@@ -119,34 +135,43 @@ class Rollout:
             for settings in hosts:
                 self._make(settings)
 
+    def _names_for(self, settings: Settings) -> tuple[str, ...]:
+        return image_names(settings, self.local)
+
     def _make(self, settings: Settings) -> HostImages:
-        wanted = host_images(settings, self.tag)
-        if wanted.backend not in self._ready:
-            primary = self._primary_backend()
-            if wanted.backend != primary:
-                self._run(docker.tag(primary, wanted.backend), "tag")
-            self._ready.add(wanted.backend)
-        if wanted.proxy not in self._ready:
+        wanted = host_images(settings, self.tag, self._names_for(settings))
+        built = self._primary_images() if wanted.apps else []
+        for i, ref in enumerate(wanted.apps):
+            if ref not in self._ready:
+                primary = built[min(i, len(built) - 1)]
+                if ref != primary:  # another name for the same service: the same image
+                    self._run(docker.tag(primary, ref), "tag")
+                self._ready.add(ref)
+        if wanted.proxy and wanted.proxy not in self._ready:
             self._make_proxy(settings, wanted.proxy)
         if wanted.postgres not in self._ready:
             self._ensure_base(wanted.postgres)
         return wanted
 
-    def _primary_backend(self) -> str:
-        """The shared settings' backend image of this release, built (or found) once."""
-        if self._backend is None:
+    def _primary_images(self) -> list[str]:
+        """The shared settings' app and worker images of this release, built (or found)
+        once, in service order."""
+        if self._built is None:
             stack = Stack(self.local, self.shared, self.out)
-            ref = _normal(builds.image(self.shared, self.tag), "BACKEND_IMAGE")
+            stack.check_roles()  # a service the file lacks, an app with no build: exit 2
+            refs = host_images(self.shared, self.tag, self._names_for(self.shared)).apps
+            shown = ", ".join(refs)
             if self.build:
-                self.out.step(f"build {ref} here (once, for every host)",
+                self.out.step(f"build {shown} here (once, for every host)",
                               builds.build_release, stack, self.tag, True)
-            elif builds.image_id(self.local, ref) is None:
-                raise ConfigError(no_build_message(ref, self.rev))
             else:
-                self.out(f"   --no-build: shipping {ref}, built here before")
-            self._backend = ref
-            self._ready.add(ref)
-        return self._backend
+                missing = [r for r in refs if builds.image_id(self.local, r) is None]
+                if missing:
+                    raise ConfigError(no_build_message(missing[0], self.rev))
+                self.out(f"   --no-build: shipping {shown}, built here before")
+            self._built = refs
+            self._ready.update(refs)
+        return self._built
 
     def _make_proxy(self, settings: Settings, ref: str) -> None:
         source = builds.proxy_source(settings)

@@ -151,6 +151,19 @@ def test_the_bundle_ships_the_compose_file_and_migrations_and_no_build_context(
     }
 
 
+def test_each_build_context_inside_the_project_is_an_empty_directory_of_the_bundle(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    contexts = [str(ROOT), str(ROOT / "services" / "web"), str(tmp_path / "elsewhere")]
+    with tarfile.open(fileobj=io.BytesIO(bundle(_settings(tmp_path), contexts)),
+                      mode="r:gz") as tar:
+        dirs = {m.name for m in tar.getmembers() if m.isdir()}
+        files = {m.name for m in tar.getmembers() if m.isfile()}
+    assert "services/web" in dirs  # Compose v1 on the host finds the context it checks
+    assert not [n for n in dirs if "elsewhere" in n]  # outside the project: not shipped
+    assert not [f for f in files if f.startswith("services/")]  # no file of a context
+
+
 def test_rolling_stops_at_the_first_failure_and_reports_every_host():
     seen = []
 

@@ -32,6 +32,16 @@ def test_a_host_runs_the_release_tag_of_its_backend_the_live_proxy_and_its_postg
                           "app-proxy:live"]
 
 
+def test_a_project_with_several_images_ships_each_and_a_database_host_none():
+    images = host_images(_settings(COMPOSE_PROJECT_NAME="shop", APP_SERVICES="web,admin",
+                                   APP_PORT="8000", PROXY_PUBLISH="web=80,admin=81"),
+                         "ab12cd3", names=("shop-web", "shop-admin"))
+    assert images.refs == ["shop-web:ab12cd3", "shop-admin:ab12cd3", "postgres:16",
+                           "shop-proxy:live"]
+    db_host = host_images(_settings(APP_SERVICES="", WORKER_SERVICES=""), "ab12cd3", names=())
+    assert db_host.refs == ["postgres:16"]  # no app image, no proxy
+
+
 def test_a_malformed_image_setting_names_the_setting():
     with pytest.raises(ConfigError) as bad:
         host_images(_settings(POSTGRES_IMAGE="Postgres:16"), "ab12cd3")
