@@ -223,7 +223,7 @@ class Node:
             "dockerd", "--data-root", str(self.data_root), "--exec-root", "/run/docker",
             "-H", "unix:///run/docker.sock", "--pidfile", "/run/docker.pid",
             "--storage-driver=overlay2", f"--cgroup-parent=/{self.netns}",
-            "--shutdown-timeout", "2"), self.docker_log)
+            "--shutdown-timeout", "15"), self.docker_log)
 
     def wait_dockerd(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -241,8 +241,8 @@ class Node:
             time.sleep(0.1)
 
     def stop_dockerd(self, timeout: float = 30) -> None:
-        """SIGTERM to this node's engine and wait for it: what a node loss test does (its
-        containers get --shutdown-timeout, then the engine is gone)."""
+        """SIGTERM to this node's engine and wait for it: a node lost in the node-loss test.
+        Its containers get SIGTERM and up to 15 s (--shutdown-timeout) to drain."""
         pid = _read_pid(self.pid_file)
         if pid is None:
             return
