@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from deploy.commands import stackfile, swarm
-from deploy.services import Publish, Roles
+from deploy.commands import swarm
 from tests.support import swarm as rig_support
-from tests.support.base import ROOT
 from tests.support.load import Wrk
 from tests.support.services import missing
 from tests.support.swarm_load import AddressClients
+from tests.support.swarm_stack import (
+    BACKEND,
+    build_release,
+    deploy_stack,
+    on,
+    rollout,
+    running,
+    tasks,
+    wait_for,
+)
 
-BACKEND = ROOT / "tests" / "support" / "swarm_backend.py"
 STACK = "e2es"
 PROXY_PORT = 8088
 V2 = "deploy-swarm-e2e/backend:v2"
@@ -43,33 +49,6 @@ def rig():
     with rig_support.running_swarm() as r:
         print(f"\nrig timings: {', '.join(f'{k} {v:.1f} s' for k, v in r.timings.items())}")
         yield r
-
-
-def on(rig, node, argv: list[str], timeout: float = 120):
-    """Run one of deploy.commands.swarm's argv against a node's engine; stdout."""
-    assert argv[0] == "docker"
-    done = rig.docker(node, *argv[1:], timeout=timeout)
-    assert done.returncode == 0, f"{argv}: {done.stderr.strip()}"
-    return done.stdout
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:.0f} s")
-        time.sleep(poll)
-
-
-def tasks(rig, service: str, node="n1") -> list[swarm.Task]:
-    return swarm.parse_tasks(on(rig, node, swarm.service_ps(service)))
-
-
-def running(rig, service: str, node="n1") -> list[swarm.Task]:
-    return [t for t in tasks(rig, service, node) if t.running]
 
 
 def get(url: str, timeout: float = 5) -> tuple[int, str]:
@@ -178,39 +157,18 @@ def test_a_one_off_task_runs_exactly_once_and_its_exit_code_and_logs_are_read(ri
 # --- the rendered stack --------------------------------------------------------------------
 
 
-def compose_config(image: str) -> dict:
-    """What `compose config` prints for a one-service project running the stand-in."""
-    probe = ("import urllib.request; "
-             "urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)")
-    return {"services": {"backend": {
-        "image": image, "command": ["python3", "/app/backend.py"],
-        "environment": {"RELEASE": "r1", "DRAIN_SECONDS": "5"},
-        "volumes": [{"type": "bind", "source": str(BACKEND), "target": "/app/backend.py",
-                     "read_only": True, "bind": {"create_host_path": True}}],
-        "healthcheck": {"test": ["CMD", "python3", "-c", probe], "interval": "2s",
-                        "timeout": "3s", "retries": 2},
-        "networks": {"default": None}}}}
-
-
-def roles() -> Roles:
-    return Roles(app_services=("backend",), app_ports={"backend": 8000},
-                 health_paths={"backend": "/health"}, worker_services=(), db_service="",
-                 proxy_publish={"backend": Publish("0.0.0.0", PROXY_PORT)},
-                 proxy_health_path="/.deploy/health")
-
-
 def test_the_rendered_stack_serves_six_replicas_through_haproxy_on_every_node(rig, tmp_path):
-    images = rig_support.local_images()
-    out = stackfile.render(compose_config(images[0]), roles(), stackfile.SwarmOptions(
-        stack=STACK, images={"backend": images[0]}, proxy_image=images[1], replicas=6,
-        drain=5))
-    (tmp_path / "stack.yml").write_text(out.text)
-    for name, content in out.files.items():
-        (tmp_path / name).write_text(content)
     began = time.monotonic()
-    on(rig, "n1", swarm.stack_deploy(str(tmp_path / "stack.yml"), STACK))
+    out = deploy_stack(rig, tmp_path, STACK, PROXY_PORT)
     service = f"{STACK}_backend"
-    wait_for(lambda: _rollout(rig, service).ok, 180, "the stack's 6 backends running")
+    wait_for(lambda: rollout(rig, service).ok, 180, "the stack's 6 backends running")
+    (spec,) = json.loads(on(rig, "n1", swarm.service_inspect(service)))
+    assert spec["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+    assert spec["Spec"]["UpdateConfig"]["Order"] == "start-first"
+    assert spec["Spec"]["UpdateConfig"]["FailureAction"] == "rollback"
+    assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 10 * 10**9
+    configs = on(rig, "n1", ["docker", "config", "ls", "--format", "{{.Name}}"]).split()
+    assert out.proxy_config in configs
     assert len(running(rig, f"{STACK}_proxy")) == 3
     # Each node's HAProxy reaches all six tasks (round robin) once its checks passed.
     for node in rig.nodes:
@@ -232,28 +190,16 @@ def _bodies(url: str, count: int) -> list[str]:
     return bodies
 
 
-def _rollout(rig, service: str) -> swarm.Rollout:
-    (found,) = swarm.parse_services(on(rig, "n1", swarm.service_inspect(service)))
-    return swarm.rollout_state(found, tasks(rig, service))
-
-
 def test_a_rolling_image_update_under_load_fails_no_request(rig):
     service = f"{STACK}_backend"
-    # The new release: the stand-in image plus a label, built on each node from what it
-    # has (a second 450 MB `docker load` would take ~40 s; the IDs differ, which no
-    # assertion here depends on).
-    dockerfile = f"FROM {python_image()}\nLABEL deploy.release=v2\n".encode()
-    for node in rig.nodes:
-        built = subprocess.run(node.docker_argv("build", "-q", "-t", V2, "-"),
-                               input=dockerfile, capture_output=True, timeout=120)
-        assert built.returncode == 0, built.stderr
+    build_release(rig, V2)
     address = rig.node("n1").address
     began = time.monotonic()
     with AddressClients(address, PROXY_PORT, count=2) as clients, \
             Wrk(f"http://{address}:{PROXY_PORT}/", connections=4, threads=1) as wrk:
         time.sleep(2)
         on(rig, "n1", swarm.service_update_image(service, V2))
-        final = wait_for(lambda: (r := _rollout(rig, service)).finished and r, 300,
+        final = wait_for(lambda: (r := rollout(rig, service)).finished and r, 300,
                          "the rolling update finished", poll=1)
         took = time.monotonic() - began - 2
         time.sleep(2)
