@@ -14,7 +14,9 @@ from `compose config` output (variables already resolved: `docker stack deploy` 
   drops the requests in flight to it;
 - the tool's HAProxy as service `proxy` (a compose service of that name is replaced): one
   task on every node (`mode: global`; with SWARM_PROXY_LABEL only on the nodes carrying that
-  label), its port published in `mode: host` (the ingress routing mesh needs IPVS too), its
+  label), its port published in `mode: host` (the ingress routing mesh needs IPVS too; a
+  host-mode port binds every address of the node: PROXY_PUBLISH's port is used, its address
+  is not), its
   config a Swarm config whose name carries a hash of the content (configs are immutable: a
   changed config is a new name, and so a proxy update; an app release never changes it). It
   finds the app's tasks through `tasks.<stack>_<service>` with Docker's DNS and checks

@@ -18,6 +18,7 @@ import urllib.request
 import pytest
 
 from deploy.commands import swarm
+from tests.support import netns_cleanup
 from tests.support import swarm as rig_support
 from tests.support.load import Wrk
 from tests.support.services import missing
@@ -84,6 +85,10 @@ def test_three_nodes_are_ready_managers_each_with_its_own_hostname_and_sshd(rig)
                                                   "'{{.Swarm.NodeAddr}}'"), check=False)
         assert done.returncode == 0, done.stderr + rig.logs(node)
         assert done.stdout.split() == [node.hostname, node.address]
+    # The network-namespace hosts' cleanup (`python3 -m tests.support.netns cleanup --all`)
+    # sees none of this rig, live or not.
+    assert not any(name.startswith(rig_support.PREFIX)
+                   for name in netns_cleanup.leftovers(include_live=True))
 
 
 # --- what works without IPVS ---------------------------------------------------------------
