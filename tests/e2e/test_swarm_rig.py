@@ -37,10 +37,13 @@ from tests.support.swarm_stack import (
 STACK = "e2es"
 PROXY_PORT = 8088
 V2 = "deploy-swarm-e2e/backend:v2"
+BROKEN = "deploy-swarm-e2e/backend:broken"
 
 
 @pytest.fixture(scope="module")
-def rig():
+def rig(docker_ready):
+    """The three-node Swarm with the local images loaded; in CI a rig that cannot start
+    fails every test here (services.missing, or the rig's own error)."""
     if os.geteuid() != 0:
         missing("the Swarm rig must run as root (ip netns, mount, dockerd)")
     tools = rig_support.missing_tools()
@@ -216,6 +219,28 @@ def test_a_rolling_image_update_under_load_fails_no_request(rig):
     assert all(t.image == V2 for t in running(rig, service)) and final.updated == 6
     assert tally.requests > 100 and tally.failures == [], tally.failures[:5]
     assert report.requests > 100 and report.errors == 0, report.text
+
+
+def test_a_release_that_fails_at_start_is_rolled_back_with_no_failed_request(rig):
+    service = f"{STACK}_backend"
+    build_release(rig, BROKEN, env={"STARTUP_FAIL": "1"})
+    address = rig.node("n1").address
+    began = time.monotonic()
+    with AddressClients(address, PROXY_PORT, count=2) as clients:
+        time.sleep(2)
+        on(rig, "n1", swarm.service_update_image(service, BROKEN))
+        final = wait_for(lambda: (r := rollout(rig, service)).finished and r, 300,
+                         "the broken update ended", poll=1)
+        took = time.monotonic() - began - 2
+        time.sleep(2)
+    tally = clients.tally()
+    print(f"\nbroken release: {final.phase} after {took:.1f} s; {tally.requests} requests, "
+          f"{len(tally.failures)} failed; errors: {final.errors[:2]}")
+    assert final.phase == "rollback_completed" and final.failed
+    assert any("task: non-zero exit (3)" in e for e in final.errors), final.errors
+    up = running(rig, service)
+    assert len(up) == 6 and all(t.image == V2 for t in up)  # the old release serves
+    assert tally.requests > 100 and tally.failures == [], tally.failures[:5]
 
 
 def test_a_lost_nodes_replicas_run_again_on_the_others_and_no_get_fails(rig):

@@ -39,7 +39,7 @@ HAProxy) are saved once here and loaded into each engine (`load_images`).
 
     python3 -m tests.support.swarm up       # holds a rig open until Ctrl-C / SIGTERM
     python3 -m tests.support.swarm status   # the running rigs, their nodes, `node ls`
-    python3 -m tests.support.swarm down     # ends every rig (running or stale)
+    python3 -m tests.support.swarm down     # ends the rigs `up` holds, removes stale ones
 
 A rig whose pid (in its name) is gone was interrupted: `cleanup_leftovers()` (run before
 each rig and by `down`) removes its processes, namespaces, veths, cgroups and directory.
@@ -574,10 +574,19 @@ def _status() -> int:
 
 
 def _down() -> int:
+    """End the rigs `up` holds (it tears down on SIGTERM) and remove stale ones; a rig a test
+    run or a bench holds is left to it."""
     for state in running_rigs():
         pid = int(NAME_RE.match(state["name"])[1])
-        sshd._kill(pid)  # `up` tears its rig down on SIGTERM
-        deadline = time.monotonic() + 60
+        try:
+            owner = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "tests.support.swarm" not in owner:
+            print(f"{state['name']}: held by pid {pid} ({owner.strip()[:80]}); not touched")
+            continue
+        sshd._kill(pid)
+        deadline = time.monotonic() + 120
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     for line in cleanup_leftovers(include_live=False):

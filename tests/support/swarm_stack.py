@@ -89,11 +89,14 @@ def deploy_stack(rig: Swarm, directory: Path, stack: str, port: int, replicas: i
     return out
 
 
-def build_release(rig: Swarm, tag: str) -> None:
-    """A new release of the stand-in: its image plus a label, built on each node from what
-    the node has (a second `docker load` of 450 MB takes ~40 s). The nodes' image IDs then
-    differ, unlike a shipped image's."""
-    dockerfile = f"FROM {local_images()[0]}\nLABEL deploy.release={tag}\n".encode()
+def build_release(rig: Swarm, tag: str, env: dict[str, str] | None = None) -> None:
+    """A new release of the stand-in: its image plus a label (and `env`, e.g. STARTUP_FAIL=1
+    for a release whose container fails at start), built on each node from what the node
+    has (a second `docker load` of 450 MB takes ~40 s). The nodes' image IDs then differ,
+    unlike a shipped image's."""
+    lines = [f"FROM {local_images()[0]}", f"LABEL deploy.release={tag}"]
+    lines += [f"ENV {key}={value}" for key, value in (env or {}).items()]
+    dockerfile = ("\n".join(lines) + "\n").encode()
     for node in rig.nodes:
         built = subprocess.run(node.docker_argv("build", "-q", "-t", tag, "-"),
                                input=dockerfile, capture_output=True, timeout=120)
