@@ -72,6 +72,9 @@ class SwarmOptions:
     stop_margin: float = 5.0  # stop_grace_period = drain + this
     update_delay: str = "2s"
     update_monitor: str = "5s"
+    # How long Swarm waits before it replaces a task that stopped, a lost node's included
+    # (Swarm's default: 5s).
+    restart_delay: str = "2s"
     labels: Mapping[str, str] = field(default_factory=dict)  # on every service (the release)
 
 
@@ -207,7 +210,8 @@ def _app(name: str, body: dict, options: SwarmOptions) -> dict:
     service["deploy"] = _deploy(
         options, mode="replicated", replicas=options.replicas,
         update_config=_rolling(options.update_delay, options.update_monitor, "rollback"),
-        rollback_config=_rolling("0s", options.update_monitor, "pause"))
+        rollback_config=_rolling("0s", options.update_monitor, "pause"),
+        restart_policy={"condition": "any", "delay": options.restart_delay})
     return service
 
 

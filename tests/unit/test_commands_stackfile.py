@@ -58,6 +58,7 @@ def test_app_service_rolls_start_first_one_at_a_time_and_rolls_back_by_itself():
     assert web["deploy"]["rollback_config"]["failure_action"] == "pause"
     assert web["healthcheck"]["test"] == ["CMD", "python3", "/srv/server.py", "--probe"]
     assert web["deploy"]["labels"] == {"deploy.release": "r1"}
+    assert web["deploy"]["restart_policy"] == {"condition": "any", "delay": "2s"}
 
 
 def test_stop_grace_period_outlasts_the_drain_but_a_longer_one_is_kept():
