@@ -9,9 +9,10 @@ from `compose config` output (variables already resolved: `docker stack deploy` 
   `tasks.<service>` resolve to its tasks' IPs;
 - app services: APP_REPLICAS replicas, their pinned image, a rolling update that starts the
   new task first, one at a time, and rolls back by itself on a failure within the monitor
-  window (`update_config`), the same shape back (`rollback_config`), their healthcheck, and a
-  `stop_grace_period` longer than the backend's drain: a task stopped before it drained
-  drops the requests in flight to it;
+  window (`update_config`), the same shape back (`rollback_config`), their healthcheck, a
+  `stop_grace_period` longer than the backend's drain (a task stopped before it drained
+  drops the requests in flight to it), and a 2 s restart delay (Swarm's 5 s default also
+  holds back the replacements of a lost node's tasks);
 - the tool's HAProxy as service `proxy` (a compose service of that name is replaced): one
   task on every node (`mode: global`; with SWARM_PROXY_LABEL only on the nodes carrying that
   label), its port published in `mode: host` (the ingress routing mesh needs IPVS too; a
