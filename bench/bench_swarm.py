@@ -66,6 +66,7 @@ def under_load(address: str, clients: int, connections: int, action) -> dict:
         seconds = time.monotonic() - began
         time.sleep(2)
     tally = load.tally()
+    log(f"wrk's report:\n{wrk.report.text.strip()}")
     return {"seconds": seconds, "requests": tally.requests, "failed": len(tally.failures),
             "first_failures": tally.failures[:3],
             "p99": percentile(tally.latencies, 99),
