@@ -41,8 +41,9 @@ HAProxy) are saved once here and loaded into each engine (`load_images`).
     python3 -m tests.support.swarm status   # the running rigs, their nodes, `node ls`
     python3 -m tests.support.swarm down     # ends the rigs `up` holds, removes stale ones
 
-A rig whose pid (in its name) is gone was interrupted: `cleanup_leftovers()` (run before
-each rig and by `down`) removes its processes, namespaces, veths, cgroups and directory.
+A rig whose pid (in its name) is gone was interrupted: `cleanup_leftovers()`
+(tests/support/swarm_cleanup.py; run before each rig and by `down`) removes its processes,
+namespaces, veths, cgroups and directory.
 """
 
 from __future__ import annotations
@@ -66,9 +67,8 @@ from pathlib import Path
 from tests.support import sshd
 from tests.support.base import LOCAL_IMAGES_ENV, read_env_file
 from tests.support.netns_cleanup import TMP, alive, run, sweep
+from tests.support.swarm_cleanup import NAME_RE, PREFIX, cleanup_leftovers, running_rigs
 
-PREFIX = "deploy-swarm-"
-NAME_RE = re.compile(rf"^{re.escape(PREFIX)}(\d+)-([0-9a-f]+)(?:-(n\d+|br))?$")
 LOCK = TMP / "deploy-swarm.lock"
 NODES = 3
 SSH_PORT = 22
@@ -477,57 +477,6 @@ def local_images() -> list[str]:
     return [values[k] for k in IMAGE_KEYS]
 
 
-# --- leftovers ----------------------------------------------------------------------------
-
-
-def _rigs(include_live: bool) -> dict[str, set[str]]:
-    """Rig name -> its namespaces (and the rig's directory), for rigs whose pid is gone
-    (or every rig, with include_live)."""
-    found: dict[str, set[str]] = {}
-
-    def add(name: str) -> None:
-        m = NAME_RE.match(name)
-        if m and (include_live or not alive(int(m[1]))):
-            found.setdefault(f"{PREFIX}{m[1]}-{m[2]}", set()).add(name)
-
-    netns_dir = Path("/run/netns")
-    for entry in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
-        add(entry.name)
-    for entry in TMP.glob(f"{PREFIX}*"):
-        if entry.is_dir():
-            add(entry.name)
-    for top in Path("/sys/fs/cgroup").glob(f"*/{PREFIX}*-n*"):
-        add(top.name)
-    for top in Path("/sys/fs/cgroup").glob(f"{PREFIX}*-n*"):
-        add(top.name)
-    return found
-
-
-def cleanup_leftovers(include_live: bool = False) -> list[str]:
-    """Remove interrupted rigs (all rigs with include_live); what was removed, a line each."""
-    removed = []
-    for rig, names in _rigs(include_live).items():
-        rig_id = NAME_RE.match(rig)[2]
-        marker = f"{TMP / rig}/".encode()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != os.getpid():
-                try:
-                    if marker in (entry / "cmdline").read_bytes():
-                        sshd._kill(int(entry.name), signal.SIGKILL)
-                except OSError:
-                    continue
-        for name in sorted(names - {rig}):
-            part = NAME_RE.match(name)[3]
-            veth = f"ds{rig_id}r" if part == "br" else f"ds{rig_id}{part}"
-            problems = sweep(name, veth)
-            removed.append(f"{name}: namespace, veth, processes, cgroups"
-                           + (f" (left: {'; '.join(problems)})" if problems else ""))
-        if (TMP / rig).exists():
-            shutil.rmtree(TMP / rig, ignore_errors=True)
-            removed.append(str(TMP / rig))
-    return removed
-
-
 @contextmanager
 def running_swarm(count: int = NODES, images: bool = True) -> Iterator[Swarm]:
     """A joined Swarm (images loaded unless images=False), torn down afterwards, also on
@@ -544,17 +493,6 @@ def running_swarm(count: int = NODES, images: bool = True) -> Iterator[Swarm]:
 
 
 # --- for humans and bench/ --------------------------------------------------------------
-
-
-def running_rigs() -> list[dict]:
-    """rig.json of every live rig (started by `up` or a test run)."""
-    states = []
-    for rig in sorted(_rigs(include_live=True)):
-        m = NAME_RE.match(rig)
-        state = TMP / rig / "rig.json"
-        if alive(int(m[1])) and state.exists():
-            states.append(json.loads(state.read_text()))
-    return states
 
 
 def _status() -> int:
