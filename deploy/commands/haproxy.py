@@ -50,6 +50,7 @@ ADMF_FDRAIN, ADMF_IDRAIN, ADMF_RMAINT = 0x08, 0x10, 0x20
 _MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_RMAINT
 _DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
 CHECK_PASSED = 3  # srv_check_result: CHK_RES_PASSED
+CHECK_FAILED = 2  # CHK_RES_FAILED (0, CHK_RES_UNKNOWN: a check is running right now)
 
 # The constant script: "$1" is the command line, whose answer is printed; with "$2", the
 # routing (`show servers state`, on a second connection) is then saved to that file
@@ -328,13 +329,19 @@ def routed(servers: Sequence[Server], backend: str) -> dict[str, Server]:
     return {s.addr: s for s in servers if s.is_slot and s.backend == backend and s.routed}
 
 
-def new_slots_up(servers: Sequence[Server], plan: SwitchPlan) -> tuple[bool, list[str]]:
+def new_slots_up(servers: Sequence[Server], plan: SwitchPlan, *, passed: bool = True
+                 ) -> tuple[bool, list[str]]:
     """Every new slot UP with a passed check at its new address; else what is missing."""
     by_name = {s.name: s for s in servers if s.backend == plan.backend}
     missing = []
     for slot, ip in plan.new.items():
         s = by_name.get(slot)
-        if s is None or s.addr != ip or not s.up or s.check_result != CHECK_PASSED:
+        # ``passed``: a check passed at the new address (the first wait). Later (a host's
+        # last look before its switch), UP and no failed check: a check running right now
+        # reads as "unknown".
+        ok = s is not None and s.addr == ip and s.up and (
+            s.check_result == CHECK_PASSED if passed else s.check_result != CHECK_FAILED)
+        if not ok:
             missing.append(f"{plan.backend}/{slot} ({ip}): "
                            + (s.state + f", check result {s.check_result}" if s
                               else "not found"))

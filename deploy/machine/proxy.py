@@ -93,9 +93,10 @@ class Proxy:
                 f"{p.backend}/{slot}" for p in plans for slot in p.new))
         self._up = False
 
-    def missing(self, plans: list[proxy.SwitchPlan]) -> list[str]:
+    def missing(self, plans: list[proxy.SwitchPlan], passed: bool = True) -> list[str]:
+        """The new slots not (yet) up; ``passed=False``: up, and no failed check."""
         servers = self.servers()
-        return [m for p in plans for m in proxy.new_slots_up(servers, p)[1]]
+        return [m for p in plans for m in proxy.new_slots_up(servers, p, passed=passed)[1]]
 
     def answers(self, plans: list[proxy.SwitchPlan]) -> bool:
         """Has every new slot passed HAProxy's check at its address (HEALTH_PATH, 200)?"""

@@ -226,7 +226,7 @@ def recheck(d: Deploy) -> None:
 
 
 def _still_up(d: Deploy) -> None:
-    missing = d.proxy.missing(d.plans)
+    missing = d.proxy.missing(d.plans, passed=False)
     if missing:
         raise DeployError("proxy: the new container(s) stopped passing HAProxy's check "
                           "while waiting for the switch: " + "; ".join(missing))

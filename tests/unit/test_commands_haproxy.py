@@ -394,3 +394,20 @@ def test_answers_of_the_rendered_proxy_and_a_backend_it_does_not_have():
     with pytest.raises(DeployError,
                        match=r"^proxy: switch: HAProxy answered: No such backend\.$"):
         proxy.check_answer(captured("two-answer-no-such-backend.txt"), "switch")
+
+
+def test_a_last_look_before_the_switch_accepts_a_check_running_but_not_a_failed_one():
+    plan = proxy.SwitchPlan("web", 8000, new={"slot2": "172.22.0.9"})
+
+    def server(result: int) -> proxy.Server:
+        return proxy.Server("slot2", "172.22.0.9", 8000, proxy.OP_RUNNING, proxy.ADMF_FDRAIN,
+                            result, backend="web")
+
+    running = [server(0)]  # CHK_RES_UNKNOWN: a check is running right now
+    assert proxy.new_slots_up(running, plan)[0] is False  # the first wait needs a pass
+    assert proxy.new_slots_up(running, plan, passed=False) == (True, [])
+    failed = [server(proxy.CHECK_FAILED)]
+    assert proxy.new_slots_up(failed, plan, passed=False) == (
+        False, ["web/slot2 (172.22.0.9): drain UP, check result 2"])
+    assert proxy.new_slots_up([], plan, passed=False) == (
+        False, ["web/slot2 (172.22.0.9): not found"])
