@@ -7,8 +7,10 @@ the project builds shell text, so every user-supplied value stays one quoted wor
 from __future__ import annotations
 
 import io
+import os
 import shlex
 from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 from deploy.errors import DeployError
 
@@ -105,3 +107,24 @@ def run(c, argv: Sequence[str], *, hide: bool = True, check: bool = True,
             result.exited, result.stdout, result.stderr,
         )
     return result
+
+
+def write_file(c, path: str, text: str) -> None:
+    """Write ``text`` to ``path`` where ``c`` runs (its directory made), atomically: beside
+    it, then renamed. Here with Python, on a host over SFTP (no shell, no command line)."""
+    target = PurePosixPath(path)
+    temp = f"{path}.{os.getpid()}.tmp"
+    if not is_remote(c):
+        Path(target.parent).mkdir(parents=True, exist_ok=True)
+        Path(temp).write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+        return
+    sftp = c.sftp()
+    try:
+        sftp.stat(str(target.parent))
+    except OSError:
+        run(c, ["mkdir", "-p", str(target.parent)], what="mkdir")
+    with sftp.open(temp, "w") as fh:
+        fh.write(text)
+    sftp.posix_rename(temp, path)
+

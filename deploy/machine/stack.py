@@ -89,8 +89,7 @@ class Stack:
             text = proxyconf.override(self.project, self.routes(), self.live_images(),
                                       self.proxy_image)
             path = self._override_path()
-            script = 'mkdir -p "${1%/*}" && cat > "$1.$$" && mv -f "$1.$$" "$1"'
-            self.run(["sh", "-c", script, "sh", path], input=text, what="override")
+            shell.write_file(self.c, path, text)
             self._compose = replace(self.user_compose, overrides=(path,))
         return self._compose
 

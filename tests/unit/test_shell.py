@@ -77,3 +77,15 @@ def test_ctrl_c_during_a_command_given_input_unwinds_as_the_signal():
     threading.Timer(0.5, lambda: signal.raise_signal(signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         shell.run(invoke.Context(), ["sleep", "2"], input="secret\n")
+
+
+def test_write_file_here_makes_the_directory_and_replaces_the_file_whole(tmp_path):
+    from invoke import Context
+
+    from deploy import shell
+
+    path = tmp_path / "a" / "b" / "override.yml"
+    shell.write_file(Context(), str(path), "one\n")
+    shell.write_file(Context(), str(path), "two\n")
+    assert path.read_text() == "two\n"
+    assert [p.name for p in path.parent.iterdir()] == ["override.yml"]  # no temp file left
