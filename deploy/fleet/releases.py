@@ -226,17 +226,18 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = DEPLOY_LOCK_WAI
                     f"{state.before.current or 'nothing'} still current")
 
 
-def prepare_host(state: Staged, *, out: Output) -> None:
+def prepare_host(state: Staged, *, out: Output, migrate: bool = True) -> None:
     """A staged host, up to the point of no return (sequence.prepare_on_host), nothing
     built there: migrate through the tunnel, the new containers started beside the old
     ones, healthy, and their proxy slots checked, taking no traffic. `invoke deploy
     --hosts` prepares every host before any host switches; `staged` takes a prepared
-    release back when its host never switches."""
+    release back when its host never switches. ``migrate=False``: its database is shared
+    and was migrated once for every host (deploy/fleet/databases.py)."""
     c, settings = state.c, state.settings
     state.prepared = prepare_on_host(
         c, remote.release_paths(settings, state.release), state.tag,
         database=lambda: _database(c, settings),
-        base_unchanged=_same_stack_config(c, settings, state), out=out)
+        base_unchanged=_same_stack_config(c, settings, state), out=out, migrate=migrate)
 
 
 def switch_host(state: Staged, *, out: Output) -> dict:
