@@ -83,3 +83,16 @@ def test_a_database_that_answers_here_is_migrated_directly(roles):
     with reach(db, per_host, {}, answers=lambda url: asked.append(url) or True) as (s, how):
         assert s.database_url == URL and how == "directly from here"
     assert asked == [URL]
+
+
+def test_a_tunnel_reaches_a_database_host_where_its_stack_publishes_postgres(tmp_path):
+    from deploy.fleet.tunnel import published_host
+
+    def host(**env):
+        return published_host(load(tmp_path, {"POSTGRES_PASSWORD": "x", **env}))
+
+    assert host() == "127.0.0.1"
+    assert host(POSTGRES_PUBLISHED_HOST="10.0.0.5") == "10.0.0.5"
+    assert host(POSTGRES_PUBLISHED_HOST="0.0.0.0") == "127.0.0.1"
+    assert host(POSTGRES_PUBLISHED_HOST="[::]") == "127.0.0.1"
+    assert host(POSTGRES_PUBLISHED_HOST="[fd00::5]") == "fd00::5"
