@@ -41,6 +41,9 @@ RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{4,40}(?:-dirty-[0-9a-f]{4,64
 _VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Always shipped, whether the compose file names them or not.
 ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
+# The sample stack's way to give its backend a database outside the stack: on a host
+# without a database service (DB_SERVICE=), DATABASE_URL unless the host sets it.
+APP_DATABASE = "APP_DATABASE_URL"
 
 
 def release_name(now: datetime | None = None, tag: str | None = None) -> str:
@@ -55,7 +58,8 @@ def image_tag(release: str) -> str:
 
 
 def render_env(settings: Settings) -> str:
-    """The release's .env: every variable the compose file uses, from the host's settings.
+    """The release's .env: every variable the compose file uses, from the host's settings
+    (APP_DATABASE_URL: DATABASE_URL on a host with no database service).
 
     Written to the host over SFTP with mode 600, never on a command line.
     """
@@ -64,6 +68,8 @@ def render_env(settings: Settings) -> str:
     lines = ["# Written by `invoke deploy`; mode 600. Do not edit: the next release replaces it."]
     for name in names:
         value = settings.values.get(name)
+        if name == APP_DATABASE and not value and not settings.db_service:
+            value = settings.values.get("DATABASE_URL")  # a web host: the shared database
         if value is None:
             continue
         if "\n" in value:

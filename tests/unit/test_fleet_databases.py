@@ -96,3 +96,20 @@ def test_a_tunnel_reaches_a_database_host_where_its_stack_publishes_postgres(tmp
     assert host(POSTGRES_PUBLISHED_HOST="0.0.0.0") == "127.0.0.1"
     assert host(POSTGRES_PUBLISHED_HOST="[::]") == "127.0.0.1"
     assert host(POSTGRES_PUBLISHED_HOST="[fd00::5]") == "fd00::5"
+
+
+def test_a_web_hosts_release_env_hands_its_backend_the_shared_database(monkeypatch):
+    from deploy.fleet.releases import render_env
+    from deploy.settings import load_settings
+    from tests.support.base import ROOT
+
+    monkeypatch.chdir(ROOT)
+
+    def env(**values):
+        return render_env(load_settings(environ={"POSTGRES_PASSWORD": "pw", "DATABASE_URL": URL,
+                                                 **values}, read_file=False, cwd=ROOT))
+
+    assert f"APP_DATABASE_URL={URL}\n" in env(DB_SERVICE="")
+    other = "postgresql://app:pw@db.internal:5432/app"
+    assert f"APP_DATABASE_URL={other}\n" in env(DB_SERVICE="", APP_DATABASE_URL=other)
+    assert "APP_DATABASE_URL" not in env()  # a whole stack: its backend uses its postgres
