@@ -90,12 +90,21 @@ def test_web_hosts_share_the_database_host_and_its_migrations_run_once(roles):
         assert len(roles.containers(web, "backend")) == 1
         assert roles.health(web) == 200
     assert roles.containers(roles.db, "postgres") == [pg]
-    # A second deploy: nothing to migrate, the database container still the same.
+    # The backends reach the shared database by the URL the deploy handed them.
+    env = (roles.path(roles.webs[0]) / "current" / ".env").read_text()
+    assert f"APP_DATABASE_URL={roles.url}\n" in env
+    # A second deploy, the database host among the targets: one migration run (nothing
+    # to apply), the database host gets no switch, its container is still the same.
     roles.tree.change()
-    again = roles.invoke("deploy", "--hosts", roles.spec(*roles.webs))
+    every = [roles.db.address, *webs]
+    again = roles.invoke("deploy", "--hosts", roles.spec(roles.db, *roles.webs))
     ok(again)
+    assert again.stdout.count("migrate: once for ") == 1, again.stdout
+    assert f"migrate: once for {', '.join(every)}: " in again.stdout
     assert again.stdout.count("migrations: up to date, nothing to apply") == 1, again.stdout
+    assert f"deploy: {', '.join(webs)} (rolling, one host at a time)" in again.stdout
     assert roles.containers(roles.db, "postgres") == [pg]
+    assert roles.containers(roles.db, "backend") == []
     no_secret(roles)
 
 

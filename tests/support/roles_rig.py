@@ -8,7 +8,7 @@ stack), every host with the same Compose project: roles come from the overlays a
 
 Every host and this machine reach the database at one address, the relay
 (tests/support/relay.py) on this machine's end of h1's veth: the shared DATABASE_URL,
-which the web hosts' backends also use (APP_DATABASE_URL).
+which a deploy also hands the web hosts' backends (their release .env's APP_DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RolesFleet(Fleet):
         shared.update({
             "COMPOSE_PROJECT_NAME": self.project,
             "POSTGRES_USER": "app", "POSTGRES_PASSWORD": SECRET, "POSTGRES_DB": "app",
-            "DATABASE_URL": self.url, "APP_DATABASE_URL": self.url,
+            "DATABASE_URL": self.url,
             "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
             "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
             "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": str(KEEP), "DRAIN_TIMEOUT": "10",

@@ -113,3 +113,34 @@ def test_a_web_hosts_release_env_hands_its_backend_the_shared_database(monkeypat
     other = "postgresql://app:pw@db.internal:5432/app"
     assert f"APP_DATABASE_URL={other}\n" in env(DB_SERVICE="", APP_DATABASE_URL=other)
     assert "APP_DATABASE_URL" not in env()  # a whole stack: its backend uses its postgres
+
+
+def test_a_database_that_does_not_answer_here_is_reached_through_its_database_host(
+        roles, monkeypatch):
+    from contextlib import contextmanager
+
+    from deploy.fleet import databases
+    from deploy.fleet.hosts import Host
+
+    per_host = {"web1": roles(DB_SERVICE=""), "db": roles(APP_SERVICES="")}
+    (db,) = shared_databases(["web1", "db"], per_host)
+    opened, closed = [], []
+
+    class Conn:
+        def __init__(self, host, settings):
+            opened.append(host.name)
+
+        def close(self):
+            closed.append(True)
+
+    @contextmanager
+    def tunnelled(conn, settings):
+        yield "postgresql://app:s3cret@127.0.0.1:40001/app"
+
+    monkeypatch.setattr(databases.trust, "connection", Conn)
+    monkeypatch.setattr(databases.tunnel, "database_url", tunnelled)
+    hosts = {"web1": Host("web1"), "db": Host("db")}
+    with reach(db, per_host, hosts, answers=lambda url: False) as (s, how):
+        assert how == "through an SSH tunnel via db"
+        assert s.database_url == "postgresql://app:s3cret@127.0.0.1:40001/app"
+    assert opened == ["db"] and closed == [True]
