@@ -135,6 +135,10 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
     def job(host: Host) -> None:
         settings = per_host[host.name]
         prefix = f"[{host.name}] "
+        if not settings.app_services:
+            emit(f"{prefix}rollback: a database host (APP_SERVICES is empty): no app to "
+                 "roll back; migrations are never reversed")
+            return
         conn = trust.connection(host, settings)
         try:
             rollback_host(conn, settings, lock_wait=wait, out=Output(prefix=prefix))
