@@ -47,6 +47,10 @@ MIGRATE = re.compile(r"^<== migrate database .* done in ([\d.]+) s$", re.M)
 SWITCH = re.compile(r"^\[(\S+)\] <== (?:switch|drain \+ stop old|check-tables --expected) "
                     r"done in ([\d.]+) s$", re.M)
 
+SWITCH_STEP = re.compile(r"^(?:switch|drain \+ stop old|check-tables --expected)$")
+HOST_STEP = re.compile(r"^\[(\S+)\] <== (.+) done in ([\d.]+) s$", re.M)
+STEP = re.compile(r"^<== (.+) done in ([\d.]+) s$", re.M)
+
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -63,6 +67,8 @@ def deploy(fleet: RolesFleet, *hosts) -> tuple[float, str]:
 
 
 def parts(output: str, webs: int) -> dict[str, float]:
+    """The baseline's parts, and where the rest went: before the hosts (registry, push),
+    staging (upload + ship) and preparing (the new release beside the old), worst host."""
     build = [float(x) for x in BUILD.findall(output)]
     migrate = [float(x) for x in MIGRATE.findall(output)]
     switches: dict[str, float] = {}
@@ -71,7 +77,17 @@ def parts(output: str, webs: int) -> dict[str, float]:
     if len(build) != 1 or len(migrate) != 1 or len(switches) != webs:
         raise RuntimeError(f"unexpected deploy output: {len(build)} build(s), {len(migrate)} "
                            f"migration run(s), {len(switches)} switch(es):\n{output[-3000:]}")
-    return {"build": build[0], "migrate": migrate[0], "switches": sum(switches.values())}
+    staging: dict[str, float] = {}
+    prepare: dict[str, float] = {}
+    for host, name, seconds in HOST_STEP.findall(output):
+        if name.startswith(("upload ", "ship images")):
+            staging[host] = staging.get(host, 0.0) + float(seconds)
+        elif not SWITCH_STEP.match(name):
+            prepare[host] = prepare.get(host, 0.0) + float(seconds)
+    before = sum(float(s) for n, s in STEP.findall(output)) - build[0] - migrate[0]
+    return {"build": build[0], "migrate": migrate[0], "switches": sum(switches.values()),
+            "before": before, "staging": max(staging.values(), default=0.0),
+            "prepare": max(prepare.values(), default=0.0)}
 
 
 def measure(webs: int, runs: int, work: Path) -> dict:
@@ -113,6 +129,13 @@ def report(results: dict[int, dict], runs: int) -> None:
         print(f"| {n} | {r['wall']:.1f} s | {r['build']:.1f} s | {r['migrate']:.2f} s | "
               f"{r['switches']:.1f} s | {base:.1f} s | {r['wall'] / base:.2f}× | "
               f"{r['wall'] / first:.2f}× |")
+    print("\nWhere the rest went (the deploy's step lines; hosts staged and prepared at "
+          "once, so the worst host counts):\n")
+    print("| web hosts | before the hosts (registry, push) | staging: upload + ship (worst "
+          "host) | prepare: new beside old, healthy (worst host) |")
+    print("|---:|---:|---:|---:|")
+    for n, r in sorted(results.items()):
+        print(f"| {n} | {r['before']:.1f} s | {r['staging']:.1f} s | {r['prepare']:.1f} s |")
 
 
 def main() -> int:
