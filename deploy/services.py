@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -212,3 +213,27 @@ def _proxy_publish(src: _Src, apps: tuple[str, ...]) -> dict[str, Publish]:
     if len(set(ports)) != len(ports):
         raise src.error("PROXY_PUBLISH", "two app services on one port; give each its own")
     return published
+
+
+class _HasRoles(Protocol):
+    app_services: tuple[str, ...]
+    worker_services: tuple[str, ...]
+    db_service: str
+
+
+def _roled(roles: _HasRoles) -> set[str]:
+    return {*roles.app_services, *roles.worker_services, *({roles.db_service} - {""})}
+
+
+def host_services(services: Sequence[str], shared: _HasRoles, own: _HasRoles,
+                  proxy: str | None = None) -> tuple[str, ...]:
+    """The Compose services one host runs, in ``services``' order: its own app, worker and
+    database services, and every service the shared settings give no role (a cache, a
+    mail relay: everywhere, as on one machine). A service the shared settings give a role
+    and the host's overlay took away is not started there: a web host's overlay empties
+    DB_SERVICE, a database host's empties APP_SERVICES and WORKER_SERVICES. ``proxy``: the
+    tool's proxy service, run only beside app services. Here (no hosts) shared is own:
+    every service."""
+    mine, roled = _roled(own), _roled(shared)
+    return tuple(s for s in services
+                 if (s in mine or s not in roled) and (s != proxy or own.app_services))

@@ -95,6 +95,8 @@ class Settings:
     proxy_publish: dict[str, Publish] = field(
         default_factory=lambda: {"backend": Publish("127.0.0.1", DEFAULT_APP_PORT)})
     proxy_health_path: str = DEFAULT_PROXY_HEALTH_PATH
+    # On a host: every service the shared settings give a role (deploy/fleet/hosts.py).
+    fleet_roles: tuple[str, ...] = ()
 
     @property
     def database_url(self) -> str:

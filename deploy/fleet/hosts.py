@@ -67,9 +67,13 @@ def host_settings(settings: Settings, host: str) -> Settings:
         values.update({k: v for k, v in overlay.items() if v is not None})
     values.pop("ENV_FILE", None)
     try:
-        return load_settings(environ=values, read_file=False)
+        own = load_settings(environ=values, read_file=False)
     except ConfigError as exc:
         raise ConfigError(f"{exc} [host {host}, overlay {path}]") from None
+    # The roles of the whole fleet: a service one of them names and this host's overlay
+    # took away (a web host's database, a database host's app) is not started here.
+    return replace(own, fleet_roles=(*settings.app_services, *settings.worker_services,
+                                     *((settings.db_service,) if settings.db_service else ())))
 
 
 def release_paths(settings: Settings, release: str) -> Settings:

@@ -43,6 +43,9 @@ RELEASE_RE = re.compile(r"^\d{8}T\d{6}Z-(?:[0-9a-f]{4,40}(?:-dirty-[0-9a-f]{4,64
 _VAR_RE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Always shipped, whether the compose file names them or not.
 ALWAYS = ("COMPOSE_PROJECT_NAME", "DEPLOY_ENV", "MIGRATION_TABLE")
+# The sample stack's way to give its backend a database outside the stack: on a host
+# without a database service (DB_SERVICE=), DATABASE_URL unless the host sets it.
+APP_DATABASE = "APP_DATABASE_URL"
 
 
 def release_name(now: datetime | None = None, tag: str | None = None) -> str:
@@ -57,7 +60,8 @@ def image_tag(release: str) -> str:
 
 
 def render_env(settings: Settings) -> str:
-    """The release's .env: every variable the compose file uses, from the host's settings.
+    """The release's .env: every variable the compose file uses, from the host's settings
+    (APP_DATABASE_URL: DATABASE_URL on a host with no database service).
 
     Written to the host over SFTP with mode 600, never on a command line.
     """
@@ -66,6 +70,8 @@ def render_env(settings: Settings) -> str:
     lines = ["# Written by `invoke deploy`; mode 600. Do not edit: the next release replaces it."]
     for name in names:
         value = settings.values.get(name)
+        if name == APP_DATABASE and not value and not settings.db_service:
+            value = settings.values.get("DATABASE_URL")  # a web host: the shared database
         if value is None:
             continue
         if "\n" in value:
@@ -237,17 +243,18 @@ def staged(c, settings: Settings, rollout, *, lock_wait: float = DEPLOY_LOCK_WAI
                     f"{state.before.current or 'nothing'} still current")
 
 
-def prepare_host(state: Staged, *, out: Output) -> None:
+def prepare_host(state: Staged, *, out: Output, migrate: bool = True) -> None:
     """A staged host, up to the point of no return (sequence.prepare_on_host), nothing
     built there: migrate through the tunnel, the new containers started beside the old
     ones, healthy, and their proxy slots checked, taking no traffic. `invoke deploy
     --hosts` prepares every host before any host switches; `staged` takes a prepared
-    release back when its host never switches."""
+    release back when its host never switches. ``migrate=False``: its database is shared
+    and was migrated once for every host (deploy/fleet/databases.py)."""
     c, settings = state.c, state.settings
     state.prepared = prepare_on_host(
         c, remote.release_paths(settings, state.release), state.tag,
         database=lambda: _database(c, settings),
-        base_unchanged=_same_stack_config(c, settings, state), out=out)
+        base_unchanged=_same_stack_config(c, settings, state), out=out, migrate=migrate)
 
 
 def switch_host(state: Staged, *, out: Output) -> dict:

@@ -33,7 +33,7 @@ from deploy import shell
 from deploy.commands import docker
 from deploy.defaults import DEPLOY_LOCK_WAIT
 from deploy.errors import ConfigError
-from deploy.fleet import fanout, registry, releases, trust
+from deploy.fleet import databases, fanout, registry, releases, trust
 from deploy.fleet.imagenames import image_names
 from deploy.machine import builds
 from deploy.machine.stack import Stack
@@ -240,17 +240,25 @@ STAGE_AT_ONCE = 8
 
 def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, *,
                       parallel: int = 1, lock_wait: float = DEPLOY_LOCK_WAIT,
-                      out: Output | None = None) -> None:
+                      out: Output | None = None, others: dict[str, tuple] | None = None
+                      ) -> None:
     """`invoke deploy --hosts`: every host gets the release (its directory and images,
     under its deploy lock) and runs it, healthy, beside the old one, taking no traffic,
     before any host switches (releases.staged, releases.prepare_host), so a host that
     cannot stops the deploy with every host still serving what it served (each prepared
     one taken back); then the switches, rolling: each a few API calls, the drain and the
     old containers' stop. Each host keeps its lock until the end of the run. ``out``:
-    where the lines go (stdout by default), each host's with its `[name] ` prefix."""
+    where the lines go (stdout by default), each host's with its `[name] ` prefix.
+    Hosts sharing a database (deploy/fleet/databases.py): all staged (a database host
+    brings its database up, never switched), each shared database migrated once from
+    here, then the app hosts prepared. ``others``: name → (Host, Settings) of hosts not
+    deployed to, a way in to a database."""
     out = as_output(out)
     held: dict[str, ExitStack] = {}
     ready: dict[str, releases.Staged] = {}
+    shared_dbs = databases.shared_databases([h.name for h in targets], per_host,
+                                            {n: s for n, (_, s) in (others or {}).items()})
+    apps = [h for h in targets if per_host[h.name].app_services]
 
     def stage(host) -> None:
         settings = per_host[host.name]
@@ -261,7 +269,14 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
                 c, settings, rollout, lock_wait=lock_wait, out=out.for_host(host.name)))
             held[host.name] = stack.pop_all()
         ready[host.name] = state
-        releases.prepare_host(state, out=out.for_host(host.name))
+        if not settings.app_services:
+            databases.database_host_up(state, rollout.shared, out.for_host(host.name))
+        elif not shared_dbs:
+            prepare(host)
+
+    def prepare(host) -> None:
+        releases.prepare_host(ready[host.name], out=out.for_host(host.name),
+                              migrate=databases.migrates_itself(per_host[host.name]))
 
     def switch(host) -> None:
         releases.switch_host(ready[host.name], out=out.for_host(host.name))
@@ -269,13 +284,47 @@ def stage_then_switch(targets, per_host: dict[str, Settings], rollout: Rollout, 
     try:
         at_once = min(len(targets), max(parallel, STAGE_AT_ONCE))
         fanout.run_on_hosts("stage", targets, stage, at_once,
-                            mode=f"lock, upload, ship, migrate, start the new containers "
-                                 f"beside the old, healthy, no traffic yet; at most "
-                                 f"{at_once} at once; nothing switches until every host is "
-                                 "ready",
-                            done="ready",
-                            failed_note="no host switched: each still serves what it served")
-        fanout.run_on_hosts("deploy", targets, switch, parallel)
+                            mode=_stage_mode(bool(shared_dbs), at_once), done="ready",
+                            failed_note=NONE_SWITCHED)
+        if shared_dbs:
+            _migrate_shared(shared_dbs, per_host, targets, others or {}, out)
+            _prepare_all(apps, prepare, at_once)
+        if apps:
+            fanout.run_on_hosts("deploy", apps, switch, parallel)
     finally:
         for stack in held.values():  # each lock released; a release not switched to removed
             stack.close()
+
+
+NONE_SWITCHED = "no host switched: each still serves what it served"
+
+
+def _prepare_all(apps, prepare, at_once: int) -> None:
+    if apps:
+        fanout.run_on_hosts(
+            "prepare", apps, prepare, min(len(apps), at_once), done="ready",
+            mode=f"start the new containers beside the old, healthy, no traffic yet; at "
+                 f"most {at_once} at once", failed_note=NONE_SWITCHED)
+
+
+def _stage_mode(shared: bool, at_once: int) -> str:
+    if shared:
+        return (f"lock, upload, ship; a database host's database up; at most {at_once} at "
+                "once; then each shared database migrated once; nothing switches until "
+                "every host is ready")
+    return (f"lock, upload, ship, migrate, start the new containers beside the old, "
+            f"healthy, no traffic yet; at most {at_once} at once; nothing switches until "
+            "every host is ready")
+
+
+def _migrate_shared(shared_dbs, per_host: dict[str, Settings], targets,
+                    others: dict[str, tuple], out: Output) -> None:
+    """Each shared database migrated once, from here, before any host starts its release;
+    a failure stops the deploy with every host still serving what it served."""
+    hosts = {h.name: h for h in targets}
+    settings = dict(per_host)
+    for name, (host, host_settings) in others.items():
+        hosts.setdefault(name, host)
+        settings.setdefault(name, host_settings)
+    for db in shared_dbs:
+        databases.migrate_once(db, settings, hosts, out)

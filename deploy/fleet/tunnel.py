@@ -206,6 +206,16 @@ def database_url(c, settings: Settings) -> Iterator[str]:
         open_connection(c, settings)
     auth = parts.netloc.rpartition("@")[0]
     remote_host = parts.hostname or "127.0.0.1"
+    if not settings.values.get("DATABASE_URL") and not settings.values.get("POSTGRES_HOST"):
+        remote_host = published_host(settings)
     with forward_local(c.client.get_transport(), remote_host, remote_port) as forward:
         yield urlunsplit(parts._replace(
             netloc=(auth + "@" if auth else "") + f"127.0.0.1:{forward.port}"))
+
+
+def published_host(settings: Settings) -> str:
+    """Where a host's stack publishes PostgreSQL, as that host reaches it: its
+    POSTGRES_PUBLISHED_HOST (a database host's private address), loopback by default and
+    for a wildcard address."""
+    host = (settings.values.get("POSTGRES_PUBLISHED_HOST") or "").strip().strip("[]")
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host

@@ -33,10 +33,13 @@ def replaced(settings: Settings) -> tuple[str, ...]:
 
 
 def other_services(stack: Stack) -> tuple[str, ...]:
-    """The compose file's services the settings give no role: `up` starts them, a deploy
-    leaves them alone unless their definition changed."""
+    """The compose file's services the settings (on a host: the fleet's shared settings
+    too) give no role: `up` starts them, a deploy leaves them alone unless their
+    definition changed."""
     s = stack.settings
-    taken = {*replaced(s), s.db_service, proxy.SERVICE}
+    # On a host, a service the fleet's shared settings give a role is never "other": a
+    # web host (DB_SERVICE=) does not start the database service of the compose file.
+    taken = {*replaced(s), s.db_service, proxy.SERVICE, *s.fleet_roles}
     return tuple(n for n in stack.project.services if n not in taken)
 
 

@@ -29,9 +29,11 @@ def confirm_reset(settings: Settings, yes_destroy: str | None, production: bool,
 NO_BACKUP_HINT = " or pass --no-backup to reset without a backup"
 
 
-def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
+def reset(stack: Stack, *, backup: bool = True, database=None,
+          only: tuple[str, ...] | None = None) -> Path | None:
     """Backup → down --volumes → up → wait → migrate. `database()` gives a context manager
-    yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely)."""
+    yielding settings whose DATABASE_URL reaches the stack's database (a tunnel remotely).
+    ``only``: the services a host runs (its role); None: every service."""
     settings, out = stack.settings, stack.out
     if not is_remote(stack.c):  # a host's release .env is checked at deploy
         require_stack_settings(settings)
@@ -40,7 +42,7 @@ def reset(stack: Stack, *, backup: bool = True, database=None) -> Path | None:
     if not backup:
         out("   --no-backup: no backup taken")
     out.step("down --volumes", stack.down, True)
-    out.step("up", stack.up, False, base_services(settings))
+    out.step("up", stack.up, False, base_services(settings), only)
     out.step("wait-healthy", stack.wait_healthy, settings.health_timeout)
     out.step("proxy: route", resync, stack)
     with (database() if database else nullcontext(settings)) as reachable:

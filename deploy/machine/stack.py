@@ -139,19 +139,24 @@ class Stack:
 
     # --- steps -------------------------------------------------------------------------
 
-    def up(self, build: bool = False, first: tuple[str, ...] = ()) -> None:
+    def up(self, build: bool = False, first: tuple[str, ...] = (),
+           only: tuple[str, ...] | None = None) -> None:
         """`up -d`. ``first``: those services first, waited for (their own healthchecks run
         at once), then the rest with `--no-deps`: Compose itself would wait for Docker's
-        first probe of a `service_healthy` dependency, a whole healthcheck interval."""
-        if not first:
+        first probe of a `service_healthy` dependency, a whole healthcheck interval.
+        ``only``: the services this host runs (deploy/services.host_services), none other,
+        also not as a dependency."""
+        if not first and only is None:
             self.run(compose.up(self.compose, build=build), hide=False, what="up")
             return
-        self.run(compose.up(self.compose, first, build=build, no_deps=True), hide=False,
-                 what="up")
-        self.wait_healthy(self.settings.health_timeout, services=first)
+        first = tuple(s for s in first if only is None or s in only)
+        if first:
+            self.run(compose.up(self.compose, first, build=build, no_deps=True), hide=False,
+                     what="up")
+            self.wait_healthy(self.settings.health_timeout, services=first)
         # Named: given every service, Compose v1 still waits for the dependencies among them.
         names = self.run(compose.services(self.compose), what="config").stdout.split()
-        rest = [n for n in names if n not in first]
+        rest = [n for n in names if n not in first and (only is None or n in only)]
         if rest:
             self.run(compose.up(self.compose, rest, build=build, no_deps=True), hide=False,
                      what="up")

@@ -323,12 +323,15 @@ def deploy_here(c, settings: Settings, *, build: bool = True, out: Output | None
 
 
 def prepare_on_host(c, settings: Settings, release: str, *, database, base_unchanged: bool,
-                    out: Output) -> Deploy:
+                    out: Output, migrate: bool = True) -> Deploy:
     """A host up to the point of no return, nothing built there (its images were shipped
     and verified): migrate through ``database()`` (a tunnel), the new containers healthy
     beside the old ones, their proxy slots checked, taking no traffic. ``base_unchanged``:
-    the release's compose file and .env are the current one's."""
+    the release's compose file and .env are the current one's. ``migrate=False``: the
+    host's database is shared and was migrated once for every host (deploy/fleet)."""
     steps = HOST_PREPARE_SAME_BASE if base_unchanged else HOST_PREPARE
+    if not migrate:
+        steps = tuple(step for step in steps if step is not migrate_schema)
     return run_steps(Deploy(Stack(c, settings, out), release, database), steps)
 
 

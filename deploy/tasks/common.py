@@ -16,11 +16,13 @@ import invoke
 from invoke import Exit
 
 from deploy import cli
+from deploy.commands import haproxy
 from deploy.errors import ConfigError, DeployError
 from deploy.fleet import trust, tunnel
 from deploy.fleet.hosts import Host, host_settings, parse_hosts, release_paths
 from deploy.machine.stack import Stack
 from deploy.output import Output
+from deploy.services import host_services
 from deploy.settings import Settings, load_settings
 from deploy.shell import is_remote
 
@@ -144,6 +146,15 @@ def stack_for(c) -> Stack:
     if is_remote(c):
         return Stack(c, release_paths(settings, "current"), Output(prefix=f"[{c.host}] "))
     return Stack(c, settings)
+
+
+def host_runs(c, stack: Stack) -> tuple[str, ...] | None:
+    """The services the host `c` points at runs, its role (deploy/services.host_services:
+    its overlay over the shared settings); None here, where every service runs."""
+    if not is_remote(c):
+        return None
+    return host_services(tuple(stack.project.services), load_settings(), stack.settings,
+                         haproxy.SERVICE)
 
 
 def services_list(value) -> list[str]:

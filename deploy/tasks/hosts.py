@@ -98,7 +98,22 @@ def _deploy_hosts(shared: Settings, targets: list[Host], parallel: int, *, build
         for settings in per_host.values():  # every image published before any host
             rollout.images_for(settings)
         fleet.stage_then_switch(targets, per_host, rollout, parallel=parallel,
-                                lock_wait=lock_wait)
+                                lock_wait=lock_wait, others=_other_hosts(shared, targets))
+
+
+def _other_hosts(shared: Settings, targets: list[Host]) -> dict[str, tuple]:
+    """DEPLOY_HOSTS not deployed to, with their settings: a database host among them is a
+    way in to the database the targets share (deploy/fleet/databases.py). One whose
+    overlay cannot be read is left out: it is not deployed to."""
+    names = {h.name for h in targets}
+    others = {}
+    for host in host_list(None, shared):
+        if host.name not in names:
+            try:
+                others[host.name] = (host, host_settings(shared, host.name))
+            except ConfigError:
+                continue
+    return others
 
 
 @task(help={"hosts": "roll back " + HOSTS_HELP,
@@ -120,6 +135,10 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
     def job(host: Host) -> None:
         settings = per_host[host.name]
         prefix = f"[{host.name}] "
+        if not settings.app_services:
+            emit(f"{prefix}rollback: a database host (APP_SERVICES is empty): no app to "
+                 "roll back; migrations are never reversed")
+            return
         conn = trust.connection(host, settings)
         try:
             rollback_host(conn, settings, lock_wait=wait, out=Output(prefix=prefix))

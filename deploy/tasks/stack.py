@@ -27,6 +27,7 @@ from deploy.tasks.common import (
     database,
     each_target,
     exits,
+    host_runs,
     print_lines,
     seconds,
     services_list,
@@ -73,7 +74,8 @@ def up(c, hosts=None):
         stack.check_docker()
         if not is_remote(c):
             stack.check_roles()
-        stack.up(first=base_services(stack.settings))  # the database and the proxy first
+        # The database and the proxy first; on a host, only the services of its role.
+        stack.up(first=base_services(stack.settings), only=host_runs(c, stack))
         routed = resync(stack)
         if routed:
             stack.out(f"proxy: routes to {', '.join(routed)}")
@@ -185,7 +187,8 @@ def reset(c, yes_destroy=None, production=False, no_backup=False):
     """Back up (pg_dump), destroy volumes, start fresh, migrate: guarded by the project name."""
     stack = stack_for(c)
     confirm_reset(stack.settings, yes_destroy, production, interactive=sys.stdin.isatty())
-    run_reset(stack, backup=not no_backup, database=lambda: database(c, stack.settings))
+    run_reset(stack, backup=not no_backup, database=lambda: database(c, stack.settings),
+              only=host_runs(c, stack))
 
 
 @task

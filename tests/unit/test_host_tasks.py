@@ -105,6 +105,19 @@ def test_rollback_with_deploy_hosts_set_rolls_those_hosts_back(monkeypatch):
     assert ran == [("rollback", [Host("web1")])]
 
 
+def test_rollback_leaves_a_database_host_alone_and_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(host_tasks, "load_settings", lambda: _settings(DEPLOY_HOSTS="db1"))
+    monkeypatch.setattr(host_tasks, "host_settings",
+                        lambda shared, name: _settings(APP_SERVICES="", WORKER_SERVICES=""))
+    monkeypatch.setattr(host_tasks.trust, "connection", lambda *a: pytest.fail("connected"))
+    monkeypatch.setattr(host_tasks.fanout, "run_on_hosts",
+                        lambda action, targets, job, parallel: [job(h) for h in targets])
+    host_tasks.rollback(Context())
+    assert capsys.readouterr().out == (
+        "[db1] rollback: a database host (APP_SERVICES is empty): no app to roll back; "
+        "migrations are never reversed\n")
+
+
 def test_a_stack_task_runs_on_each_deploy_hosts_host_with_its_prefix(monkeypatch):
     monkeypatch.setattr(common, "load_settings", lambda: _settings(DEPLOY_HOSTS="web1,web2"))
     opened = []

@@ -11,6 +11,14 @@
 # release before it working (README, "Deploy-safe migrations"), so --allow-ahead.
 set -eu
 
+# A web host's database is elsewhere (a database host, a managed PostgreSQL): the compose
+# file passes its URL as APP_DATABASE_URL, which then replaces the stack's own.
+if [ -n "${APP_DATABASE_URL:-}" ]; then
+    DATABASE_URL=$APP_DATABASE_URL
+    export DATABASE_URL
+fi
+unset APP_DATABASE_URL
+
 if [ "${BACKEND_FAIL_AT_START:-0}" = 1 ]; then
     # Test hook for the end-to-end tests (a container that crashes at start); never set it otherwise.
     echo "backend: BACKEND_FAIL_AT_START=1 (test hook): exiting 1 before migrations" >&2
