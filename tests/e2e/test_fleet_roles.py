@@ -112,14 +112,18 @@ def test_a_rolling_deploy_through_both_web_hosts_proxies_fails_no_request(roles)
     (pg,) = roles.containers(roles.db, "postgres")
     roles.tree.change()
     web1, web2 = roles.webs
-    with NetnsLoad(roles.rig, web1, PROXY_PORT, slow=2.0) as load1, \
-            NetnsLoad(roles.rig, web2, PROXY_PORT, slow=2.0) as load2:
+    lb = roles.lb_path  # PROXY_HEALTH_PATH: the load balancer's check
+    with NetnsLoad(roles.rig, web1, PROXY_PORT, slow=2.0, lb=lb) as load1, \
+            NetnsLoad(roles.rig, web2, PROXY_PORT, slow=2.0, lb=lb) as load2:
         done = roles.invoke("deploy", "--hosts", roles.spec(*roles.webs))
     ok(done)
     for load in (load1, load2):
         assert load.clients["requests"] > 50, load.result
         assert load.clients["failure_count"] == 0, load.clients["failures"]
         assert load.slow["failure_count"] == 0, load.slow["failures"]
+        # Each host's proxy served throughout, and told the load balancer 503 only during
+        # its own turn (the switch and the old containers' drain).
+        assert load.result["lb"] == [200, 503, 200], load.result["lb"]
     assert roles.containers(roles.db, "postgres") == [pg]
 
 

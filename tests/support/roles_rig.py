@@ -41,9 +41,11 @@ class RolesFleet(Fleet):
         self.hosts_dir = tmp / "hosts"
         self.hosts_dir.mkdir()
         self.project = "e2er" + uuid.uuid4().hex[:6]
-        for name in ("deploy/stack/backend/app.py", "deploy/stack/proxy/haproxy.cfg"):
-            path = self.tree.path / name
-            path.write_text(path.read_text() + f"# roles {self.project}\n")
+        # Images of this fleet alone (see Fleet): the backend's code, and the proxy's
+        # rendered config through a load balancer path of its own (LB_PATH).
+        path = self.tree.path / "deploy/stack/backend/app.py"
+        path.write_text(path.read_text() + f"# roles {self.project}\n")
+        self.lb_path = f"/.deploy/{self.project}"
         self.tree.commit(f"the images of roles fleet {self.project}")
         self.projects = {h.name: self.project for h in self.hosts}
         self.ports = {h.name: (5432, PROXY_PORT) for h in self.hosts}
@@ -60,7 +62,7 @@ class RolesFleet(Fleet):
             "DEPLOY_USER": rig.user, "SSH_KEY_FILE": str(rig.key_file),
             "SSH_KNOWN_HOSTS": str(rig.known_hosts), "DEPLOY_HOSTS_DIR": str(self.hosts_dir),
             "HEALTH_TIMEOUT": "120", "KEEP_RELEASES": str(KEEP), "DRAIN_TIMEOUT": "10",
-            "BACKEND_SLOW_REQUESTS": "1",
+            "BACKEND_SLOW_REQUESTS": "1", "PROXY_HEALTH_PATH": self.lb_path,
         })
         self.env_file = tmp / "shared.env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
