@@ -86,8 +86,13 @@ class Stack:
         """Compose on the user's file and the tool's override over it (the proxy service,
         the app and worker services on their `live` image), written where Compose runs."""
         if self._compose is None:
-            text = proxyconf.override(self.project, self.routes(), self.live_images(),
-                                      self.proxy_image)
+            images = self.live_images()
+            if not (images or self.settings.app_services):
+                # Nothing to add (a database host): no override at all. Compose v1 takes a
+                # file with empty `services:` for the legacy format and refuses the pair.
+                self._compose = self.user_compose
+                return self._compose
+            text = proxyconf.override(self.project, self.routes(), images, self.proxy_image)
             path = self._override_path()
             shell.write_file(self.c, path, text)
             self._compose = replace(self.user_compose, overrides=(path,))
