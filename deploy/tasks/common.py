@@ -153,8 +153,9 @@ def host_runs(c, stack: Stack) -> tuple[str, ...] | None:
     its overlay over the shared settings); None here, where every service runs."""
     if not is_remote(c):
         return None
-    return host_services(tuple(stack.project.services), load_settings(), stack.settings,
-                         haproxy.SERVICE)
+    # The tool's proxy is in its override, not in the project's file: named here.
+    return host_services((*stack.project.services, haproxy.SERVICE), load_settings(),
+                         stack.settings, haproxy.SERVICE)
 
 
 def services_list(value) -> list[str]:

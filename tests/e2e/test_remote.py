@@ -160,8 +160,8 @@ def test_a_code_only_change_sends_each_host_only_the_changed_layers(fleet):
         assert len(fleet.releases(h)) == 2 and fleet.current(h).endswith(new_sha)
         # The compose file and .env are the current release's, postgres and the proxy run
         # healthy on their images: Compose touches the backend only.
-        assert (f"[{addr}]    postgres and the proxy are up and healthy: only the backend "
-                "changes") in done.stdout
+        assert (f"[{addr}]    postgres + proxy: up and healthy; only the app and workers "
+                "change") in done.stdout
         composes = re.findall(r"^env .*docker-compose .* up -d (.*)$", since[h.name].commands,
                               re.M)
         assert composes == ["--no-deps --no-recreate --no-build --scale backend=2 backend"], \
