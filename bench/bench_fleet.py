@@ -401,7 +401,7 @@ def changed_layers(settings, old_tag: str, new_tag: str) -> tuple[int, int]:
     """(compressed bytes of the layers new_tag has and old_tag lacks, of all its layers)."""
     with registry.open_registry(invoke.Context(), settings, out=lambda _: None) as reg:
         old, new = (registry.manifest(reg.address, docker.parse_ref(
-            builds.image(settings, tag)).in_registry(reg.address))
+            f"{settings.backend_image}:{tag}").in_registry(reg.address))
             for tag in (old_tag, new_tag))
     known = {layer["digest"] for layer in old["layers"]}
     return (sum(layer["size"] for layer in new["layers"] if layer["digest"] not in known),

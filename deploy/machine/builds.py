@@ -27,10 +27,6 @@ from deploy.machine.stack import Stack
 from deploy.settings import Settings
 
 
-def image(settings: Settings, tag: str) -> str:
-    return f"{settings.backend_image}:{tag}"
-
-
 def build_release(stack: Stack, release: str, hide: bool = False,
                   no_cache: bool = False) -> list[str]:
     """Build every app and worker service's image from its own `build:` section, tagged

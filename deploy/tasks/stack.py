@@ -42,15 +42,18 @@ HOSTS_HELP = ("run on these hosts in turn: web1,deploy@web2:2222 (default DEPLOY
 @task(help={"no_cache": "build without the layer cache"})
 @exits
 def build(c, no_cache=False):
-    """Build the release's images here, once: BACKEND_IMAGE:<git sha> and the proxy."""
+    """Build the release's images here, once: each app and worker service's
+    <image>:<git sha> (the sample: BACKEND_IMAGE), and the proxy."""
     if is_remote(c):
         raise ConfigError("build: images are built on this machine and shipped to hosts "
                           "(`invoke build`, then `invoke deploy --hosts … --no-build`); a host "
                           "never builds")
     stack = stack_for(c)
     stack.check_docker()
+    stack.check_roles()
     rev = revision.revision()
-    ref = builds.image(stack.settings, rev.tag)
+    services = (*stack.settings.app_services, *stack.settings.worker_services)
+    ref = builds.service_image(stack, services[0], rev.tag) if services else "(no app image)"
     if not rev.committed:
         stack.out(f"build: uncommitted changes, so the tag is {rev.tag} (not a commit); remote "
                   "deploys refuse it without --allow-dirty")
