@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from tests.support.base import LOCAL_IMAGES_ENV, ROOT, free_port, read_env_file
-from tests.support.load import Clients
+from tests.support.load import Clients, get
 
 TWO_LINES = '"""The tasks of compose-switch: `invoke --list`."""\nfrom deploy.tasks import ns\n'
 
@@ -270,17 +270,6 @@ def test_a_project_that_pip_installed_the_wheel_runs_its_own_migrations(adopted)
 
 # --- deploying the project's own stack ---------------------------------------------------
 
-def _get(port: int, path: str = "/") -> tuple[int, str]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode().strip()
-    finally:
-        conn.close()
-
 
 def _remove_project(project: str) -> None:
     """Containers, volumes, networks and images whose names start with this test's random
@@ -337,8 +326,8 @@ def test_the_adopted_project_deploys_its_own_stack_with_no_failed_request(stack_
     first = project.invoke("deploy")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     old = _sha(project)
-    assert _get(project.proxy_port) == (200, "version one")
-    assert _get(project.proxy_port, "/healthz") == (200, "ok")
+    assert get(project.proxy_port) == (200, "version one")
+    assert get(project.proxy_port, "/healthz") == (200, "ok")
 
     (project.dir / "app.py").write_text(APP.format(version="two"))
     project.git("commit", "-q", "-am", "two")
@@ -353,7 +342,7 @@ def test_the_adopted_project_deploys_its_own_stack_with_no_failed_request(stack_
     load = clients.tally()
     assert load.failures == [], load.failures[:20]
     assert load.requests > 100
-    assert _get(project.proxy_port) == (200, "version two")
+    assert get(project.proxy_port) == (200, "version two")
 
     ps = project.invoke("ps")
     assert ps.returncode == 0, ps.stdout + ps.stderr

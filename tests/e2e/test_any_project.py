@@ -21,7 +21,7 @@ import time
 import pytest
 
 from tests.support.base import ROOT
-from tests.support.load import Clients, Wrk
+from tests.support.load import Clients, Wrk, get
 
 ANYSTACK = ROOT / "tests" / "support" / "anystack"
 
@@ -148,17 +148,6 @@ class Shop:
         return subprocess.run(["docker", "logs", container], capture_output=True,
                               text=True).stdout
 
-
-def get(port: int, path: str = "/") -> tuple[int, str]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode().strip()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
