@@ -173,6 +173,16 @@ class Switch(Path_):
         if result.returncode != 0:
             raise RuntimeError(f"invoke deploy failed ({result.returncode}):\n"
                                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        lines = result.stdout.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("deploy: done in")),
+                     None)
+        if start is not None:  # where the time went: the deploy's own step timings
+            steps = [lines[start]]
+            for line in lines[start + 1:]:
+                if not line.startswith("   "):
+                    break
+                steps.append(line.strip())
+            log("  " + " ".join(steps))
 
 
 def measure(path: Path_, connections: int, rest: float, deploy: bool) -> Window:

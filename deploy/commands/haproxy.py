@@ -139,8 +139,14 @@ def show_stat() -> str:
 
 
 def _prepare(backend: str, slot: str, ip: str, port: int) -> list[str]:
+    """A slot leaving maintenance is UP at once, and keeps the result of the last check it
+    had, at its *old* address, until its first check at the new one completes (measured on
+    2.6: `op 2, check_result 3` in the same API call). Forced down, it is UP only once a
+    check passed at the new address: a deploy never switches to a container that was
+    never checked."""
     return [f"set server {_slot(backend, slot)} addr {_ip(ip)} port {int(port)}",
-            f"set server {_slot(backend, slot)} state drain"]
+            f"set server {_slot(backend, slot)} state drain",
+            f"set server {_slot(backend, slot)} health down"]
 
 
 def prepare(backend: str, slot: str, ip: str, port: int) -> str:

@@ -151,8 +151,15 @@ def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree
     stack = make_stack(BACKEND_SLOW_REQUESTS="1")
     deploy_ok(stack, tree)
     port = stack.backend_port
+    phases = []  # (step, phase, failed requests so far): where failures began, if any
+
+    def mark(step: str, phase: str, output: str = "") -> None:
+        phases.append((step, phase, len(clients.tally().failures) + len(slow.tally().failures),
+                       output))
+
     with Clients(port, count=4) as clients, SlowRequests(port, seconds=1) as slow:
         for step in KILL_AT:
+            mark(step, "before")
             tree.change()
             proc = stack.popen_invoke("deploy", cwd=tree.path, stderr=subprocess.STDOUT)
             seen = []
@@ -165,6 +172,7 @@ def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree
             proc.wait(timeout=60)
             assert proc.returncode == -signal.SIGKILL, f"{step}: never reached\n{''.join(seen)}"
             time.sleep(1)  # what the killed deploy left running settles
+            mark(step, "killed", "".join(seen))
             routed, rows = serving(stack, tree)
             assert len(routed) == 1, (step, rows)
             assert get(port) == 200, step
@@ -172,9 +180,14 @@ def test_a_deploy_killed_at_any_step_leaves_one_release_serving(make_stack, tree
             routed, rows = serving(stack, tree)
             assert routed == {tree.sha}, (step, rows, recovered.stdout[-2000:])
             assert [r["release"] for r in rows] == [tree.sha], (step, rows)
+            mark(step, "recovered", recovered.stdout)
     load = clients.tally()
-    assert load.failures == [], load.failures[:20]
-    assert slow.tally().failures == []
+    load.add(slow.tally())
+    # Where the first failures came: the phase (kill, or the deploy after it) and its output.
+    pairs = zip(phases[1:], phases[:-1], strict=True)
+    began = next(((s, ph, out) for (s, ph, n, out), prev in pairs if n > prev[2]), None)
+    counts = [(s, ph, n) for s, ph, n, _ in phases]
+    assert load.failures == [], (counts, load.failures[:5], began and began[2][-4000:])
 
 
 @pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"),

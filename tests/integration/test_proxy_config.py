@@ -150,6 +150,26 @@ def test_the_lb_path_answers_503_until_a_slot_is_up_and_while_the_host_drains(ru
     assert _status(container, web) == "HTTP/1.1 200 OK"
 
 
+def test_a_slot_pointed_at_a_new_container_is_not_up_before_a_check_there_passed(running):
+    """A slot reused for a new container comes out of maintenance: HAProxy then reads it UP
+    with its last check passed (at the old address) until it checks the new one. The
+    prepare forces it down, so a deploy that polls at that instant waits."""
+    container, app_ip = running
+    _api(container, proxy.show_servers_state())  # waits for the runtime API
+    serving = proxy.SwitchPlan("web", 8000, new={"slot1": app_ip})
+    proxy.check_answer(_api(container, proxy.assign([serving])), "prepare")
+    proxy.check_answer(_api(container, proxy.flip([serving])), "switch")
+    assert _until(lambda: _status(container, TWO[0].bind), "HTTP/1.1 200 OK") == "HTTP/1.1 200 OK"
+    proxy.check_answer(_api(container, proxy.set_state("web", ["slot1"], "maint")), "retire")
+
+    nobody = proxy.SwitchPlan("web", 8001, new={"slot1": app_ip})  # nothing listens on 8001
+    # One API call: its commands run back to back, before any check can.
+    answer = _api(container, f"{proxy.assign([nobody])}; {proxy.show_servers_state()}")
+    up, missing = proxy.new_slots_up(proxy.parse_servers_state(answer), nobody)
+    assert not up
+    assert missing == [f"web/slot1 ({app_ip}): drain DOWN, check result 3"]
+
+
 # --- the override, merged by Compose ----------------------------------------------------------
 
 USER_FILE = """services:

@@ -23,6 +23,8 @@ _HEADER = next(line for line in captured("two-state-fresh.txt").splitlines()
 _ADMIN = {"maint": 5, "drain": 12, "ready": 4}  # as the captures show slots (CMAINT kept)
 _SET_ADDR = re.compile(r"^set server (\S+)/(\S+) addr (\S+) port (\d+)$")
 _SET_STATE = re.compile(r"^set server (\S+)/(\S+) state (ready|drain|maint)$")
+# Forced down until its next check: here every check is answered at once (``answers``).
+_SET_HEALTH = re.compile(r"^set server (\S+)/(\S+) health down$")
 
 
 @dataclass
@@ -72,7 +74,7 @@ class FakeProxy:
         if command == proxy.host_state(True) or command == proxy.host_state(False):
             self.serving = command.endswith("ready")
             return ""
-        m = _SET_ADDR.match(command) or _SET_STATE.match(command)
+        m = _SET_ADDR.match(command) or _SET_STATE.match(command) or _SET_HEALTH.match(command)
         if m is None:
             return f"Unknown command: {command!r}\n"
         if m.group(1) not in self.backends:
@@ -82,6 +84,8 @@ class FakeProxy:
             return "No such server.\n"
         if m.re is _SET_STATE:
             slot.state = m.group(3)
+            return ""
+        if m.re is _SET_HEALTH:
             return ""
         was = (slot.addr, slot.port)
         slot.addr, slot.port = m.group(3), int(m.group(4))

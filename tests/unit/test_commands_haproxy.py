@@ -100,7 +100,8 @@ def test_saving_the_state_writes_it_to_the_file_haproxy_loads():
 
 def test_prepare_points_a_slot_of_the_service_backend_at_a_container_with_no_traffic_yet():
     assert proxy.prepare("web", "slot3", "172.22.0.5", 8000) == (
-        "set server web/slot3 addr 172.22.0.5 port 8000; set server web/slot3 state drain")
+        "set server web/slot3 addr 172.22.0.5 port 8000; set server web/slot3 state drain; "
+        "set server web/slot3 health down")
 
 
 def test_a_switch_is_prepared_in_one_api_call_stale_slots_cleared_first():
@@ -110,8 +111,11 @@ def test_a_switch_is_prepared_in_one_api_call_stale_slots_cleared_first():
     assert proxy.assign([web, admin]) == (
         "set server web/slot1 state maint; set server admin/slot2 state maint; "
         "set server web/slot3 addr 172.22.0.5 port 8000; set server web/slot3 state drain; "
+        "set server web/slot3 health down; "
         "set server web/slot4 addr 172.22.0.6 port 8000; set server web/slot4 state drain; "
-        "set server admin/slot1 addr 172.22.0.7 port 9000; set server admin/slot1 state drain")
+        "set server web/slot4 health down; "
+        "set server admin/slot1 addr 172.22.0.7 port 9000; set server admin/slot1 state drain; "
+        "set server admin/slot1 health down")
     assert proxy.assign([proxy.SwitchPlan("app", 8080, new={"slot2": "10.0.0.9"})]) == (
         proxy.prepare("app", "slot2", "10.0.0.9", 8080))
 

@@ -72,7 +72,9 @@ def test_a_fresh_proxy_is_routed_to_each_service_in_one_prepare_and_one_flip():
     changes = [line for line in stack.fake.calls if line.startswith("set ")]
     assert changes == [
         "set server web/slot1 addr 10.0.0.2 port 8000; set server web/slot1 state drain; "
-        "set server admin/slot1 addr 10.0.0.3 port 9000; set server admin/slot1 state drain",
+        "set server web/slot1 health down; "
+        "set server admin/slot1 addr 10.0.0.3 port 9000; set server admin/slot1 state drain; "
+        "set server admin/slot1 health down",
         "set server web/slot1 state ready; set server admin/slot1 state ready"]
     assert stack.fake.routed("web") == ["10.0.0.2"] and stack.fake.routed("admin") == ["10.0.0.3"]
 

@@ -363,8 +363,9 @@ def test_two_app_services_are_switched_in_one_api_call_each_on_its_own_port(mult
         proxy.show_servers_state()]  # the check that every new slot is up, then the flip
     assert [line for line in multi.proxy.calls if " addr " in line] == [
         f"set server web/slot2 addr {new['web']} port 8000; set server web/slot2 state drain; "
+        "set server web/slot2 health down; "
         f"set server admin/slot2 addr {new['admin']} port 9000; "
-        "set server admin/slot2 state drain"]
+        "set server admin/slot2 state drain; set server admin/slot2 health down"]
     for a in ("web", "admin"):
         assert multi.proxy.routed(a) == [new[a]]
         assert multi.proxy.slot(a, "slot1").addr == old[a]
