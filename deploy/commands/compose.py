@@ -179,6 +179,16 @@ def config_hash(c: Compose, service: str) -> list[str]:
     return c.argv("config", f"--hash={name}")
 
 
+def config_hashes(c: Compose, services: Iterable[str]) -> list[str]:
+    """Prints `<service> <hash>` for each service (a comma-separated --hash: v1 and v2)."""
+    return c.argv("config", f"--hash={','.join(_services(list(services)))}")
+
+
+def parse_config_hashes(text: str) -> dict[str, str]:
+    pairs = (line.strip().partition(" ") for line in text.splitlines())
+    return {name: digest.strip() for name, _, digest in pairs if name and digest.strip()}
+
+
 def parse_config_hash(text: str, service: str) -> str | None:
     for line in text.splitlines():
         name, _, digest = line.strip().partition(" ")

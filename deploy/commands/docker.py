@@ -16,6 +16,8 @@ from datetime import datetime
 RELEASE_LABEL = "deploy.release"
 # On the proxy image: a hash of what it was built from (builds.proxy_source).
 PROXY_SOURCE_LABEL = "deploy.proxy.source"
+# On the proxy image: the ID of the PROXY_IMAGE it was built on (a newer one pulled: rebuilt).
+PROXY_BASE_LABEL = "deploy.proxy.base"
 # The tag Compose always runs: the switch moves it to the release that serves; never pruned.
 LIVE = "live"
 
@@ -326,6 +328,14 @@ def build(image: str, dockerfile: str, context: str, *, build_args: Mapping[str,
 def image_release(image: str) -> list[str]:
     """Prints the image's deploy.release label (empty without one); fails without the image."""
     return image_label(image, RELEASE_LABEL)
+
+
+def image_labels(labels: Iterable[str], *images: str) -> list[str]:
+    """Prints, one line per image, its ID then each label (`-` without it); fails when
+    any image is missing."""
+    fields = " ".join('{{with .Config.Labels}}{{or (index . "' + label + '") "-"}}'
+                      '{{else}}-{{end}}' for label in labels)  # an image may have no labels
+    return ["docker", "image", "inspect", "--format", "{{.Id}} " + fields, *images]
 
 
 def image_label(image: str, label: str) -> list[str]:

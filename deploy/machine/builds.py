@@ -76,10 +76,31 @@ def proxy_source(settings: Settings) -> str:
     return proxyconf.source_hash(proxy_cfg(settings), settings.proxy_image)
 
 
-def build_proxy(stack: Stack) -> None:
-    """Always on this machine (a host gets the image shipped)."""
+def _proxy_images(stack: Stack) -> tuple[str | None, bool]:
+    """(the ID of PROXY_IMAGE here or None, whether the proxy image here was built from
+    this very config on it: a build would change nothing)."""
     settings = stack.settings
+    result = stack.run(docker.image_labels(
+        (docker.PROXY_SOURCE_LABEL, docker.PROXY_BASE_LABEL), settings.proxy_image,
+        proxy_image(settings)), check=False)
+    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 3]
+    base = rows[0][0] if rows and rows[0][0].startswith("sha256:") else None
+    if result.exited != 0 or len(rows) != 2 or base is None:
+        return base, False
+    _, source, built_on = rows[1]
+    return base, (source, built_on) == (proxy_source(settings), base)
+
+
+def build_proxy(stack: Stack) -> bool:
+    """Always on this machine (a host gets the image shipped); not at all when the image
+    here was built from the same config on the same PROXY_IMAGE (returns False then)."""
+    settings = stack.settings
+    base, current = _proxy_images(stack)
+    if current:
+        return False
     labels = {docker.PROXY_SOURCE_LABEL: proxy_source(settings)}
+    if base:  # else the build pulls it: the next deploy labels what it got
+        labels[docker.PROXY_BASE_LABEL] = base
     with tempfile.TemporaryDirectory(prefix="proxy-") as context:
         Path(context, "Dockerfile").write_text(proxyconf.dockerfile(), encoding="utf-8")
         Path(context, "haproxy.cfg").write_text(proxy_cfg(settings), encoding="utf-8")
@@ -87,6 +108,7 @@ def build_proxy(stack: Stack) -> None:
                                build_args={"PROXY_IMAGE": settings.proxy_image},
                                labels=labels),
                   what="build proxy")
+    return True
 
 
 def image_id(c, ref: str) -> str | None:

@@ -83,10 +83,15 @@ def base_up(stack: Stack, build: bool, may_build: bool = True) -> None:
     services = [*([db] if db else []), *other_services(stack)]
     if stack.settings.app_services:
         services += _proxy_up(stack, build, may_build)
-    if services:  # none named would be every service
-        say_if_recreated(stack, stack.states())
-        stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
-                  what="up")
+    if not services:  # none named would be every service
+        return
+    changes = base_changes(stack, services, stack.states())
+    if not any(changes.values()):  # what `up` would find: one Compose run fewer
+        stack.out(f"   {', '.join(services)}: running as the compose file defines them")
+        return
+    _say_if_db_recreated(stack, changes)
+    stack.run(compose.up(stack.compose, services, build=False, no_deps=True), hide=False,
+              what="up")
 
 
 def _proxy_up(stack: Stack, build: bool, may_build: bool) -> list[str]:
@@ -132,23 +137,42 @@ def _db_image(stack: Stack) -> str:
     return stack.project.services[db].image or stack.project.image_name(db)
 
 
-def say_if_recreated(stack: Stack, states: list[ContainerState]) -> None:
-    """Before `up`: when the running database container's definition (its config hash) or
-    image changed, say that Compose recreates it now; otherwise Compose leaves it alone."""
+def base_changes(stack: Stack, services: list[str], states: list[ContainerState]
+                 ) -> dict[str, list[str]]:
+    """What `up` would change for each service: nothing (``[]``) when it runs, each
+    container with the config hash Compose computes now and the image ID its image has
+    here; else "not running", its definition, its image. One Compose run for all."""
+    result = stack.run(compose.config_hashes(stack.compose, services), check=False)
+    hashes = compose.parse_config_hashes(result.stdout) if result.exited == 0 else {}
     db = stack.settings.db_service
-    running = [s for s in states if db and s.service == db and s.status == "running"
-               and not s.one_off]
-    if not running:
-        return
-    result = stack.run(compose.config_hash(stack.compose, db), check=False)
-    wanted = compose.parse_config_hash(result.stdout, db) if result.exited == 0 else None
-    changed = []
-    if wanted and any(s.config_hash and s.config_hash != wanted for s in running):
-        changed.append("its definition in the compose file")
-    ref = _db_image(stack)
-    image = image_id(stack.c, ref)
-    if image and any(s.image_id != image for s in running):
-        changed.append(f"its image ({ref})")
+    refs = {s: proxy_image(stack.settings) if s == proxy.SERVICE else _db_image(stack)
+            if s == db else stack.project.services[s].image or stack.project.image_name(s)
+            for s in services}
+    ids = dict(zip(refs, image_ids(stack.c, list(refs.values())), strict=True))
+    changes: dict[str, list[str]] = {}
+    for service in services:
+        running = [s for s in states if s.service == service and s.status == "running"
+                   and not s.one_off]
+        what = [] if running else ["not running"]
+        if running and any(s.config_hash != hashes.get(service) for s in running):
+            what.append("its definition in the compose file")
+        if running and any(s.image_id != ids[service] for s in running):
+            what.append(f"its image ({refs[service]})")
+        changes[service] = what
+    return changes
+
+
+def say_if_recreated(stack: Stack, states: list[ContainerState]) -> None:
+    """Before `up` of the database service: when its running container's definition (its
+    config hash) or image changed, say that Compose recreates it now."""
+    db = stack.settings.db_service
+    if db:
+        _say_if_db_recreated(stack, base_changes(stack, [db], states))
+
+
+def _say_if_db_recreated(stack: Stack, changes: dict[str, list[str]]) -> None:
+    db = stack.settings.db_service
+    changed = [c for c in changes.get(db, []) if c != "not running"] if db else []
     if changed:
         stack.out(f"   {db}: {' and '.join(changed)} changed: Compose recreates it now "
                   "(the database restarts; the old release's connections drop)")

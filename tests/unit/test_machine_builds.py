@@ -10,7 +10,7 @@ import pytest
 from deploy.commands import docker
 from deploy.commands.project import parse_config
 from deploy.errors import ConfigError
-from deploy.machine.builds import build_release
+from deploy.machine.builds import build_proxy, build_release, proxy_image, proxy_source
 from deploy.machine.stack import Stack
 from deploy.release.sequence import LOCAL_BUILD
 from deploy.services import Publish
@@ -38,7 +38,7 @@ class Recorder:
         self.project = parse_config(COMPOSE, "shop")
         self.ran: list[tuple[list[str], str]] = []
 
-    def run(self, argv, hide=False, what=""):
+    def run(self, argv, hide=False, what="", check=True):
         self.ran.append((argv, what))
         return SimpleNamespace(exited=0, stdout="")
 
@@ -84,3 +84,51 @@ def test_an_app_service_without_a_build_section_is_refused_before_any_build(sett
     assert info.value.exit_code == 2
     steps = [step.__name__ for step in LOCAL_BUILD]
     assert steps.index("check_roles") < steps.index("build_and_base_up")
+
+
+class Images(Recorder):
+    """`docker image inspect` answers for PROXY_IMAGE and the proxy image, as given."""
+
+    def __init__(self, settings, answer: str, exited: int = 0):
+        super().__init__(settings)
+        self.answer, self.exited = answer, exited
+
+    def run(self, argv, hide=False, what="", check=True):
+        self.ran.append((argv, what))
+        if argv[:3] == ["docker", "image", "inspect"]:
+            return SimpleNamespace(exited=self.exited, stdout=self.answer)
+        return SimpleNamespace(exited=0, stdout="")
+
+
+def _builds(stack) -> list[list[str]]:
+    return [argv for argv, _ in stack.ran if argv[:2] == ["docker", "build"]]
+
+
+def test_the_proxy_is_not_rebuilt_from_the_same_config_on_the_same_base(settings):
+    source = proxy_source(settings)
+    stack = Images(settings, f"sha256:base - -\nsha256:px {source} sha256:base\n")
+    assert build_proxy(stack) is False
+    assert _builds(stack) == []
+    inspect = stack.ran[0][0]
+    assert inspect[-2:] == [settings.proxy_image, proxy_image(settings)]
+
+
+@pytest.mark.parametrize("proxy_line", [
+    "sha256:px {source} sha256:older",  # PROXY_IMAGE pulled again since: a new base
+    "sha256:px 0123456789ab sha256:base",  # other roles, ports or health paths
+    "sha256:px {source} -",  # built before the base was labelled
+], ids=["new-base", "other-config", "unlabelled"])
+def test_the_proxy_is_rebuilt_when_its_config_or_base_changed(settings, proxy_line):
+    line = proxy_line.format(source=proxy_source(settings))
+    stack = Images(settings, f"sha256:base - -\n{line}\n")
+    assert build_proxy(stack) is True
+    [build] = _builds(stack)
+    assert f"{docker.PROXY_BASE_LABEL}=sha256:base" in build
+    assert f"{docker.PROXY_SOURCE_LABEL}={proxy_source(settings)}" in build
+
+
+def test_the_proxy_is_built_without_a_base_label_when_proxy_image_is_not_here(settings):
+    stack = Images(settings, "", exited=1)  # neither image here: the build pulls the base
+    assert build_proxy(stack) is True
+    [build] = _builds(stack)
+    assert not any(a.startswith(docker.PROXY_BASE_LABEL) for a in build)

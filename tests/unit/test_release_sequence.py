@@ -64,7 +64,7 @@ class FakeStack:
         self.images = {"app-proxy:live": PROXY_ID, "postgres:16": PG_ID}
         self.containers = [
             ContainerState("px", "app-proxy-1", "proxy", "running", "healthy", 0, 0,
-                           image_id=PROXY_ID),
+                           image_id=PROXY_ID, config_hash="hp"),
             ContainerState("pg", "app-postgres-1", "postgres", "running", "healthy", 0, 0,
                            image_id=PG_ID, config_hash="h1")]
         self.proxy = FakeProxy(list(settings.app_services), self._answers)
@@ -158,8 +158,9 @@ class FakeStack:
         elif argv[:2] == ["docker", "stop"]:
             self.containers = [replace(s, status="exited") if s.id in argv else s
                                for s in self.containers]
-        elif argv[-1].startswith("--hash="):
-            return f"{argv[-1][7:]} {self.db_hash}\n", 0
+        elif argv[-1].startswith("--hash="):  # the database's, the proxy's "hp"
+            return "".join(f"{name} {'hp' if name == 'proxy' else self.db_hash}\n"
+                           for name in argv[-1][7:].split(",")), 0
         elif "--scale" in argv:
             self._scale(argv)
         return "", 0
@@ -707,7 +708,7 @@ def test_the_database_service_is_the_one_db_service_names(stack):
     assert ("   the proxy's image changed (its rendered haproxy.cfg or PROXY_IMAGE): recreating "
             "it, which closes its open connections once") in stack.lines
     assert ["docker", "compose", "-f", "compose.yml", "-p", "app", "config",
-            "--hash=db"] in stack.ran
+            "--hash=db,proxy"] in stack.ran
 
 
 RECREATES = ("   postgres: {} changed: Compose recreates it now (the database restarts; the "
@@ -720,6 +721,25 @@ def test_a_deploy_says_nothing_of_the_database_when_its_definition_and_image_are
     assert ["docker", "compose", "-f", "compose.yml", "-p", "app", "config",
             "--hash=postgres"] in stack.ran
     assert not any("recreates" in line for line in stack.lines)
+
+
+def test_a_deploy_runs_no_compose_up_when_the_base_services_run_as_defined(stack):
+    sequence.deploy_here(None, stack.settings, build=True)
+    assert "   postgres: running as the compose file defines them" in stack.lines
+    assert not [argv for argv in stack.ran if "up" in argv and "postgres" in argv]
+
+
+@pytest.mark.parametrize("change", ["stopped", "no-hash", "other-image"])
+def test_compose_up_runs_when_a_base_service_is_not_as_defined(stack, change):
+    pg = next(s for s in stack.containers if s.service == "postgres")
+    stack.containers.remove(pg)
+    stack.containers.append({"stopped": replace(pg, status="exited"),
+                             "no-hash": replace(pg, config_hash=""),
+                             "other-image": replace(pg, image_id="sha256:" + "8" * 64)}[change])
+    sequence.deploy_here(None, stack.settings, build=True)
+    ups = [argv for argv in stack.ran if "up" in argv and "postgres" in argv]
+    assert ups and ups[0][-2:] == ["--no-deps", "postgres"]
+    assert "   postgres: running as the compose file defines them" not in stack.lines
 
 
 def test_a_deploy_says_first_that_a_changed_database_definition_recreates_it(stack):
