@@ -87,12 +87,15 @@ class Stack:
         the app and worker services on their `live` image), written where Compose runs."""
         if self._compose is None:
             images = self.live_images()
-            if not (images or self.settings.app_services):
+            # Only services the file has: `logs`, `ps` and the like work on a project whose
+            # file lacks a service the settings name (a deploy refuses it: check_roles).
+            routes = [r for r in self.routes() if r.service in self.project.services]
+            if not (images or routes):
                 # Nothing to add (a database host): no override at all. Compose v1 takes a
                 # file with empty `services:` for the legacy format and refuses the pair.
                 self._compose = self.user_compose
                 return self._compose
-            text = proxyconf.override(self.project, self.routes(), images, self.proxy_image)
+            text = proxyconf.override(self.project, routes, images, self.proxy_image)
             path = self._override_path()
             shell.write_file(self.c, path, text)
             self._compose = replace(self.user_compose, overrides=(path,))

@@ -50,3 +50,15 @@ def test_a_database_host_starts_its_database_and_nothing_else():
     assert ran == [["up", "-d", "--no-build", "--no-deps", "postgres"],
                    ["config", "--services"]]
     assert waited == [("postgres",)]
+
+
+def test_a_file_without_the_app_services_the_settings_name_gets_no_override(tmp_path):
+    # `invoke logs noisy` on a project of one `noisy` service, APP_SERVICES left at backend.
+    from deploy.commands.project import parse_config
+
+    settings = load_settings(environ={"POSTGRES_PASSWORD": "pw"}, read_file=False, cwd=ROOT)
+    stack = Stack(None, settings, lambda line: None)
+    stack._user_compose = Compose(("docker-compose",), "v1", "/tmp/noisy.yml", "app")
+    stack._project = parse_config("services:\n  noisy: {image: 'python:3.12-slim'}\n", "app")
+    assert stack.compose is stack._user_compose  # nothing to route, nothing pinned
+    assert stack.compose.argv("logs", "noisy")[-2:] == ["logs", "noisy"]
