@@ -1,0 +1,216 @@
+"""A deploy to a Swarm, and a rollback, as named steps in one order.
+
+deploy:
+    1. settings and roles checked; the manager reached (SSH, known host keys only)
+    2. images: built here, on every node (or in DEPLOY_REGISTRY), pinned (images.py)
+    3. the stack file rendered (deploy/commands/stackfile.py) and uploaded to the manager
+    4. first deploy only: the stack without its app and worker services (database, proxy,
+       other base services) deployed and waited for
+    5. migrations: once, as a one-off task from the new app image; a failure stops here
+       with nothing updated
+    == the point of no return: `docker stack deploy` of the full stack ==
+    6. each app and worker service's rolling update watched until `completed`; a rollback,
+       a pause or the timeout is exit 1 naming the service and the release that serves
+    7. the release recorded in the history on the manager
+
+rollback: every app and worker service back to the previous release's recorded images,
+with the same rolling update (`docker service update --image`), watched the same way; no
+build, nothing shipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+from deploy.commands import compose, stackfile, swarm
+from deploy.errors import ConfigError, MigrationError
+from deploy.machine.stack import Stack
+from deploy.output import Output, as_output
+from deploy.services import Roles
+from deploy.settings import Settings
+from deploy.swarm import history, images, watch
+from deploy.swarm.migrate import app_environment, migrate_args, run_runner, show
+from deploy.swarm.target import Manager, SwarmConfig, swarm_config
+
+STACK_FILE = "stack.yml"
+BASE_FILE = "stack-base.yml"
+
+
+def roles_of(settings: Settings) -> Roles:
+    s = settings
+    return Roles(s.app_services, s.app_ports, s.health_paths, s.worker_services,
+                 s.db_service, s.proxy_publish, s.proxy_health_path)
+
+
+def compose_config(local, settings: Settings) -> dict:
+    """`compose config` here, parsed: every variable resolved (`docker stack deploy` reads
+    no .env). Its text holds the environment's values: never printed."""
+    import yaml
+
+    stack = Stack(local, settings)
+    result = stack.run(compose.config(stack.user_compose), check=False)
+    if result.exited != 0:
+        lines = (result.stderr or result.stdout or "").strip().splitlines()
+        raise ConfigError(f"COMPOSE_FILE: {settings.compose_file}: Compose cannot read it "
+                          f"({lines[-1].strip() if lines else 'no output'})")
+    return yaml.safe_load(result.stdout) or {}
+
+
+def base_stack(text: str, drop: tuple[str, ...]) -> str:
+    """The rendered stack file without the services in ``drop`` (the app and worker
+    services): what a first deploy starts before the migrations."""
+    import yaml
+
+    head, _, _ = text.partition("\n")
+    doc = yaml.safe_load(text)
+    for name in drop:
+        doc["services"].pop(name, None)
+    return head + "\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def rolled(settings: Settings) -> tuple[str, ...]:
+    """The services a release rolls: its app and worker services."""
+    return (*settings.app_services, *settings.worker_services)
+
+
+def existing(manager, config: SwarmConfig) -> set[str]:
+    """The stack's services that exist now (their names without the stack prefix)."""
+    listed = manager.run(swarm.stack_services(config.stack), what="docker service ls").stdout
+    prefix = f"{config.stack}_"
+    return {n[len(prefix):] for n in listed.split() if n.startswith(prefix)}
+
+
+def upload(manager, directory: str, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        manager.write_file(f"{directory}/{name}", text)
+
+
+def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wait: float,
+           migration_lock_wait: float, out: Output | None = None) -> str:
+    """The deploy's steps in order (module docstring); the release deployed."""
+    out = as_output(out)
+    config = swarm_config(settings)
+    roles = roles_of(settings)
+    started = time.monotonic()
+    cfg = compose_config(local, settings)
+    with Manager(settings, config) as manager:
+        out(f"==> swarm: stack {config.stack} via manager {config.manager.name} "
+            f"({len(images.node_addresses(manager))} node(s))")
+        out("==> images")
+        pinned = images.release(local, settings, manager, cfg, build=build,
+                                allow_dirty=allow_dirty, lock_wait=lock_wait, out=out)
+        options = stackfile.SwarmOptions(
+            stack=config.stack, images=pinned.images, proxy_image=pinned.proxy,
+            replicas=config.replicas, db_node=config.db_node, proxy_label=config.proxy_label,
+            drain=settings.drain_timeout, labels={watch.RELEASE_LABEL: pinned.release})
+        rendered = stackfile.render(cfg, roles, options)
+        directory = f"{config.state_dir}/{pinned.release}"
+        files = {STACK_FILE: rendered.text, **rendered.files}
+        present = existing(manager, config)
+        first = not any(s in present for s in settings.app_services)
+        if first:
+            files[BASE_FILE] = base_stack(rendered.text, rolled(settings))
+        upload(manager, directory, files)
+        out(f"==> stack file {directory}/{STACK_FILE} (proxy config {rendered.proxy_config})")
+        policy = watch.WatchPolicy(budget=config.rollout_timeout)
+        if first:
+            base = [s for s in cfg.get("services") or {} if s not in rolled(settings)]
+            out(f"==> first deploy: the base services first ({', '.join(base)}, proxy)")
+            manager.run(swarm.stack_deploy(f"{directory}/{BASE_FILE}", config.stack,
+                                           resolve_image=pinned.resolve),
+                        what="docker stack deploy (base)")
+            waited = [config.service(s) for s in base if s != stackfile.PROXY_SERVICE]
+            watch.wait_all(manager, waited, policy=policy, out=out, what="running")
+        out("==> migrate (one-off task, before the update)")
+        app = settings.app_services[0]
+        result = run_runner(manager, config, image=pinned.images[app],
+                            resolve_image=pinned.resolve, env=app_environment(cfg, settings),
+                            args=migrate_args(migration_lock_wait), what="migrate", out=out)
+        show(result, out)
+        if not result.ok:
+            raise MigrationError(
+                f"deploy failed: migrations: the one-off task ended with "
+                f"{_how(result)}; nothing was updated: the stack still runs what it ran"
+                + ("".join(f"\n  {line}" for line in result.lines[-15:])))
+        out("==> point of no return: docker stack deploy (rolling update, start-first)")
+        manager.run(swarm.stack_deploy(f"{directory}/{STACK_FILE}", config.stack,
+                                       resolve_image=pinned.resolve),
+                    what="docker stack deploy")
+        watch.wait_all(manager, [config.service(s) for s in rolled(settings)],
+                       policy=policy, out=out)
+        record(manager, config, history.Entry(
+            pinned.release, {s: pinned.images[s] for s in rolled(settings)}, history.now()))
+    out(f"deploy: release {pinned.release} serves on the Swarm "
+        f"({config.replicas} replica(s) of {', '.join(settings.app_services)}) in "
+        f"{time.monotonic() - started:.1f} s")
+    return pinned.release
+
+
+def _how(result) -> str:
+    from deploy.swarm.oneoff import describe
+
+    return describe(result)
+
+
+def history_path(config: SwarmConfig) -> str:
+    return f"{config.state_dir}/{history.FILE}"
+
+
+def read_history(manager, config: SwarmConfig) -> list[history.Entry]:
+    path = history_path(config)
+    found = manager.run(["cat", "--", path], check=False)
+    if found.exited != 0:
+        return []
+    return history.parse(found.stdout, path)
+
+
+def record(manager, config: SwarmConfig, entry: history.Entry) -> None:
+    manager.write_file(history_path(config),
+                       history.append(read_history(manager, config), entry))
+
+
+def serving(manager, config: SwarmConfig, settings: Settings) -> str | None:
+    """The release the first app service's spec names (its deploy.release label)."""
+    if not settings.app_services:
+        return None
+    service = config.service(settings.app_services[0])
+    found = manager.run(swarm.service_inspect(service), check=False)
+    if found.exited != 0:
+        return None
+    (spec,) = swarm.parse_services(found.stdout)
+    return dict(spec.labels).get(watch.RELEASE_LABEL)
+
+
+def rollback(settings: Settings, *, out: Output | None = None) -> str:
+    """Every app and worker service back to the previous release's images; the release."""
+    out = as_output(out)
+    config = swarm_config(settings)
+    with Manager(settings, config) as manager:
+        current = serving(manager, config, settings)
+        if current is None:
+            raise ConfigError(f"rollback: stack {config.stack} has no app service "
+                              f"{settings.app_services[0] if settings.app_services else ''} "
+                              "on the Swarm: nothing to roll back")
+        entries = read_history(manager, config)
+        target = history.previous(entries, current)
+        out(f"==> rollback: {current} -> {target.release} (no build: the images are on the "
+            "nodes)")
+        services = [s for s in rolled(settings) if s in target.images]
+        missing = [s for s in rolled(settings) if s not in target.images]
+        if missing:
+            raise ConfigError(f"rollback: release {target.release} ran no {missing[0]!r} "
+                              "(its record has no image for it)")
+        resolve = not target.images[services[0]].startswith("sha256:")
+        for name in services:
+            manager.run(swarm.service_update_image(
+                config.service(name), target.images[name], registry_auth=resolve,
+                resolve_image=resolve, labels={watch.RELEASE_LABEL: target.release}),
+                what=f"docker service update {config.service(name)}")
+        watch.wait_all(manager, [config.service(s) for s in services],
+                       policy=watch.WatchPolicy(budget=config.rollout_timeout), out=out,
+                       what=f"on release {target.release}")
+        record(manager, config, history.Entry(target.release, dict(target.images),
+                                              history.now(), action="rollback"))
+    out(f"rollback: release {target.release} serves on the Swarm")
+    return target.release
+

@@ -1,0 +1,118 @@
+"""Watching a rolling update: `docker stack deploy` returns at once (and the 20.10 CLI exits
+0 even after Swarm rolled an update back by itself), so the deploy polls each service's
+UpdateStatus and tasks and classifies them (deploy/commands/swarm.py `rollout_state`).
+
+A progress line each time the count on the new release changes (`web 3/6 on the new
+release`); `completed` is success; `rollback_*`, `paused` or the timeout are a failed
+deploy, reported with the failed tasks' errors, their logs' last lines, and the release
+that now serves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deploy.commands import swarm
+from deploy.errors import DeployError
+from deploy.output import Output, as_output
+
+RELEASE_LABEL = "deploy.release"
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    """How often a rollout is read, how long it may take, and how long a failed one is
+    given to finish rolling back before the deploy reports which release serves."""
+
+    interval: float = 1.0
+    budget: float = 600.0
+    settle: float = 120.0
+    log_lines: int = 10
+
+
+class RolloutFailed(DeployError):
+    """A service's update rolled back, paused or timed out (exit 1)."""
+
+
+def read(manager, service: str) -> swarm.Rollout:
+    (found,) = swarm.parse_services(manager.run(swarm.service_inspect(service)).stdout)
+    tasks = swarm.parse_tasks(manager.run(swarm.service_ps(service)).stdout)
+    return swarm.rollout_state(found, tasks)
+
+
+def release_of(manager, service: str) -> str:
+    (found,) = swarm.parse_services(manager.run(swarm.service_inspect(service)).stdout)
+    return dict(found.labels).get(RELEASE_LABEL, "") or found.image
+
+
+def wait_all(manager, services: Sequence[str], *, policy: WatchPolicy = WatchPolicy(),
+             out: Output | None = None, what: str = "on the new release") -> None:
+    """Each service in turn until its rollout completed; the first failure raises."""
+    out = as_output(out)
+    for service in services:
+        wait(manager, service, policy=policy, out=out, what=what)
+
+
+def wait(manager, service: str, *, policy: WatchPolicy = WatchPolicy(),
+         out: Output | None = None, what: str = "on the new release") -> swarm.Rollout:
+    out = as_output(out)
+    started = time.monotonic()
+    shown = None
+    while True:
+        state = read(manager, service)
+        line = f"{state.service} {state.updated}/{state.total} {what}"
+        if line != shown:
+            out(f"   {line}")
+            shown = line
+        if state.ok:
+            out(f"   {service}: rollout completed in {time.monotonic() - started:.1f} s")
+            return state
+        if state.failed:
+            raise RolloutFailed(failure_message(manager, service, state, policy))
+        if time.monotonic() - started >= policy.budget:
+            raise RolloutFailed(failure_message(
+                manager, service, state, policy,
+                reason=f"not completed after {policy.budget:g} s "
+                       "(SWARM_ROLLOUT_TIMEOUT)"))
+        time.sleep(policy.interval)
+
+
+def _settled(manager, service: str, state: swarm.Rollout, policy: WatchPolicy
+             ) -> swarm.Rollout:
+    """A rollback that started is given `settle` seconds to complete."""
+    deadline = time.monotonic() + policy.settle
+    while state.phase == swarm.ROLLBACK_STARTED and time.monotonic() < deadline:
+        time.sleep(policy.interval)
+        state = read(manager, service)
+    return state
+
+
+def failure_message(manager, service: str, state: swarm.Rollout, policy: WatchPolicy,
+                    reason: str | None = None) -> str:
+    state = _settled(manager, service, state, policy)
+    lines = [f"deploy failed: {service}: " + (reason or _phase_text(state))]
+    if state.message:
+        lines.append(f"  Swarm says: {state.message}")
+    for error in state.errors[:10]:
+        lines.append(f"  task {error}")
+    logs = manager.run(swarm.service_logs(service, tail=policy.log_lines), check=False)
+    tail = [line for line in ((logs.stdout or "") + (logs.stderr or "")).splitlines()
+            if line.strip()][-policy.log_lines:]
+    if tail:
+        lines.append(f"  its tasks' last {len(tail)} log lines:")
+        lines += [f"    {line}" for line in tail]
+    lines.append(f"  now serving: {service} release {release_of(manager, service)} "
+                 f"({state.updated}/{state.total} tasks on its spec's image, phase "
+                 f"{state.phase})")
+    return "\n".join(lines)
+
+
+def _phase_text(state: swarm.Rollout) -> str:
+    return {
+        swarm.ROLLBACK_STARTED: "the update failed and Swarm is rolling it back",
+        swarm.ROLLBACK_COMPLETED: "the update failed and Swarm rolled it back",
+        swarm.ROLLBACK_PAUSED: "the update failed and its rollback paused",
+        swarm.PAUSED: "the update failed and paused",
+    }.get(state.phase, state.phase)
