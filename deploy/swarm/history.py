@@ -59,13 +59,15 @@ def append(entries: Sequence[Entry], entry: Entry, keep: int = KEEP) -> str:
 
 
 def previous(entries: Sequence[Entry], current: str) -> Entry:
-    """The release to roll back to: the newest one recorded before the current release's
-    latest deploy that is another release. ConfigError (exit 2) when there is none."""
+    """The release to roll back to: the newest other release recorded before the current
+    release was last deployed (a rollback record of it does not count, so rolling back
+    twice goes two releases back). ConfigError (exit 2) when there is none."""
     index = None
     for i in range(len(entries) - 1, -1, -1):
-        if entries[i].release == current:
+        if entries[i].release == current and (entries[i].action == "deploy" or index is None):
             index = i
-            break
+            if entries[i].action == "deploy":
+                break
     if index is None:
         raise ConfigError(f"rollback: the serving release {current!r} is not in the Swarm's "
                           f"release history ({FILE}); nothing recorded to return to")

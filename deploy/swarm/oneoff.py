@@ -23,6 +23,9 @@ from deploy.errors import ConfigError, DeployError, DeployTimeout
 from deploy.output import Output, as_output
 from deploy.redaction import redact
 
+# The task's last lines read (`docker service logs` of 20.10 may not return without --tail).
+LOG_TAIL = 5000
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -101,7 +104,7 @@ def run_once(manager, *, name: str, image: str, argv: Sequence[str], network: st
         manager.run(docker.remove_dir(private), check=False)
     try:
         status = _wait(manager, name, policy)
-        logs = manager.run(swarm.service_logs(name), check=False)
+        logs = manager.run(swarm.service_logs(name, tail=LOG_TAIL), check=False)
         text = (logs.stdout or "") + (logs.stderr or "")
         lines = tuple(redact(line, *secrets_) for line in text.splitlines() if line.strip())
         return OneOffResult(name, status.state, status.exit_code, status.error, lines)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Sequence
 
@@ -61,11 +62,18 @@ def releases(settings: Settings, out: Output | None = None) -> list[str]:
     return lines
 
 
+# `docker service logs` of Docker 20.10 without --tail may never return on a busy service
+# (it still streamed after 60 s and 66,000 lines of a 6-replica backend): always a tail.
+DEFAULT_LOG_TAIL = 2000
+
+
 def log_lines(settings: Settings, services: Sequence[str], *, tail: int | None = None,
               since: str | None = None) -> list[str]:
     """`docker service logs` of each named service (without the stack prefix), each line
-    prefixed `<service> | ` as Compose prints it."""
+    prefixed `<service> | ` as Compose prints it; the last DEFAULT_LOG_TAIL lines of each
+    unless --tail says otherwise."""
     config = swarm_config(settings)
+    tail = DEFAULT_LOG_TAIL if tail is None else tail
     lines = []
     with Manager(settings, config) as manager:
         names = services or [n[len(config.stack) + 1:] for n in manager.run(
@@ -85,7 +93,7 @@ def runner(settings: Settings, args: Sequence[str], what: str, out: Output | Non
            config: SwarmConfig | None = None) -> oneoff.OneOffResult:
     """The runner (`migrate …`, `migrate-status`, `check-tables …`) as a one-off task from
     the image the first app service runs now; its lines printed, its exit code kept."""
-    out = as_output(out)
+    out = as_output(out) if out is not None else Output(target=sys.stderr)
     config = config or swarm_config(settings)
     cfg = _config_here(settings)
     with Manager(settings, config) as manager:
