@@ -62,6 +62,8 @@ def wait(manager, service: str, *, policy: WatchPolicy = WatchPolicy(),
     shown = None
     while True:
         state = read(manager, service)
+        if state.failed:  # the spec is the old one again: no progress line for it
+            raise RolloutFailed(failure_message(manager, service, state, policy))
         line = f"{state.service} {state.updated}/{state.total} {what}"
         if line != shown:
             out(f"   {line}")
@@ -69,8 +71,6 @@ def wait(manager, service: str, *, policy: WatchPolicy = WatchPolicy(),
         if state.ok:
             out(f"   {service}: rollout completed in {time.monotonic() - started:.1f} s")
             return state
-        if state.failed:
-            raise RolloutFailed(failure_message(manager, service, state, policy))
         if time.monotonic() - started >= policy.budget:
             raise RolloutFailed(failure_message(
                 manager, service, state, policy,
@@ -97,12 +97,15 @@ def failure_message(manager, service: str, state: swarm.Rollout, policy: WatchPo
         lines.append(f"  Swarm says: {state.message}")
     for error in state.errors[:10]:
         lines.append(f"  task {error}")
-    logs = manager.run(swarm.service_logs(service, tail=policy.log_lines), check=False)
-    tail = [line for line in ((logs.stdout or "") + (logs.stderr or "")).splitlines()
-            if line.strip()][-policy.log_lines:]
-    if tail:
-        lines.append(f"  its tasks' last {len(tail)} log lines:")
-        lines += [f"    {line}" for line in tail]
+    tasks = swarm.parse_tasks(manager.run(swarm.service_ps(service), check=False).stdout)
+    failed = [t for t in tasks if t.error and t.current in ("failed", "rejected")]
+    for task in failed[:2]:  # a task ID is what `service logs` takes for one task
+        logs = manager.run(swarm.service_logs(task.id, tail=policy.log_lines), check=False)
+        tail = [line for line in ((logs.stdout or "") + (logs.stderr or "")).splitlines()
+                if line.strip()][-policy.log_lines:]
+        if tail:
+            lines.append(f"  {task.name} on {task.node}, its last {len(tail)} log lines:")
+            lines += [f"    {line}" for line in tail]
     lines.append(f"  now serving: {service} release {release_of(manager, service)} "
                  f"({state.updated}/{state.total} tasks on its spec's image, phase "
                  f"{state.phase})")

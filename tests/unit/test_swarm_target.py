@@ -228,13 +228,21 @@ def test_a_rolled_back_update_fails_naming_the_service_the_task_errors_and_what_
                           capture("service-ps-updating.jsonl"),
                           logs="backend: BACKEND_FAIL_AT_START=1\n")
     (service,) = swarm.parse_services(capture("service-inspect-rollback-completed.json"))
+    lines = []
     with pytest.raises(watch.RolloutFailed) as exc:
-        watch.wait(manager, service.name, policy=FAST, out=lambda line: None)
+        watch.wait(manager, service.name, policy=FAST, out=lines.append)
+    assert lines == []  # no "6/6 on the new release" for the old spec Swarm went back to
     text = str(exc.value)
     assert exc.value.exit_code == 1
     assert text.startswith(f"deploy failed: {service.name}: the update failed and Swarm "
                            "rolled it back")
-    assert "its tasks' last 1 log lines:\n    backend: BACKEND_FAIL_AT_START=1" in text
+    # each failed task's own log (`service logs <task id>`), at most two tasks
+    assert ("  cap-web.2 on swarm-n2, its last 1 log lines:\n"
+            "    backend: BACKEND_FAIL_AT_START=1\n"
+            "  cap-web.4 on swarm-n3, its last 1 log lines:\n") in text
+    logs = [argv for argv in manager.commands if argv[:3] == ["docker", "service", "logs"]]
+    assert [argv[-1] for argv in logs] == [t.id for t in swarm.parse_tasks(
+        capture("service-ps-updating.jsonl")) if t.current == "failed"]
     assert f"now serving: {service.name} release " in text
 
 
