@@ -6,6 +6,7 @@ app service's environment (so DATABASE_URL is the one the app's tasks use, e.g.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from deploy.errors import ConfigError
@@ -42,7 +43,7 @@ def run_runner(manager, config: SwarmConfig, *, image: str, resolve_image: bool,
     """The runner with ``args`` (e.g. migrate_args(60)) once; its result, lines shown."""
     out = as_output(out)
     name = oneoff.task_name(config.stack, what)
-    out(f"   one-off task {name}: {' '.join([*config.runner, *args])} "
+    out(f"   one-off task {name}: {shlex.join([*config.runner, *args])} "
         f"(image {image[:19] if image.startswith('sha256:') else image}, network "
         f"{config.network})")
     policy = oneoff.PollPolicy(budget=budget or config.rollout_timeout)
