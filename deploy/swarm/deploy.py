@@ -24,8 +24,10 @@ import time
 
 from deploy.commands import compose, stackfile, swarm
 from deploy.errors import ConfigError, MigrationError
+from deploy.fleet.hostlock import host_lock
 from deploy.machine.stack import Stack
 from deploy.output import Output, as_output
+from deploy.release import revision
 from deploy.services import Roles
 from deploy.settings import Settings
 from deploy.swarm import history, images, watch
@@ -92,13 +94,19 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
     config = swarm_config(settings)
     roles = roles_of(settings)
     started = time.monotonic()
+    rev = revision.revision()
+    revision.require_committed(rev, allow_dirty)
+    if not rev.committed:
+        out(f"deploy: {revision.ALLOW_FLAG}: shipping this tree as {rev.tag}, not a commit")
     cfg = compose_config(local, settings)
-    with Manager(settings, config) as manager:
+    with Manager(settings, config) as manager, \
+            host_lock(manager.conn, settings, wait=lock_wait, release=rev.tag, out=out):
         out(f"==> swarm: stack {config.stack} via manager {config.manager.name} "
-            f"({len(images.node_addresses(manager))} node(s))")
+            f"({len(images.node_addresses(manager))} node(s)), holding "
+            f"{settings.deploy_path}/.deploy.lock there")
         out("==> images")
-        pinned = images.release(local, settings, manager, cfg, build=build,
-                                allow_dirty=allow_dirty, lock_wait=lock_wait, out=out)
+        pinned = images.release(local, settings, manager, cfg, rev=rev, build=build,
+                                lock_wait=lock_wait, out=out)
         options = stackfile.SwarmOptions(
             stack=config.stack, images=pinned.images, proxy_image=pinned.proxy,
             replicas=config.replicas, db_node=config.db_node, proxy_label=config.proxy_label,
@@ -181,11 +189,12 @@ def serving(manager, config: SwarmConfig, settings: Settings) -> str | None:
     return dict(spec.labels).get(watch.RELEASE_LABEL)
 
 
-def rollback(settings: Settings, *, out: Output | None = None) -> str:
+def rollback(settings: Settings, *, lock_wait: float, out: Output | None = None) -> str:
     """Every app and worker service back to the previous release's images; the release."""
     out = as_output(out)
     config = swarm_config(settings)
-    with Manager(settings, config) as manager:
+    with Manager(settings, config) as manager, \
+            host_lock(manager.conn, settings, wait=lock_wait, release="rollback", out=out):
         current = serving(manager, config, settings)
         if current is None:
             raise ConfigError(f"rollback: stack {config.stack} has no app service "

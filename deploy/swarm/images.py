@@ -91,12 +91,10 @@ def wanted_refs(stack: Stack, config: dict, tag: str, proxy_image: str) -> dict[
     return refs
 
 
-def release(local, settings: Settings, manager, config: dict, *, build: bool,
-            allow_dirty: bool, lock_wait: float, out: Output | None = None) -> Pinned:
+def release(local, settings: Settings, manager, config: dict, *, rev: revision.Revision,
+            build: bool, lock_wait: float, out: Output | None = None) -> Pinned:
     """Build here, then bring the release's images to the Swarm; what to pin."""
     out = as_output(out)
-    rev = revision.revision()
-    revision.require_committed(rev, allow_dirty)
     stack = Stack(local, settings, out)
     stack.check_roles()
     refs = wanted_refs(stack, config, rev.tag, settings.proxy_image)

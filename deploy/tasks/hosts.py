@@ -157,7 +157,7 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None, target=None):
     if swarm_settings is not None:
         from deploy.swarm import deploy as swarm_deploy
 
-        swarm_deploy.rollback(swarm_settings, out=Output())
+        swarm_deploy.rollback(swarm_settings, lock_wait=wait, out=Output())
         return
     shared = load_settings()
     targets = host_list(hosts, shared)
