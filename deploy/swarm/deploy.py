@@ -99,6 +99,10 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
     if not rev.committed:
         out(f"deploy: {revision.ALLOW_FLAG}: shipping this tree as {rev.tag}, not a commit")
     cfg = compose_config(local, settings)
+    # Rendered once with stand-in images before anything is built or shipped: a setting
+    # the stack file cannot use (SWARM_DB_NODE, APP_REPLICAS, a role the file lacks) is
+    # exit 2 with nothing done.
+    stackfile.render(cfg, roles, _options(config, settings, {}, "", "check"))
     with Manager(settings, config) as manager, \
             host_lock(manager.conn, settings, wait=lock_wait, release=rev.tag, out=out):
         out(f"==> swarm: stack {config.stack} via manager {config.manager.name} "
@@ -107,11 +111,8 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
         out("==> images")
         pinned = images.release(local, settings, manager, cfg, rev=rev, build=build,
                                 lock_wait=lock_wait, out=out)
-        options = stackfile.SwarmOptions(
-            stack=config.stack, images=pinned.images, proxy_image=pinned.proxy,
-            replicas=config.replicas, db_node=config.db_node, proxy_label=config.proxy_label,
-            drain=settings.drain_timeout, labels={watch.RELEASE_LABEL: pinned.release})
-        rendered = stackfile.render(cfg, roles, options)
+        rendered = stackfile.render(cfg, roles, _options(
+            config, settings, pinned.images, pinned.proxy, pinned.release))
         directory = f"{config.state_dir}/{pinned.release}"
         files = {STACK_FILE: rendered.text, **rendered.files}
         present = existing(manager, config)
@@ -152,6 +153,15 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
         f"({config.replicas} replica(s) of {', '.join(settings.app_services)}) in "
         f"{time.monotonic() - started:.1f} s")
     return pinned.release
+
+
+def _options(config: SwarmConfig, settings: Settings, images_: dict[str, str], proxy: str,
+             release: str) -> stackfile.SwarmOptions:
+    stand_in = {s: f"{s}:{release}" for s in rolled(settings)}
+    return stackfile.SwarmOptions(
+        stack=config.stack, images={**stand_in, **images_}, proxy_image=proxy or "proxy",
+        replicas=config.replicas, db_node=config.db_node, proxy_label=config.proxy_label,
+        drain=settings.drain_timeout, labels={watch.RELEASE_LABEL: release})
 
 
 def _how(result) -> str:
