@@ -141,7 +141,7 @@ def service_rm(*services: str) -> list[str]:
 
 def service_logs(service: str, *, tail: int | None = None, since: str | None = None
                  ) -> list[str]:
-    """The service's task logs as the tasks wrote them: no task IDs, no prefix."""
+    """A service's task logs (or one task's, by its ID) as written: no task IDs, no prefix."""
     argv = ["docker", "service", "logs", "--raw", "--no-task-ids"]
     if tail is not None:
         argv += ["--tail", str(int(tail))]

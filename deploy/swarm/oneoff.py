@@ -23,7 +23,7 @@ from deploy.errors import ConfigError, DeployError, DeployTimeout
 from deploy.output import Output, as_output
 from deploy.redaction import redact
 
-# The task's last lines read (`docker service logs` of 20.10 may not return without --tail).
+# The task's last lines read.
 LOG_TAIL = 5000
 
 
@@ -103,8 +103,9 @@ def run_once(manager, *, name: str, image: str, argv: Sequence[str], network: st
     finally:
         manager.run(docker.remove_dir(private), check=False)
     try:
-        status = _wait(manager, name, policy)
-        logs = manager.run(swarm.service_logs(name, tail=LOG_TAIL), check=False)
+        task_id, status = _wait(manager, name, policy)
+        # By task ID: `service logs SERVICE` of 20.10 may not return (deploy/swarm/views.py).
+        logs = manager.run(swarm.service_logs(task_id, tail=LOG_TAIL), check=False)
         text = (logs.stdout or "") + (logs.stderr or "")
         lines = tuple(redact(line, *secrets_) for line in text.splitlines() if line.strip())
         return OneOffResult(name, status.state, status.exit_code, status.error, lines)
@@ -112,7 +113,7 @@ def run_once(manager, *, name: str, image: str, argv: Sequence[str], network: st
         manager.run(swarm.service_rm(name), check=False)
 
 
-def _wait(manager, name: str, policy: PollPolicy) -> swarm.TaskStatus:
+def _wait(manager, name: str, policy: PollPolicy) -> tuple[str, swarm.TaskStatus]:
     deadline = time.monotonic() + policy.budget
     last = "no task yet"
     while True:
@@ -123,7 +124,7 @@ def _wait(manager, name: str, policy: PollPolicy) -> swarm.TaskStatus:
             if found:
                 status = found[0]
                 if status.done:
-                    return status
+                    return tasks[0].id, status
                 last = status.state + (f" ({status.error})" if status.error else "")
         if time.monotonic() >= deadline:
             raise DeployTimeout(f"one-off task {name}: not done after {policy.budget:g} s "

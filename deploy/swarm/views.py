@@ -62,16 +62,26 @@ def releases(settings: Settings, out: Output | None = None) -> list[str]:
     return lines
 
 
-# `docker service logs` of Docker 20.10 without --tail may never return on a busy service
-# (it still streamed after 60 s and 66,000 lines of a 6-replica backend): always a tail.
+# Lines read per task unless --tail says otherwise.
 DEFAULT_LOG_TAIL = 2000
+
+
+def logged_tasks(tasks: Sequence[swarm.Task]) -> list[swarm.Task]:
+    """The tasks whose logs `logs` reads: those meant to run, and those that failed (a
+    release that rolled back), in `service ps` order."""
+    return [t for t in tasks if t.desired == "running" or t.current in ("failed", "rejected")]
 
 
 def log_lines(settings: Settings, services: Sequence[str], *, tail: int | None = None,
               since: str | None = None) -> list[str]:
-    """`docker service logs` of each named service (without the stack prefix), each line
-    prefixed `<service> | ` as Compose prints it; the last DEFAULT_LOG_TAIL lines of each
-    unless --tail says otherwise."""
+    """The logs of each named service (without the stack prefix; none: all of the stack's),
+    task by task: `<service>.<slot>@<node> | <line>`, the last DEFAULT_LOG_TAIL lines of
+    each task unless --tail says otherwise.
+
+    Task by task, because `docker service logs SERVICE` of Docker 20.10 may never return
+    on a busy service, with --tail too (measured on the rig: --tail 50 of a 6-replica
+    backend returned in 0.6 s, --tail 300 still streamed after 30 s), while
+    `docker service logs TASK` returned in 0.04–0.1 s for each of 12 tasks."""
     config = swarm_config(settings)
     tail = DEFAULT_LOG_TAIL if tail is None else tail
     lines = []
@@ -79,13 +89,16 @@ def log_lines(settings: Settings, services: Sequence[str], *, tail: int | None =
         names = services or [n[len(config.stack) + 1:] for n in manager.run(
             swarm.stack_services(config.stack)).stdout.split()]
         for name in names:
-            found = manager.run(swarm.service_logs(config.service(name), tail=tail,
-                                                   since=since), check=False)
+            found = manager.run(swarm.service_ps(config.service(name)), check=False)
             if found.exited != 0:
                 raise ConfigError(f"SERVICES: no service {name!r} in stack {config.stack} "
-                                  f"on the Swarm ({(found.stderr or '').strip()[:120]})")
-            text = (found.stdout or "") + (found.stderr or "")
-            lines += [f"{name} | {line}" for line in text.splitlines()]
+                                  "on the Swarm")
+            for task in logged_tasks(swarm.parse_tasks(found.stdout)):
+                got = manager.run(swarm.service_logs(task.id, tail=tail, since=since),
+                                  check=False)
+                label = f"{task.name[len(config.stack) + 1:]}@{task.node}"
+                text = (got.stdout or "") + (got.stderr or "")
+                lines += [f"{label} | {line}" for line in text.splitlines()]
     return lines
 
 

@@ -295,3 +295,14 @@ def test_the_new_argv_options_for_image_ids_entrypoints_and_labels():
     assert swarm.service_update_image("app_web", "sha256:" + "c" * 64, resolve_image=False,
                                       labels={"deploy.release": "r6"})[6:] == [
         "--no-resolve-image", "--label-add", "deploy.release=r6", "app_web"]
+
+
+def test_logs_read_the_tasks_meant_to_run_and_those_that_failed():
+    tasks = swarm.parse_tasks(capture("service-ps-updating.jsonl"))
+    from deploy.swarm.views import logged_tasks
+
+    chosen = logged_tasks(tasks)
+    assert {t.current for t in chosen if t.desired != "running"} == {"failed"}
+    assert len([t for t in chosen if t.current == "failed"]) == 2
+    assert all(t.desired == "running" or t.current == "failed" for t in chosen)
+    assert len(chosen) < len(tasks)  # the shut-down tasks of earlier releases are left out
