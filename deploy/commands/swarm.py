@@ -230,6 +230,7 @@ class Service:
     update_state: str | None  # UpdateStatus.State; None before any update
     update_message: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    version: int = 0  # Version.Index: changes with every update of the spec
 
 
 def _image(spec: dict | None) -> str | None:
@@ -257,7 +258,8 @@ def parse_services(text: str) -> list[Service]:
             replicas=int(replicated.get("Replicas", 0)) if replicated is not None else None,
             update_state=status.get("State") or None,
             update_message=status.get("Message", ""),
-            labels=tuple(sorted((spec.get("Labels") or {}).items()))))
+            labels=tuple(sorted((spec.get("Labels") or {}).items())),
+            version=int((item.get("Version") or {}).get("Index", 0))))
     return services
 
 

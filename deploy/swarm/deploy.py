@@ -141,12 +141,19 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
                 f"deploy failed: migrations: the one-off task ended with "
                 f"{_how(result)}; nothing was updated: the stack still runs what it ran"
                 + ("".join(f"\n  {line}" for line in result.lines[-15:])))
+        watched = [config.service(s) for s in rolled(settings)]
+        others = [config.service(s) for s in [*(cfg.get("services") or {}),
+                                              stackfile.PROXY_SERVICE]
+                  if s not in rolled(settings)]
+        before = watch.versions(manager, [*watched, *others])
         out("==> point of no return: docker stack deploy (rolling update, start-first)")
         manager.run(swarm.stack_deploy(f"{directory}/{STACK_FILE}", config.stack,
                                        resolve_image=pinned.resolve),
                     what="docker stack deploy")
-        watch.wait_all(manager, [config.service(s) for s in rolled(settings)],
-                       policy=policy, out=out)
+        watch.wait_all(manager, watched, policy=policy, out=out, before=before)
+        # The database and the proxy change only when their settings do; they converge too.
+        watch.wait_all(manager, list(dict.fromkeys(others)), policy=policy, out=out,
+                       what="running", before=before)
         record(manager, config, history.Entry(
             pinned.release, {s: pinned.images[s] for s in rolled(settings)}, history.now()))
     out(f"deploy: release {pinned.release} serves on the Swarm "

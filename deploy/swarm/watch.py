@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploy.commands import swarm
 from deploy.errors import DeployError
@@ -36,8 +36,26 @@ class RolloutFailed(DeployError):
     """A service's update rolled back, paused or timed out (exit 1)."""
 
 
-def read(manager, service: str) -> swarm.Rollout:
+def versions(manager, services: Sequence[str]) -> dict[str, int]:
+    """Each existing service's spec version (before a deploy: what "unchanged" means)."""
+    found = manager.run(swarm.service_inspect(*services), check=False) if services else None
+    if found is None or found.exited != 0:  # a service that does not exist yet
+        out = {}
+        for name in services:
+            one = manager.run(swarm.service_inspect(name), check=False)
+            if one.exited == 0:
+                out.update({s.name: s.version for s in swarm.parse_services(one.stdout)})
+        return out
+    return {s.name: s.version for s in swarm.parse_services(found.stdout)}
+
+
+def read(manager, service: str, unchanged_at: int | None = None) -> swarm.Rollout:
+    """The rollout's state. ``unchanged_at``: the spec version before the deploy; a spec
+    the deploy did not change keeps the UpdateStatus of an older update (a rollback of an
+    earlier failed deploy), which says nothing about this one: its tasks decide."""
     (found,) = swarm.parse_services(manager.run(swarm.service_inspect(service)).stdout)
+    if unchanged_at is not None and found.version == unchanged_at:
+        found = replace(found, update_state=None, update_message="")
     tasks = swarm.parse_tasks(manager.run(swarm.service_ps(service)).stdout)
     return swarm.rollout_state(found, tasks)
 
@@ -48,20 +66,24 @@ def release_of(manager, service: str) -> str:
 
 
 def wait_all(manager, services: Sequence[str], *, policy: WatchPolicy = WatchPolicy(),
-             out: Output | None = None, what: str = "on the new release") -> None:
-    """Each service in turn until its rollout completed; the first failure raises."""
+             out: Output | None = None, what: str = "on the new release",
+             before: dict[str, int] | None = None) -> None:
+    """Each service in turn until its rollout completed; the first failure raises.
+    ``before``: spec versions read before the deploy (see `read`)."""
     out = as_output(out)
     for service in services:
-        wait(manager, service, policy=policy, out=out, what=what)
+        wait(manager, service, policy=policy, out=out, what=what,
+             unchanged_at=(before or {}).get(service))
 
 
 def wait(manager, service: str, *, policy: WatchPolicy = WatchPolicy(),
-         out: Output | None = None, what: str = "on the new release") -> swarm.Rollout:
+         out: Output | None = None, what: str = "on the new release",
+         unchanged_at: int | None = None) -> swarm.Rollout:
     out = as_output(out)
     started = time.monotonic()
     shown = None
     while True:
-        state = read(manager, service)
+        state = read(manager, service, unchanged_at)
         if state.failed:  # the spec is the old one again: no progress line for it
             raise RolloutFailed(failure_message(manager, service, state, policy))
         line = f"{state.service} {state.updated}/{state.total} {what}"

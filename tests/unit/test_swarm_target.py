@@ -306,3 +306,15 @@ def test_logs_read_the_tasks_meant_to_run_and_those_that_failed():
     assert len([t for t in chosen if t.current == "failed"]) == 2
     assert all(t.desired == "running" or t.current == "failed" for t in chosen)
     assert len(chosen) < len(tasks)  # the shut-down tasks of earlier releases are left out
+
+
+def test_a_spec_the_deploy_did_not_change_is_judged_by_its_tasks_not_an_old_rollback():
+    text = capture("service-inspect-rollback-completed.json")
+    (service,) = swarm.parse_services(text)
+    assert service.version > 0
+    manager = FakeManager([text], capture("service-ps-completed.jsonl"))
+    # unchanged since before the deploy: the old rollback_completed says nothing now
+    assert watch.read(manager, service.name, unchanged_at=service.version).phase != \
+        swarm.ROLLBACK_COMPLETED
+    # changed (or not known): Swarm's own state stands
+    assert watch.read(manager, service.name).phase == swarm.ROLLBACK_COMPLETED
