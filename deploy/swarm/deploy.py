@@ -21,6 +21,7 @@ build, nothing shipped.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from deploy.commands import compose, stackfile, swarm
 from deploy.errors import ConfigError, MigrationError
@@ -87,6 +88,21 @@ def upload(manager, directory: str, files: dict[str, str]) -> None:
         manager.write_file(f"{directory}/{name}", text)
 
 
+@dataclass(frozen=True)
+class Run:
+    """One deploy's context, shared by its steps."""
+
+    manager: Manager
+    config: SwarmConfig
+    settings: Settings
+    cfg: dict  # `compose config`, parsed
+    out: Output
+
+    @property
+    def policy(self) -> watch.WatchPolicy:
+        return watch.WatchPolicy(budget=self.config.rollout_timeout)
+
+
 def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wait: float,
            migration_lock_wait: float, out: Output | None = None) -> str:
     """The deploy's steps in order (module docstring); the release deployed."""
@@ -105,6 +121,7 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
     stackfile.render(cfg, roles, _options(config, settings, {}, "", "check"))
     with Manager(settings, config) as manager, \
             host_lock(manager.conn, settings, wait=lock_wait, release=rev.tag, out=out):
+        run = Run(manager, config, settings, cfg, out)
         out(f"==> swarm: stack {config.stack} via manager {config.manager.name} "
             f"({len(images.node_addresses(manager))} node(s)), holding "
             f"{settings.deploy_path}/.deploy.lock there")
@@ -114,52 +131,73 @@ def deploy(local, settings: Settings, *, build: bool, allow_dirty: bool, lock_wa
         rendered = stackfile.render(cfg, roles, _options(
             config, settings, pinned.images, pinned.proxy, pinned.release))
         directory = f"{config.state_dir}/{pinned.release}"
-        files = {STACK_FILE: rendered.text, **rendered.files}
-        present = existing(manager, config)
-        first = not any(s in present for s in settings.app_services)
+        first = not any(s in existing(manager, config) for s in settings.app_services)
+        upload_stack(run, directory, rendered, first)
         if first:
-            files[BASE_FILE] = base_stack(rendered.text, rolled(settings))
-        upload(manager, directory, files)
-        out(f"==> stack file {directory}/{STACK_FILE} (proxy config {rendered.proxy_config})")
-        policy = watch.WatchPolicy(budget=config.rollout_timeout)
-        if first:
-            base = [s for s in cfg.get("services") or {} if s not in rolled(settings)]
-            out(f"==> first deploy: the base services first ({', '.join(base)}, proxy)")
-            manager.run(swarm.stack_deploy(f"{directory}/{BASE_FILE}", config.stack,
-                                           resolve_image=pinned.resolve),
-                        what="docker stack deploy (base)")
-            waited = [config.service(s) for s in base if s != stackfile.PROXY_SERVICE]
-            watch.wait_all(manager, waited, policy=policy, out=out, what="running")
-        out("==> migrate (one-off task, before the update)")
-        app = settings.app_services[0]
-        result = run_runner(manager, config, image=pinned.images[app],
-                            resolve_image=pinned.resolve, env=app_environment(cfg, settings),
-                            args=migrate_args(migration_lock_wait), what="migrate", out=out)
-        show(result, out)
-        if not result.ok:
-            raise MigrationError(
-                f"deploy failed: migrations: the one-off task ended with "
-                f"{_how(result)}; nothing was updated: the stack still runs what it ran"
-                + ("".join(f"\n  {line}" for line in result.lines[-15:])))
-        watched = [config.service(s) for s in rolled(settings)]
-        others = [config.service(s) for s in [*(cfg.get("services") or {}),
-                                              stackfile.PROXY_SERVICE]
-                  if s not in rolled(settings)]
-        before = watch.versions(manager, [*watched, *others])
-        out("==> point of no return: docker stack deploy (rolling update, start-first)")
-        manager.run(swarm.stack_deploy(f"{directory}/{STACK_FILE}", config.stack,
-                                       resolve_image=pinned.resolve),
-                    what="docker stack deploy")
-        watch.wait_all(manager, watched, policy=policy, out=out, before=before)
-        # The database and the proxy change only when their settings do; they converge too.
-        watch.wait_all(manager, list(dict.fromkeys(others)), policy=policy, out=out,
-                       what="running", before=before)
+            start_base(run, f"{directory}/{BASE_FILE}", pinned)
+        migrate_once(run, pinned, migration_lock_wait)
+        roll(run, f"{directory}/{STACK_FILE}", pinned)
         record(manager, config, history.Entry(
             pinned.release, {s: pinned.images[s] for s in rolled(settings)}, history.now()))
     out(f"deploy: release {pinned.release} serves on the Swarm "
         f"({config.replicas} replica(s) of {', '.join(settings.app_services)}) in "
         f"{time.monotonic() - started:.1f} s")
     return pinned.release
+
+
+def upload_stack(run: Run, directory: str, rendered: stackfile.StackFile, first: bool
+                 ) -> None:
+    """The stack file and its proxy config (and on a first deploy the base stack file)."""
+    files = {STACK_FILE: rendered.text, **rendered.files}
+    if first:
+        files[BASE_FILE] = base_stack(rendered.text, rolled(run.settings))
+    upload(run.manager, directory, files)
+    run.out(f"==> stack file {directory}/{STACK_FILE} (proxy config {rendered.proxy_config})")
+
+
+def start_base(run: Run, path: str, pinned: images.Pinned) -> None:
+    """First deploy: the database and the other base services (and the proxy) running
+    before the migrations."""
+    base = [s for s in run.cfg.get("services") or {} if s not in rolled(run.settings)]
+    run.out(f"==> first deploy: the base services first ({', '.join(base)}, proxy)")
+    run.manager.run(swarm.stack_deploy(path, run.config.stack, resolve_image=pinned.resolve),
+                    what="docker stack deploy (base)")
+    waited = [run.config.service(s) for s in base if s != stackfile.PROXY_SERVICE]
+    watch.wait_all(run.manager, waited, policy=run.policy, out=run.out, what="running")
+
+
+def migrate_once(run: Run, pinned: images.Pinned, lock_wait: float) -> None:
+    """The runner from the new app image, once; a failure stops the deploy here."""
+    run.out("==> migrate (one-off task, before the update)")
+    app = run.settings.app_services[0]
+    result = run_runner(run.manager, run.config, image=pinned.images[app],
+                        resolve_image=pinned.resolve,
+                        env=app_environment(run.cfg, run.settings),
+                        args=migrate_args(lock_wait), what="migrate", out=run.out)
+    show(result, run.out)
+    if not result.ok:
+        raise MigrationError(
+            f"deploy failed: migrations: the one-off task ended with "
+            f"{_how(result)}; nothing was updated: the stack still runs what it ran"
+            + ("".join(f"\n  {line}" for line in result.lines[-15:])))
+
+
+def roll(run: Run, path: str, pinned: images.Pinned) -> None:
+    """The point of no return: the full stack deployed, each rolled service watched until
+    completed, then the others (database, proxy) until they run their spec."""
+    config = run.config
+    watched = [config.service(s) for s in rolled(run.settings)]
+    others = list(dict.fromkeys(
+        config.service(s) for s in [*(run.cfg.get("services") or {}), stackfile.PROXY_SERVICE]
+        if s not in rolled(run.settings)))
+    before = watch.versions(run.manager, [*watched, *others])
+    run.out("==> point of no return: docker stack deploy (rolling update, start-first)")
+    run.manager.run(swarm.stack_deploy(path, config.stack, resolve_image=pinned.resolve),
+                    what="docker stack deploy")
+    watch.wait_all(run.manager, watched, policy=run.policy, out=run.out, before=before)
+    # The database and the proxy change only when their settings do; they converge too.
+    watch.wait_all(run.manager, others, policy=run.policy, out=run.out, what="running",
+                   before=before)
 
 
 def _options(config: SwarmConfig, settings: Settings, images_: dict[str, str], proxy: str,
