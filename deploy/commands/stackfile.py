@@ -76,7 +76,9 @@ class SwarmOptions:
     # How long Swarm waits before it replaces a task that stopped, a lost node's included
     # (Swarm's default: 5s).
     restart_delay: str = "2s"
-    labels: Mapping[str, str] = field(default_factory=dict)  # on every service (the release)
+    # On the app and worker services (the release): a label that changed on the database or
+    # the proxy would name a release they do not run (a rollback returns only the apps).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,9 @@ def _base(name: str, body: dict, options: SwarmOptions) -> dict:
     return service
 
 
-def _deploy(options: SwarmOptions, **values) -> dict:
+def _deploy(options: SwarmOptions, labelled: bool = True, **values) -> dict:
     deploy = {"endpoint_mode": "dnsrr", **values}
-    if options.labels:
+    if options.labels and labelled:
         deploy["labels"] = dict(options.labels)
     return deploy
 
@@ -223,18 +225,18 @@ def _db(name: str, body: dict, options: SwarmOptions) -> dict:
                           "hostname, or a node label as LABEL=VALUE")
     service = _base(name, body, options)
     service["deploy"] = _deploy(
-        options, mode="replicated", replicas=1,
+        options, False, mode="replicated", replicas=1,
         placement={"constraints": [db_constraint(options.db_node)]},
         update_config={"parallelism": 1, "order": "stop-first", "failure_action": "pause"})
     return service
 
 
-def _other(name: str, body: dict, options: SwarmOptions) -> dict:
+def _other(name: str, body: dict, options: SwarmOptions, worker: bool) -> dict:
     """A worker or any other service: one replica unless its own `deploy:` says more."""
     service = _base(name, body, options)
     replicas = (body.get("deploy") or {}).get("replicas", 1)
     service["deploy"] = _deploy(
-        options, mode="replicated", replicas=replicas,
+        options, worker, mode="replicated", replicas=replicas,
         update_config=_rolling(options.update_delay, options.update_monitor, "rollback"))
     return service
 
@@ -245,7 +247,7 @@ def _proxy(roles: Roles, options: SwarmOptions, config_key: str) -> dict:
     ports = [{"target": roles.proxy_publish[app].port,
               "published": roles.proxy_publish[app].port,
               "protocol": "tcp", "mode": "host"} for app in roles.app_services]
-    deploy = _deploy(options, mode="global",
+    deploy = _deploy(options, False, mode="global",
                      # A host-mode port allows one task per node: stop first, one node at
                      # a time, so the other nodes keep serving.
                      update_config={"parallelism": 1, "delay": options.update_delay,
@@ -283,7 +285,7 @@ def render(config: Mapping, roles: Roles, options: SwarmOptions) -> StackFile:
         elif roles.db_service and name == roles.db_service:
             services[name] = _db(name, body, options)
         else:
-            services[name] = _other(name, body, options)
+            services[name] = _other(name, body, options, name in roles.worker_services)
     services[PROXY_SERVICE] = _proxy(roles, options, config_key)
     networks = {"default": {"driver": "overlay", "attachable": True}}
     for net, spec in (config.get("networks") or {}).items():

@@ -89,24 +89,41 @@ def task_status(*task_ids: str) -> list[str]:
             *(_operand(t, "a task ID") for t in task_ids)]
 
 
-def stack_deploy(stack_file: str, stack: str) -> list[str]:
+def stack_deploy(stack_file: str, stack: str, *, resolve_image: bool = True) -> list[str]:
     """Deploy the rendered stack file; services no longer in it are removed (--prune), and
-    the nodes get this client's registry login (--with-registry-auth)."""
-    return ["docker", "stack", "deploy", "--compose-file", _operand(stack_file, "a file"),
-            "--with-registry-auth", "--prune", _name(stack, "stack")]
+    the nodes get this client's registry login (--with-registry-auth). Without
+    ``resolve_image`` the images stay as written (image IDs: no registry to ask)."""
+    argv = ["docker", "stack", "deploy", "--compose-file", _operand(stack_file, "a file"),
+            "--with-registry-auth", "--prune"]
+    if not resolve_image:
+        argv += ["--resolve-image", "never"]
+    return argv + [_name(stack, "stack")]
+
+
+def stack_services(stack: str) -> list[str]:
+    """The names of the stack's services, one a line."""
+    return ["docker", "service", "ls", "--filter",
+            f"label=com.docker.stack.namespace={_name(stack, 'stack')}",
+            "--format", "{{.Name}}"]
 
 
 def one_off(name: str, image: str, command: Sequence[str], *, network: str,
             env: Mapping[str, str] = (), env_file: str | None = None,
-            labels: Mapping[str, str] = ()) -> list[str]:
+            labels: Mapping[str, str] = (), entrypoint: str | None = None,
+            resolve_image: bool = True) -> list[str]:
     """A task that runs once (a migration): one replica, never restarted, detached.
 
     ``env`` holds values that may be seen (they are on this command line, in a manager's
     process list and a host's recorded commands); secrets go in ``env_file``, a file on the
-    manager that the CLI reads there."""
+    manager that the CLI reads there. ``entrypoint`` replaces the image's (one word: the
+    program; ``command`` its arguments)."""
     argv = ["docker", "service", "create", "--detach", "--name", _name(name),
             "--replicas", "1", "--restart-condition", "none",
             "--network", _name(network, "network")]
+    if entrypoint is not None:
+        argv += ["--entrypoint", _operand(entrypoint, "a program")]
+    if not resolve_image:
+        argv.append("--no-resolve-image")
     if env_file:
         argv += ["--env-file", _operand(env_file, "a file")]
     for key, value in dict(env).items():
@@ -124,7 +141,7 @@ def service_rm(*services: str) -> list[str]:
 
 def service_logs(service: str, *, tail: int | None = None, since: str | None = None
                  ) -> list[str]:
-    """The service's task logs as the tasks wrote them: no task IDs, no prefix."""
+    """A service's task logs (or one task's, by its ID) as written: no task IDs, no prefix."""
     argv = ["docker", "service", "logs", "--raw", "--no-task-ids"]
     if tail is not None:
         argv += ["--tail", str(int(tail))]
@@ -133,12 +150,18 @@ def service_logs(service: str, *, tail: int | None = None, since: str | None = N
     return argv + [_name(service)]
 
 
-def service_update_image(service: str, image: str, *, registry_auth: bool = False
+def service_update_image(service: str, image: str, *, registry_auth: bool = False,
+                         resolve_image: bool = True, labels: Mapping[str, str] = ()
                          ) -> list[str]:
-    """Roll the service to `image` with its own update_config; returns at once."""
+    """Roll the service to `image` with its own update_config; returns at once. ``labels``
+    are added to (or replaced on) the service."""
     argv = ["docker", "service", "update", "--image", _operand(image, "an image"), "--detach"]
     if registry_auth:
         argv.append("--with-registry-auth")
+    if not resolve_image:
+        argv.append("--no-resolve-image")
+    for key, value in dict(labels).items():
+        argv += ["--label-add", f"{key}={value}"]
     return argv + [_name(service)]
 
 
@@ -207,6 +230,7 @@ class Service:
     update_state: str | None  # UpdateStatus.State; None before any update
     update_message: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    version: int = 0  # Version.Index: changes with every update of the spec
 
 
 def _image(spec: dict | None) -> str | None:
@@ -234,7 +258,8 @@ def parse_services(text: str) -> list[Service]:
             replicas=int(replicated.get("Replicas", 0)) if replicated is not None else None,
             update_state=status.get("State") or None,
             update_message=status.get("Message", ""),
-            labels=tuple(sorted((spec.get("Labels") or {}).items()))))
+            labels=tuple(sorted((spec.get("Labels") or {}).items())),
+            version=int((item.get("Version") or {}).get("Index", 0))))
     return services
 
 

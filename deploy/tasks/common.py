@@ -171,3 +171,24 @@ def count(flag: str, value, default: int | None) -> int | None:
     if not text.isdigit():
         raise ConfigError(f"{flag}: expected a whole number, got {text!r}")
     return int(text)
+
+
+TARGET_HELP = "compose (this machine or hosts) or swarm (SWARM_MANAGER); default DEPLOY_TARGET"
+
+
+def on_swarm(c, target: str | None, hosts: str | None = None) -> Settings | None:
+    """The settings when the task works on the Swarm (--target swarm, else DEPLOY_TARGET=
+    swarm); None for this machine or hosts. A bad target is exit 2 naming it."""
+    from deploy.swarm.target import SWARM
+    from deploy.swarm.target import target as resolve
+
+    settings = load_settings()
+    if resolve(target, settings) != SWARM:
+        return None
+    if is_remote(c):
+        raise ConfigError("--target swarm: not under fab -H; the Swarm is reached through "
+                          "SWARM_MANAGER (run invoke)")
+    if hosts is not None:
+        raise ConfigError("--hosts: not with the swarm target, which is reached through "
+                          "SWARM_MANAGER (use --target compose for hosts)")
+    return settings

@@ -23,7 +23,17 @@ from deploy.release.locks import LocalLock, local_lock_path
 from deploy.release.sequence import deploy_here
 from deploy.settings import Settings, load_settings
 from deploy.shell import is_remote
-from deploy.tasks.common import count, exits, host_list, not_under_fab, seconds, settings_for, task
+from deploy.tasks.common import (
+    TARGET_HELP,
+    count,
+    exits,
+    host_list,
+    not_under_fab,
+    on_swarm,
+    seconds,
+    settings_for,
+    task,
+)
 
 HOSTS_HELP = ("the hosts, over SSH: web1,deploy@web2:2222 (default DEPLOY_HOSTS; "
               "'local' for this machine)")
@@ -62,14 +72,31 @@ def refuse_fab(c, name: str) -> None:
     "lock_wait": LOCK_WAIT_HELP,
     "hosts": "deploy to " + HOSTS_HELP,
     "parallel": "with hosts: at most N hosts switch at once (default 1: rolling)",
-    "allow_dirty": "to hosts: ship a tree with uncommitted changes, as <sha>-dirty-<hash>",
+    "allow_dirty": "to hosts or a Swarm: ship a tree with uncommitted changes, as "
+                   "<sha>-dirty-<hash>",
+    "target": TARGET_HELP,
 })
 @exits
-def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False):
-    """Build, start, wait until healthy, migrate, verify tables: here, or on hosts."""
+def deploy(c, no_build=False, lock_wait=None, hosts=None, parallel=None, allow_dirty=False,
+           target=None):
+    """Build, start, wait until healthy, migrate, verify tables: here, on hosts or a Swarm."""
     refuse_fab(c, "deploy")
     wait = seconds("--lock-wait", lock_wait, DEPLOY_LOCK_WAIT)
     n_parallel = count("--parallel", parallel, 1)
+    swarm_settings = on_swarm(c, target, hosts)
+    if swarm_settings is not None:
+        from deploy.defaults import RUNNER_LOCK_WAIT
+        from deploy.swarm import deploy as swarm_deploy
+
+        if parallel is not None:
+            raise ConfigError("--parallel: not with the swarm target (its update_config "
+                              "rolls one task at a time)")
+        swarm_deploy.deploy(invoke.Context(), swarm_settings, build=not no_build,
+                            allow_dirty=allow_dirty, lock_wait=wait,
+                            migration_lock_wait=seconds("--lock-wait", lock_wait,
+                                                        RUNNER_LOCK_WAIT),
+                            out=Output())
+        return
     shared = load_settings()
     targets = host_list(hosts, shared)
     if targets:
@@ -118,13 +145,20 @@ def _other_hosts(shared: Settings, targets: list[Host]) -> dict[str, tuple]:
 
 @task(help={"hosts": "roll back " + HOSTS_HELP,
             "lock_wait": LOCK_WAIT_HELP,
-            "parallel": "at most N hosts at once (default 1)"})
+            "parallel": "at most N hosts at once (default 1)",
+            "target": TARGET_HELP})
 @exits
-def rollback(c, hosts=None, lock_wait=None, parallel=None):
+def rollback(c, hosts=None, lock_wait=None, parallel=None, target=None):
     """Back to the previous release's image, already on the host: no build, no upload."""
     refuse_fab(c, "rollback")
     wait = seconds("--lock-wait", lock_wait, DEPLOY_LOCK_WAIT)
     n_parallel = count("--parallel", parallel, 1)
+    swarm_settings = on_swarm(c, target, hosts)
+    if swarm_settings is not None:
+        from deploy.swarm import deploy as swarm_deploy
+
+        swarm_deploy.rollback(swarm_settings, lock_wait=wait, out=Output())
+        return
     shared = load_settings()
     targets = host_list(hosts, shared)
     if not targets:
@@ -148,10 +182,16 @@ def rollback(c, hosts=None, lock_wait=None, parallel=None):
     fanout.run_on_hosts("rollback", targets, job, n_parallel)
 
 
-@task(help={"hosts": "list the releases of " + HOSTS_HELP})
+@task(help={"hosts": "list the releases of " + HOSTS_HELP, "target": TARGET_HELP})
 @exits
-def releases(c, hosts=None):
-    """The releases kept on each host: * = current, their image, its ID, which one is live."""
+def releases(c, hosts=None, target=None):
+    """The releases kept on each host (or run by a Swarm): * = current, their images."""
+    swarm_settings = on_swarm(c, target, hosts)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        views.releases(swarm_settings, Output())
+        return
 
     def show(conn, settings, name):
         rows = release_images(conn, settings)

@@ -18,7 +18,16 @@ from deploy.defaults import (
     STATEMENT_LOCK_TIMEOUT,
     TABLES_SCHEMA,
 )
-from deploy.tasks.common import count, database, exits, print_lines, seconds, settings_for
+from deploy.tasks.common import (
+    TARGET_HELP,
+    count,
+    database,
+    exits,
+    on_swarm,
+    print_lines,
+    seconds,
+    settings_for,
+)
 
 LOCK_WAIT_HELP = f"seconds to wait for another runner's lock before exit 4 (default " \
                  f"{RUNNER_LOCK_WAIT:g})"
@@ -51,11 +60,12 @@ def _one_file_help(filename: str, yes: str) -> dict[str, str]:
                    f"{STATEMENT_LOCK_BUDGET:g})",
     "statement_timeout": "end any statement running longer than N seconds "
                          "(MIGRATION_STATEMENT_TIMEOUT, default none)",
+    "target": TARGET_HELP + " (on a Swarm: the runner as a one-off task from the app's image)",
 })
 @exits
 def migrate(c, wait=None, lock_wait=None, lock_timeout=None, dry_run=False, accept_drift=False,
             migration_lock_timeout=None, lock_retries=None, lock_budget=None,
-            statement_timeout=None):
+            statement_timeout=None, target=None):
     """Apply pending SQL migrations, each exactly once, under an advisory lock."""
     from deploy.migrate.runner import migrate as run_migrate
     from deploy.migrate.runner import with_flags
@@ -67,6 +77,14 @@ def migrate(c, wait=None, lock_wait=None, lock_timeout=None, dry_run=False, acce
         "lock_budget": seconds("--lock-budget", lock_budget, None),
         "statement_timeout": seconds("--statement-timeout", statement_timeout, None),
     }
+    swarm_settings = on_swarm(c, target)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        views.runner(swarm_settings, runner_migrate_args(
+            wait, _lock_wait(lock_wait, lock_timeout), dry_run, accept_drift, flags),
+            "migrate")
+        return
     with database(c, settings_for(c)) as settings:
         run_migrate(with_flags(settings, **flags), wait=seconds("--wait", wait, 0.0),
                     lock_wait=_lock_wait(lock_wait, lock_timeout),
@@ -76,11 +94,21 @@ def migrate(c, wait=None, lock_wait=None, lock_timeout=None, dry_run=False, acce
 @task(name="migrate-status", auto_shortflags=False, help={
     "json": "machine-readable output",
     "wait": "retry the connection for up to N seconds (default 0)",
+    "target": TARGET_HELP,
 })
 @exits
-def migrate_status(c, json_=False, wait=None):
+def migrate_status(c, json_=False, wait=None, target=None):
     """Show every migration: applied (when, ms), pending, changed or missing; exit 3 on drift."""
     from deploy.migrate.runner import drift_error, format_status, status
+
+    swarm_settings = on_swarm(c, target)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        views.runner(swarm_settings, ["migrate-status", *(["--json"] if json_ else []),
+                                      "--wait", f"{seconds('--wait', wait, 0.0):g}"],
+                     "migrate-status")
+        return
 
     with database(c, settings_for(c)) as settings:
         rows, plan = status(settings, wait=seconds("--wait", wait, 0.0))
@@ -99,12 +127,23 @@ def migrate_status(c, json_=False, wait=None):
                 "is missing",
     "json": "machine-readable output",
     "wait": "retry the connection for up to N seconds (default 0)",
+    "target": TARGET_HELP,
 })
 @exits
-def check_tables(c, prefix=None, schema=TABLES_SCHEMA, expected=False, json_=False, wait=None):
+def check_tables(c, prefix=None, schema=TABLES_SCHEMA, expected=False, json_=False, wait=None,
+                 target=None):
     """List tables by literal prefix, or verify the tables the migrations create."""
     from deploy.migrate.tables import check_tables as run_check
     from deploy.migrate.tables import format_report
+
+    swarm_settings = on_swarm(c, target)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        views.runner(swarm_settings, check_tables_args(prefix, schema, expected, json_,
+                                                       seconds("--wait", wait, 0.0)),
+                     "check-tables")
+        return
 
     with database(c, settings_for(c)) as settings:
         report = run_check(settings.database_url, settings.migrations_dir, prefix=prefix,
@@ -171,3 +210,34 @@ def lint_migrations(c, json_=False):
     print_lines(lines)
     if failure:
         raise failure
+
+
+def runner_migrate_args(wait, lock_wait: float, dry_run: bool, accept_drift: bool,
+                        flags: dict) -> list[str]:
+    """`python -m deploy migrate` arguments for the same flags (a one-off task on a Swarm)."""
+    args = ["migrate", "--wait", f"{seconds('--wait', wait, 0.0):g}",
+            "--lock-wait", f"{lock_wait:g}"]
+    if dry_run:
+        args.append("--dry-run")
+    if accept_drift:
+        args.append("--accept-drift")
+    names = {"migration_lock_timeout": "--migration-lock-timeout",
+             "lock_retries": "--lock-retries", "lock_budget": "--lock-budget",
+             "statement_timeout": "--statement-timeout"}
+    for key, flag in names.items():
+        if flags.get(key) is not None:
+            args += [flag, f"{flags[key]:g}"]
+    return args
+
+
+def check_tables_args(prefix, schema: str, expected: bool, json_: bool, wait: float
+                      ) -> list[str]:
+    """`python -m deploy check-tables` arguments for the same flags."""
+    args = ["check-tables", "--schema", schema, "--wait", f"{wait:g}"]
+    if prefix is not None:
+        args += ["--prefix", prefix]
+    if expected:
+        args.append("--expected")
+    if json_:
+        args.append("--json")
+    return args

@@ -23,11 +23,13 @@ from deploy.machine.stack import require_stack_settings
 from deploy.release import revision
 from deploy.shell import is_remote
 from deploy.tasks.common import (
+    TARGET_HELP,
     count,
     database,
     each_target,
     exits,
     host_runs,
+    on_swarm,
     print_lines,
     seconds,
     services_list,
@@ -119,11 +121,20 @@ def wait_healthy(c, timeout=None, hosts=None):
 
 
 @task(help={"json": "machine-readable output (with hosts: one list, each entry its host's)",
-            "hosts": HOSTS_HELP})
+            "hosts": HOSTS_HELP, "target": TARGET_HELP})
 @exits
-def ps(c, json_=False, hosts=None):
-    """Each container: state, health, exit code, its release, the proxy's view of it, ports."""
+def ps(c, json_=False, hosts=None, target=None):
+    """Each container: state, health, exit code, its release, the proxy's view of it, ports;
+    on a Swarm each service: running/desired replicas, release, tasks per node."""
     rows: list[dict] | None = None  # with hosts: every host's containers, in one list
+    swarm_settings = on_swarm(c, target, hosts)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        if json_:
+            raise ConfigError("--json: not with the swarm target yet")
+        views.ps(swarm_settings)
+        return
 
     def one(c, prefix):
         nonlocal rows
@@ -152,16 +163,34 @@ def ps(c, json_=False, hosts=None):
     "tail": "only the last N lines of each container",
     "timestamps": "prefix each line with its timestamp",
     "hosts": HOSTS_HELP,
+    "target": TARGET_HELP + " (on a Swarm: `docker service logs` of every task)",
 })
 @exits
 def logs(c, services, grep=None, case_sensitive=False, context=None, since=None,
-         tail=None, timestamps=False, hosts=None):
+         tail=None, timestamps=False, hosts=None, target=None):
     """Print or search the logs of SERVICES (a name, a,b or 'all'), filtered in Python."""
     pattern = (logfilter.compile_pattern(grep, case_sensitive=case_sensitive)
                if grep is not None else None)
     n_context = count("--context", context, 0)
     names = [] if services == "all" else services_list(services)
     matched = 0
+    swarm_settings = on_swarm(c, target, hosts)
+    if swarm_settings is not None:
+        from deploy.swarm import views
+
+        if timestamps:
+            raise ConfigError("--timestamps: not with the swarm target")
+        lines = views.log_lines(swarm_settings, names, tail=count("--tail", tail, None),
+                                since=since)
+        if pattern is None:
+            print_lines(lines)
+            return
+        for line in logfilter.filter_lines(lines, pattern, context=n_context):
+            matched += 1
+            print(line)
+        if not matched:
+            raise no_match(grep)
+        return
 
     def one(c, prefix):
         nonlocal matched

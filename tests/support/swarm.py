@@ -492,6 +492,21 @@ def running_swarm(count: int = NODES, images: bool = True) -> Iterator[Swarm]:
         rig.stop()
 
 
+def rig_for_tests(images: bool = True) -> Iterator[Swarm]:
+    """A pytest fixture's body: the rig, or services.missing (a failure in CI, a loud skip
+    elsewhere) when this machine cannot run one; a rig that fails to start is an error."""
+    from tests.support.services import missing
+
+    if os.geteuid() != 0:
+        missing("the Swarm rig must run as root (ip netns, mount, dockerd)")
+    tools = missing_tools()
+    if tools:
+        missing(f"the Swarm rig needs {', '.join(tools)} (iproute2, util-linux, docker.io, "
+                "openssh-server)")
+    with running_swarm(images=images) as rig:
+        yield rig
+
+
 # --- for humans and bench/ --------------------------------------------------------------
 
 

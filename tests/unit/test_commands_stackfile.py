@@ -179,3 +179,10 @@ def test_the_rendered_file_validates_against_the_compose_spec(flavour, tmp_path)
     done = subprocess.run([*_check_jsonschema(), "--builtin-schema", "vendor.compose-spec",
                            str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_release_label_is_on_the_app_and_worker_services_only():
+    doc, _ = rendered()
+    labelled = {name for name, body in doc["services"].items()
+                if "labels" in body["deploy"]}
+    assert labelled == {"web", "worker"}
