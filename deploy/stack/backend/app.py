@@ -271,6 +271,15 @@ class DrainingServer(ThreadingHTTPServer):
         self._connections: dict[socket.socket, bool] = {}  # connection -> idle?
         self._changed = threading.Condition()
 
+    def handle_error(self, request, client_address) -> None:
+        """One line, never a traceback. A client that went away (HAProxy closes its health
+        checks with a reset) is nothing to report at all."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        print(f"backend: request from {client_address[0]}: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+
     def get_request(self):
         # Headers and body leave in two writes; with Nagle's algorithm on, the body waits
         # for the client's delayed ACK of the headers (~40 ms per keep-alive request).
