@@ -597,6 +597,10 @@ def main() -> int:
               ".ci/build-images", file=sys.stderr)
         return 2
     env = {k: env[k] for k in needed}
+    # The deploys run in this process: Compose, which resolves the compose file's
+    # ${PYTHON_IMAGE:-…} (the build's base) for them, reads it from this environment, as it
+    # reads a project's .env for `invoke deploy`.
+    os.environ.update(env)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(130))
 
