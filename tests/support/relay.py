@@ -17,13 +17,14 @@ CHUNK = 64 * 1024
 
 
 class Relay:
-    """`with Relay(listen_host, (target_host, target_port)) as relay:` then `relay.port`."""
+    """`with Relay(listen_host, (target_host, target_port)) as relay:` then `relay.port`
+    (one the kernel picks, unless `port` names one)."""
 
-    def __init__(self, listen_host: str, target: tuple[str, int]):
+    def __init__(self, listen_host: str, target: tuple[str, int], port: int = 0):
         self.target = target
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((listen_host, 0))
+        self.listener.bind((listen_host, port))
         self.listener.listen(64)
         self.host = listen_host
         self.port = self.listener.getsockname()[1]
