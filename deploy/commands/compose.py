@@ -172,29 +172,16 @@ def config(c: Compose) -> list[str]:
     return c.argv("config")
 
 
-def config_hash(c: Compose, service: str) -> list[str]:
-    """Prints `<service> <hash>`: the hash Compose labels the service's containers with
-    (com.docker.compose.config-hash) and compares to decide on recreating (v1 and v2)."""
-    (name,) = _services([service])
-    return c.argv("config", f"--hash={name}")
-
-
 def config_hashes(c: Compose, services: Iterable[str]) -> list[str]:
-    """Prints `<service> <hash>` for each service (a comma-separated --hash: v1 and v2)."""
+    """Prints `<service> <hash>` for each service (a comma-separated --hash, v1 and v2):
+    the hash Compose labels the service's containers with (com.docker.compose.config-hash)
+    and compares to decide on recreating."""
     return c.argv("config", f"--hash={','.join(_services(list(services)))}")
 
 
 def parse_config_hashes(text: str) -> dict[str, str]:
     pairs = (line.strip().partition(" ") for line in text.splitlines())
     return {name: digest.strip() for name, _, digest in pairs if name and digest.strip()}
-
-
-def parse_config_hash(text: str, service: str) -> str | None:
-    for line in text.splitlines():
-        name, _, digest = line.strip().partition(" ")
-        if name == service and digest.strip():
-            return digest.strip()
-    return None
 
 
 def scale_up(c: Compose, counts: dict[str, int]) -> list[str]:

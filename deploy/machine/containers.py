@@ -137,6 +137,12 @@ def _db_image(stack: Stack) -> str:
     return stack.project.services[db].image or stack.project.image_name(db)
 
 
+# base_changes' words for what `up` would change; only real changes are said before it.
+NOT_RUNNING = "not running"
+DEFINITION = "its definition in the compose file"
+UNKNOWN = "unknown (no config hash, or no image here)"
+
+
 def base_changes(stack: Stack, services: list[str], states: list[ContainerState]
                  ) -> dict[str, list[str]]:
     """What `up` would change for each service: nothing (``[]``) when it runs, each
@@ -153,11 +159,14 @@ def base_changes(stack: Stack, services: list[str], states: list[ContainerState]
     for service in services:
         running = [s for s in states if s.service == service and s.status == "running"
                    and not s.one_off]
-        what = [] if running else ["not running"]
-        if running and any(s.config_hash != hashes.get(service) for s in running):
-            what.append("its definition in the compose file")
-        if running and any(s.image_id != ids[service] for s in running):
-            what.append(f"its image ({refs[service]})")
+        what = [] if running else [NOT_RUNNING]
+        wanted, image = hashes.get(service), ids[service]
+        if running and any(s.config_hash != wanted for s in running):
+            # Unknown on either side: not said to change, but `up` runs to be sure.
+            what.append(DEFINITION if wanted and any(
+                s.config_hash and s.config_hash != wanted for s in running) else UNKNOWN)
+        if running and any(s.image_id != image for s in running):
+            what.append(f"its image ({refs[service]})" if image else UNKNOWN)
         changes[service] = what
     return changes
 
@@ -172,7 +181,7 @@ def say_if_recreated(stack: Stack, states: list[ContainerState]) -> None:
 
 def _say_if_db_recreated(stack: Stack, changes: dict[str, list[str]]) -> None:
     db = stack.settings.db_service
-    changed = [c for c in changes.get(db, []) if c != "not running"] if db else []
+    changed = [c for c in changes.get(db, []) if c not in (NOT_RUNNING, UNKNOWN)] if db else []
     if changed:
         stack.out(f"   {db}: {' and '.join(changed)} changed: Compose recreates it now "
                   "(the database restarts; the old release's connections drop)")

@@ -180,13 +180,19 @@ def test_a_shared_build_with_two_image_names_is_tagged_with_both():
 
 def test_the_config_hash_of_one_service_and_its_answer():
     c = compose.Compose(("docker", "compose"), "v2", "/p/c.yml", "shop")
-    assert compose.config_hash(c, "db") == ["docker", "compose", "-f", "/p/c.yml", "-p", "shop",
-                                            "config", "--hash=db"]
+    assert compose.config_hashes(c, ["db"]) == ["docker", "compose", "-f", "/p/c.yml", "-p",
+                                                "shop", "config", "--hash=db"]
     # As docker-compose 1.29.2 printed it here (v2 prints the same `service hash` lines).
     text = "db 4bc3e20ee26be160325ba58630ef99be2d310e3fc88ee3db51c4c4c3a227823a\n"
-    assert compose.parse_config_hash(text, "db") == text.split()[1]
-    assert compose.parse_config_hash(text, "web") is None
-    assert compose.parse_config_hash("", "db") is None
+    assert compose.parse_config_hashes(text).get("db") == text.split()[1]
+    assert compose.parse_config_hashes(text).get("web") is None
+    assert compose.parse_config_hashes("").get("db") is None
+
+
+def test_the_config_hashes_of_several_services_in_one_run():
+    c = compose.Compose(("docker-compose",), "v1", "/p/c.yml", "shop")
+    assert compose.config_hashes(c, ["db", "proxy"])[-2:] == ["config", "--hash=db,proxy"]
+    assert compose.parse_config_hashes("db h1\nproxy h2\n\n") == {"db": "h1", "proxy": "h2"}
 
 
 def test_inspect_reads_the_config_hash_compose_labelled_a_container_with():

@@ -740,6 +740,9 @@ def test_compose_up_runs_when_a_base_service_is_not_as_defined(stack, change):
     ups = [argv for argv in stack.ran if "up" in argv and "postgres" in argv]
     assert ups and ups[0][-2:] == ["--no-deps", "postgres"]
     assert "   postgres: running as the compose file defines them" not in stack.lines
+    said = [line for line in stack.lines if "recreates it now" in line]
+    assert said == {"stopped": [], "no-hash": [],  # unknown: not said to change
+                    "other-image": [RECREATES.format("its image (postgres:16)")]}[change]
 
 
 def test_a_deploy_says_first_that_a_changed_database_definition_recreates_it(stack):
