@@ -130,13 +130,18 @@ class Stack:
         """The compose file as Compose resolves it (read once; its text holds the
         environment's values, so it is never shown)."""
         if self._project is None:
-            result = self.run(compose.config(self.user_compose), check=False)
-            if result.exited != 0:
-                lines = (result.stderr or result.stdout or "").strip().splitlines()
-                raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file}: Compose cannot "
-                                  f"read it ({lines[-1].strip() if lines else 'no output'})")
-            self._project = parse_config(result.stdout, self.settings.project_name)
+            self._project = parse_config(self.config_text(), self.settings.project_name)
         return self._project
+
+    def config_text(self) -> str:
+        """`compose config` of the user's file: every variable resolved. It holds the
+        environment's values: never shown."""
+        result = self.run(compose.config(self.user_compose), check=False)
+        if result.exited != 0:
+            lines = (result.stderr or result.stdout or "").strip().splitlines()
+            raise ConfigError(f"COMPOSE_FILE: {self.settings.compose_file}: Compose cannot "
+                              f"read it ({lines[-1].strip() if lines else 'no output'})")
+        return result.stdout
 
     def check_roles(self) -> None:
         """The services the settings name are in the compose file, and no app service

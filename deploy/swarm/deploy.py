@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from deploy.commands import compose, stackfile, swarm
+from deploy.commands import stackfile, swarm
 from deploy.errors import ConfigError, MigrationError
 from deploy.fleet.hostlock import host_lock
 from deploy.machine.stack import Stack
@@ -50,13 +50,7 @@ def compose_config(local, settings: Settings) -> dict:
     no .env). Its text holds the environment's values: never printed."""
     import yaml
 
-    stack = Stack(local, settings)
-    result = stack.run(compose.config(stack.user_compose), check=False)
-    if result.exited != 0:
-        lines = (result.stderr or result.stdout or "").strip().splitlines()
-        raise ConfigError(f"COMPOSE_FILE: {settings.compose_file}: Compose cannot read it "
-                          f"({lines[-1].strip() if lines else 'no output'})")
-    return yaml.safe_load(result.stdout) or {}
+    return yaml.safe_load(Stack(local, settings).config_text()) or {}
 
 
 def base_stack(text: str, drop: tuple[str, ...]) -> str:
